@@ -1,0 +1,602 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/payrail/payrail/bus/driver"
+	"github.com/payrail/payrail/internal/registry"
+)
+
+// Handler processes one received message. If the handler returns without
+// settling the message, the subscription settles it from the result:
+//   - nil: Ack;
+//   - an error marked with Permanent, or any error on the last allowed
+//     attempt (see WithMaxAttempts): DeadLetter with the error as reason;
+//   - any other error: Nack with the back-off of WithRetryBackoff.
+//
+// A panic in the handler is recovered and treated as an error.
+type Handler func(ctx context.Context, m *Message) error
+
+// Subscription receives messages. It is safe for concurrent use.
+type Subscription struct {
+	d    driver.Subscription
+	caps driver.Capabilities
+	opts subscriptionOptions
+
+	mu      sync.Mutex
+	closed  bool
+	stop    chan struct{} // closed by Close to stop Receive loops
+	running sync.WaitGroup
+}
+
+type subscriptionOptions struct {
+	concurrency  int
+	maxAttempts  int
+	backoff      func(attempt int) time.Duration
+	maxExtension time.Duration
+	logger       *slog.Logger
+}
+
+// SubscriptionOption configures a Subscription.
+type SubscriptionOption func(*subscriptionOptions)
+
+// WithConcurrency bounds the number of handlers Receive runs at once
+// (default 16).
+func WithConcurrency(n int) SubscriptionOption {
+	return func(o *subscriptionOptions) {
+		if n > 0 {
+			o.concurrency = n
+		}
+	}
+}
+
+// WithMaxAttempts sets the delivery attempt after which a failing message is
+// dead-lettered instead of nacked. The default is the broker's own limit
+// (Capabilities.MaxAttempts) or, if it has none, 10.
+func WithMaxAttempts(n int) SubscriptionOption {
+	return func(o *subscriptionOptions) {
+		if n > 0 {
+			o.maxAttempts = n
+		}
+	}
+}
+
+// WithRetryBackoff sets the redelivery delay used when a handler returns an
+// error: f receives the failed delivery's attempt number (1-based). The
+// default is exponential from 200ms, doubling up to 1m, with ±20% jitter.
+func WithRetryBackoff(f func(attempt int) time.Duration) SubscriptionOption {
+	return func(o *subscriptionOptions) {
+		if f != nil {
+			o.backoff = f
+		}
+	}
+}
+
+// WithMaxExtension bounds how long a running handler's message is kept
+// invisible by automatic extension (default 1h).
+func WithMaxExtension(d time.Duration) SubscriptionOption {
+	return func(o *subscriptionOptions) {
+		if d > 0 {
+			o.maxExtension = d
+		}
+	}
+}
+
+// WithLogger sets where the receive loop reports errors it cannot return,
+// such as a failed Ack (default: discarded).
+func WithLogger(l *slog.Logger) SubscriptionOption {
+	return func(o *subscriptionOptions) {
+		if l != nil {
+			o.logger = l
+		}
+	}
+}
+
+// DefaultBackoff is the default redelivery delay: 200ms·2^(attempt-1),
+// capped at one minute, with ±20% jitter.
+func DefaultBackoff(attempt int) time.Duration {
+	d := 200 * time.Millisecond
+	for i := 1; i < attempt && d < time.Minute; i++ {
+		d *= 2
+	}
+	d = min(d, time.Minute)
+	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
+}
+
+// OpenSubscription opens the subscription named by urlstr; the scheme selects
+// the driver.
+func OpenSubscription(ctx context.Context, urlstr string, opts ...SubscriptionOption) (*Subscription, error) {
+	d, u, err := drivers.Lookup(urlstr)
+	if err != nil {
+		return nil, err
+	}
+	ds, err := d.OpenSubscription(ctx, u)
+	if err != nil {
+		return nil, fmt.Errorf("bus: open subscription %s: %w", registry.Redact(u), err)
+	}
+	return NewSubscription(ds, opts...), nil
+}
+
+// NewSubscription wraps a driver subscription. Drivers use it for
+// constructors that take native clients instead of URLs.
+func NewSubscription(d driver.Subscription, opts ...SubscriptionOption) *Subscription {
+	o := subscriptionOptions{
+		concurrency:  16,
+		backoff:      DefaultBackoff,
+		maxExtension: time.Hour,
+		logger:       slog.New(slog.DiscardHandler),
+	}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	caps := d.Capabilities()
+	if o.maxAttempts == 0 {
+		o.maxAttempts = caps.MaxAttempts
+	}
+	if o.maxAttempts == 0 {
+		o.maxAttempts = 10
+	}
+	caps.MaxAttempts = o.maxAttempts
+	return &Subscription{d: d, caps: caps, opts: o, stop: make(chan struct{})}
+}
+
+// Capabilities reports what the subscription supports. MaxAttempts is the
+// effective limit after WithMaxAttempts.
+func (s *Subscription) Capabilities() Capabilities { return s.caps }
+
+// Receive receives messages and calls h for each, running at most the
+// configured concurrency of handlers at once, until ctx is done or the
+// subscription is closed. On drivers declaring Ordering, messages with the
+// same non-empty Key are handled one at a time, in delivery order; when one
+// of them is nacked, the messages queued behind it are nacked too, so the
+// broker redelivers them in order.
+//
+// Handlers run with a context that is not cancelled with ctx, so that a
+// shutdown lets in-flight messages finish: Receive returns only after every
+// handler it started has returned and its message is settled. Messages
+// fetched but not yet started when ctx is done are nacked without delay
+// (on most brokers that counts as a delivery attempt, as any redelivery does).
+// While a handler runs, its message is kept invisible by extending its ack
+// deadline on drivers declaring Extend.
+//
+// Receive returns nil when ctx is done, ErrClosed if the subscription was
+// closed, and otherwise the first non-retryable driver error (such as
+// ErrNotFound). Transient receive errors are retried with back-off.
+func (s *Subscription) Receive(ctx context.Context, h Handler) error {
+	if h == nil {
+		return errors.New("bus: Receive with a nil handler")
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return ErrClosed
+	}
+	s.running.Add(1)
+	s.mu.Unlock()
+	defer s.running.Done()
+
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-s.stop:
+			cancel()
+		case <-rctx.Done():
+		}
+	}()
+
+	caps := s.d.Capabilities() // current settings, e.g. a changed ack deadline
+	r := &receiver{s: s, h: h, rctx: rctx, hctx: context.WithoutCancel(ctx), sem: make(chan struct{}, s.opts.concurrency)}
+	if caps.Ordering {
+		r.keys = map[string][]*Message{}
+	}
+	if ext, ok := s.d.(driver.Extender); ok && caps.Extend && caps.AckDeadline > 0 {
+		r.ext = newExtender(ext, caps.AckDeadline, s.opts.maxExtension, s.opts.logger)
+		go r.ext.run(rctx)
+	}
+	err := r.loop(rctx)
+	r.wg.Wait()
+	if r.ext != nil {
+		r.ext.stop()
+	}
+	select {
+	case <-s.stop:
+		if ctx.Err() == nil {
+			return ErrClosed
+		}
+	default:
+	}
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+type receiver struct {
+	s    *Subscription
+	h    Handler
+	rctx context.Context // the receive loop's context
+	hctx context.Context // handlers' context: not cancelled with rctx
+	sem  chan struct{}
+	wg   sync.WaitGroup
+	ext  *extender
+
+	mu   sync.Mutex
+	keys map[string][]*Message // per-key queues of messages waiting behind a running one
+}
+
+func (r *receiver) loop(ctx context.Context) error {
+	failures := 0
+	for {
+		// Wait for one free slot, then take every other free slot.
+		select {
+		case r.sem <- struct{}{}:
+		case <-ctx.Done():
+			return nil
+		}
+		n := 1
+	fill:
+		for n < cap(r.sem) {
+			select {
+			case r.sem <- struct{}{}:
+				n++
+			default:
+				break fill
+			}
+		}
+		dms, err := r.s.d.ReceiveBatch(ctx, n)
+		if len(dms) > n { // a misbehaving driver: hand back the excess
+			for _, dm := range dms[n:] {
+				_ = r.s.d.Nack(context.WithoutCancel(ctx), dm, 0)
+			}
+			dms = dms[:n]
+		}
+		for range n - len(dms) {
+			<-r.sem
+		}
+		if ctx.Err() != nil || (err != nil && isFatal(err)) {
+			// Hand back what was fetched but not started.
+			for _, dm := range dms {
+				_ = r.s.d.Nack(context.WithoutCancel(ctx), dm, 0)
+				<-r.sem
+			}
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		// Messages returned alongside a transient error are valid deliveries.
+		for _, dm := range dms {
+			r.dispatch(r.s.wrap(dm))
+		}
+		if err != nil {
+			failures++
+			r.s.opts.logger.WarnContext(ctx, "bus: receive failed; retrying", "error", err, "failures", failures)
+			d := min(100*time.Millisecond<<min(failures, 6), 5*time.Second)
+			select {
+			case <-time.After(d):
+			case <-ctx.Done():
+			}
+			continue
+		}
+		failures = 0
+	}
+}
+
+func isFatal(err error) bool {
+	return errors.Is(err, ErrClosed) || errors.Is(err, ErrNotFound) ||
+		errors.Is(err, ErrPermission) || errors.Is(err, ErrInvalidURL)
+}
+
+// dispatch starts a handler for m, or queues m behind a running handler for
+// the same key. The caller holds one semaphore slot for m.
+func (r *receiver) dispatch(m *Message) {
+	if r.keys != nil && m.Key != "" {
+		r.mu.Lock()
+		if q, busy := r.keys[m.Key]; busy {
+			r.keys[m.Key] = append(q, m)
+			r.mu.Unlock()
+			return
+		}
+		r.keys[m.Key] = nil // mark busy
+		r.mu.Unlock()
+	}
+	r.wg.Add(1)
+	go r.run(m)
+}
+
+// run handles m and then, for ordered keys, every message queued behind it.
+// If a message is not acked (nacked, or failed to settle) or the receive
+// loop is stopping, the rest of the key's queue is handed back in order.
+func (r *receiver) run(m *Message) {
+	defer r.wg.Done()
+	for m != nil {
+		r.handle(m)
+		<-r.sem
+		if m.Key != "" && r.keys != nil && (m.outcome.Load() != outcomeAcked && m.outcome.Load() != outcomeDeadLettered || r.rctx.Err() != nil) {
+			r.handBack(m.Key)
+			return
+		}
+		m = r.next(m.Key)
+	}
+}
+
+// handBack nacks, without delay, every message queued behind key.
+func (r *receiver) handBack(key string) {
+	r.mu.Lock()
+	q := r.keys[key]
+	delete(r.keys, key)
+	r.mu.Unlock()
+	for _, m := range q {
+		if err := m.Nack(r.hctx, 0); err != nil {
+			r.settle(r.hctx, m, err)
+		}
+		<-r.sem
+	}
+}
+
+func (r *receiver) next(key string) *Message {
+	if r.keys == nil || key == "" {
+		return nil
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	q := r.keys[key]
+	if len(q) == 0 {
+		delete(r.keys, key)
+		return nil
+	}
+	r.keys[key] = q[1:]
+	return q[0]
+}
+
+func (r *receiver) handle(m *Message) {
+	s := r.s
+	ctx := r.hctx
+	if m.DeliveryAttempt > s.opts.maxAttempts {
+		r.settle(ctx, m, m.DeadLetter(ctx, fmt.Sprintf("max delivery attempts exceeded (%d > %d)", m.DeliveryAttempt, s.opts.maxAttempts)))
+		return
+	}
+	if r.ext != nil {
+		r.ext.add(m)
+	}
+	err := callHandler(ctx, r.h, m)
+	if r.ext != nil {
+		r.ext.remove(m)
+	}
+	if m.Settled() {
+		return
+	}
+	switch {
+	case err == nil:
+		r.settle(ctx, m, m.Ack(ctx))
+	case IsPermanent(err):
+		r.settle(ctx, m, m.DeadLetter(ctx, err.Error()))
+	case m.DeliveryAttempt >= s.opts.maxAttempts:
+		r.settle(ctx, m, m.DeadLetter(ctx, fmt.Sprintf("failed on final attempt %d: %v", m.DeliveryAttempt, err)))
+	default:
+		r.settle(ctx, m, m.Nack(ctx, s.opts.backoff(m.DeliveryAttempt)))
+	}
+}
+
+func (r *receiver) settle(ctx context.Context, m *Message, err error) {
+	if err != nil {
+		r.s.opts.logger.ErrorContext(ctx, "bus: settling message failed; it will be redelivered",
+			"message_id", m.ID, "attempt", m.DeliveryAttempt, "error", err)
+	}
+}
+
+func callHandler(ctx context.Context, h Handler, m *Message) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("bus: handler panic: %v", p)
+		}
+	}()
+	return h(ctx, m)
+}
+
+// extender keeps the messages of running handlers invisible: one goroutine
+// per Receive extends every message whose deadline is a third away.
+type extender struct {
+	d        driver.Extender
+	deadline time.Duration
+	maxExt   time.Duration
+	log      *slog.Logger
+	done     chan struct{}
+
+	mu      sync.Mutex
+	running map[*Message]*extension
+}
+
+type extension struct {
+	started, extended time.Time
+}
+
+func newExtender(d driver.Extender, deadline, maxExt time.Duration, log *slog.Logger) *extender {
+	return &extender{d: d, deadline: deadline, maxExt: maxExt, log: log, done: make(chan struct{}), running: map[*Message]*extension{}}
+}
+
+func (e *extender) add(m *Message) {
+	now := time.Now()
+	e.mu.Lock()
+	e.running[m] = &extension{started: now, extended: now}
+	e.mu.Unlock()
+}
+
+func (e *extender) remove(m *Message) {
+	e.mu.Lock()
+	delete(e.running, m)
+	e.mu.Unlock()
+}
+
+func (e *extender) stop() { close(e.done) }
+
+func (e *extender) run(ctx context.Context) {
+	t := time.NewTicker(max(e.deadline/6, time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-e.done:
+			return
+		case <-t.C:
+		}
+		now := time.Now()
+		var due []*Message
+		e.mu.Lock()
+		for m, x := range e.running {
+			if now.Sub(x.extended) >= e.deadline/3 && now.Sub(x.started) < e.maxExt {
+				x.extended = now
+				due = append(due, m)
+			}
+		}
+		e.mu.Unlock()
+		for _, m := range due {
+			if m.Settled() {
+				continue
+			}
+			if err := e.d.Extend(context.WithoutCancel(ctx), m.dm, e.deadline); err != nil {
+				e.log.WarnContext(ctx, "bus: extending ack deadline failed", "message_id", m.ID, "error", err)
+			}
+		}
+	}
+}
+
+func (s *Subscription) wrap(dm *driver.Message) *Message {
+	return &Message{
+		ID:              dm.ID,
+		Key:             dm.Key,
+		Body:            dm.Body,
+		Attributes:      dm.Attributes,
+		DeliveryAttempt: dm.DeliveryAttempt,
+		PublishTime:     dm.PublishTime,
+		sub:             s,
+		dm:              dm,
+	}
+}
+
+func (s *Subscription) ack(ctx context.Context, m *Message) error { return s.d.Ack(ctx, m.dm) }
+
+func (s *Subscription) nack(ctx context.Context, m *Message, delay time.Duration) error {
+	return s.d.Nack(ctx, m.dm, delay)
+}
+
+func (s *Subscription) deadLetter(ctx context.Context, m *Message, reason string) error {
+	return s.d.DeadLetter(ctx, m.dm, reason)
+}
+
+func (s *Subscription) extend(ctx context.Context, m *Message, d time.Duration) error {
+	if d <= 0 {
+		return errors.New("bus: Extend with a non-positive duration")
+	}
+	ext, ok := s.d.(driver.Extender)
+	if !ok || !s.caps.Extend {
+		return ErrUnsupported
+	}
+	return ext.Extend(ctx, m.dm, d)
+}
+
+// DeadLetters returns up to max messages from the dead-letter queue without
+// removing them. It returns ErrUnsupported unless the subscription declares
+// the DeadLetterQueue capability.
+func (s *Subscription) DeadLetters(ctx context.Context, max int) ([]*DeadLetter, error) {
+	q, err := s.dlq()
+	if err != nil {
+		return nil, err
+	}
+	dls, err := q.PeekDeadLetters(ctx, max)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*DeadLetter, len(dls))
+	for i, dl := range dls {
+		m := dl.Message
+		out[i] = &DeadLetter{
+			Message:        &Message{ID: m.ID, Key: m.Key, Body: m.Body, Attributes: m.Attributes, DeliveryAttempt: m.DeliveryAttempt, PublishTime: m.PublishTime},
+			Reason:         dl.Reason,
+			DeadLetteredAt: dl.DeadLetteredAt,
+		}
+	}
+	return out, nil
+}
+
+// Redrive moves up to max dead letters (all if max <= 0) back for
+// redelivery and returns how many were moved. It returns ErrUnsupported
+// unless the subscription declares the DeadLetterQueue capability.
+func (s *Subscription) Redrive(ctx context.Context, max int) (int, error) {
+	q, err := s.dlq()
+	if err != nil {
+		return 0, err
+	}
+	return q.Redrive(ctx, max)
+}
+
+func (s *Subscription) dlq() (driver.DeadLetterQueue, error) {
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
+		return nil, ErrClosed
+	}
+	q, ok := s.d.(driver.DeadLetterQueue)
+	if !ok || !s.caps.DeadLetterQueue {
+		return nil, ErrUnsupported
+	}
+	return q, nil
+}
+
+// Stats reads the subscription's backlog, in-flight and dead-letter counts.
+// It returns ErrUnsupported unless the subscription declares Stats.
+func (s *Subscription) Stats(ctx context.Context) (Stats, error) {
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
+		return Stats{}, ErrClosed
+	}
+	st, ok := s.d.(driver.Stater)
+	if !ok || !s.caps.Stats {
+		return Stats{}, ErrUnsupported
+	}
+	return st.Stats(ctx)
+}
+
+// Ping checks that the broker is reachable, for readiness probes. Drivers
+// that cannot check report nil.
+func (s *Subscription) Ping(ctx context.Context) error {
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
+		return ErrClosed
+	}
+	if p, ok := s.d.(driver.Pinger); ok {
+		return p.Ping(ctx)
+	}
+	return nil
+}
+
+// Close stops every Receive loop, waits for their handlers to return and
+// settle their messages, and releases the subscription. Later calls return
+// ErrClosed.
+func (s *Subscription) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return ErrClosed
+	}
+	s.closed = true
+	close(s.stop)
+	s.mu.Unlock()
+	s.running.Wait()
+	return s.d.Close()
+}
+
+// As converts the subscription to the driver's native type; see each
+// driver's documentation for the types it supports.
+func (s *Subscription) As(i any) bool { return s.d.As(i) }

@@ -1,0 +1,567 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/payrail/payrail/examples/internal/config"
+	"github.com/payrail/payrail/payments"
+)
+
+// syncBuffer is a bytes.Buffer safe for the server's concurrent logging.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// countingStore counts created payments: async ones are created pending,
+// sync ones processing.
+type countingStore struct {
+	*payments.MemoryStore
+	sync, async atomic.Int64
+}
+
+func (s *countingStore) Create(ctx context.Context, p *payments.Payment) error {
+	err := s.MemoryStore.Create(ctx, p)
+	if err == nil {
+		if p.Status == payments.StatusPending {
+			s.async.Add(1)
+		} else {
+			s.sync.Add(1)
+		}
+	}
+	return err
+}
+
+// testConfig isolates the test from the developer's environment and .env,
+// applies env and loads the configuration.
+func testConfig(t *testing.T, env map[string]string) *config.Config {
+	t.Helper()
+	t.Chdir(t.TempDir())
+	for _, n := range config.Names() {
+		t.Setenv(n, "")
+	}
+	for _, n := range []string{"OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+		"OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "OTEL_TRACES_EXPORTER", "OTEL_METRICS_EXPORTER", "OTEL_SERVICE_NAME"} {
+		t.Setenv(n, "")
+	}
+	for k, v := range env {
+		t.Setenv(k, v)
+	}
+	cfg, err := config.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+type testServer struct {
+	t      *testing.T
+	base   string
+	client *http.Client
+	store  *countingStore
+	logs   *syncBuffer
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// start boots run on 127.0.0.1:0 with the configuration from env and waits
+// until it serves /healthz.
+func start(t *testing.T, env map[string]string) *testServer {
+	t.Helper()
+	cfg := testConfig(t, env)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &testServer{
+		t:      t,
+		base:   "http://" + ln.Addr().String(),
+		client: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}},
+		store:  &countingStore{MemoryStore: payments.NewMemoryStore()},
+		logs:   &syncBuffer{},
+		cancel: cancel,
+		done:   make(chan error, 1),
+	}
+	go func() { s.done <- run(ctx, cfg, deps{Listener: ln, Store: s.store, Stdout: s.logs}) }()
+	t.Cleanup(func() {
+		s.client.CloseIdleConnections()
+		if err := s.stop(); err != nil {
+			t.Errorf("run: %v", err)
+		}
+		if t.Failed() {
+			t.Logf("server logs:\n%s", s.logs)
+		}
+	})
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		resp, err := s.client.Get(s.base + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return s
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("server not healthy: %v\n%s", err, s.logs)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// stop cancels run's context and returns run's result.
+func (s *testServer) stop() error {
+	s.cancel()
+	select {
+	case err := <-s.done:
+		s.done <- err // later calls see it too
+		return err
+	case <-time.After(15 * time.Second):
+		return errors.New("run did not return within 15s")
+	}
+}
+
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (r *response) payment(t *testing.T) *payments.Payment {
+	t.Helper()
+	var p payments.Payment
+	if err := json.Unmarshal(r.body, &p); err != nil {
+		t.Fatalf("decoding %s: %v", r.body, err)
+	}
+	return &p
+}
+
+func (s *testServer) try(method, path, body string, header map[string]string) (*response, error) {
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, s.base+path, rd)
+	if err != nil {
+		return nil, err
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	return &response{status: resp.StatusCode, header: resp.Header, body: b}, nil
+}
+
+func (s *testServer) do(method, path, body string, header map[string]string) *response {
+	s.t.Helper()
+	r, err := s.try(method, path, body, header)
+	if err != nil {
+		s.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	return r
+}
+
+func (s *testServer) expect(r *response, status int) {
+	s.t.Helper()
+	if r.status != status {
+		s.t.Fatalf("status %d, want %d; body %s", r.status, status, r.body)
+	}
+}
+
+const visa = `{"amount":1999,"currency":"EUR","payment_method":"pm_card_visa"}`
+
+// waitStatus polls GET path until the payment reaches want.
+func (s *testServer) waitStatus(path string, header map[string]string, want payments.Status) *payments.Payment {
+	s.t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		r := s.do(http.MethodGet, path, "", header)
+		s.expect(r, http.StatusOK)
+		p := r.payment(s.t)
+		if p.Status == want {
+			return p
+		}
+		if p.Status.Terminal() || time.Now().After(deadline) {
+			s.t.Fatalf("payment %s is %s; want %s", p.ID, p.Status, want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestCreateAndReplay(t *testing.T) {
+	s := start(t, nil)
+	key := map[string]string{"Idempotency-Key": "order-1"}
+	first := s.do(http.MethodPost, "/payments", visa, key)
+	s.expect(first, http.StatusCreated)
+	p := first.payment(t)
+	if p.Status != payments.StatusCaptured || p.Merchant != payments.DevMerchant || p.AmountCaptured != 1999 {
+		t.Fatalf("payment %+v; want captured 1999 for merchant dev", p)
+	}
+	if loc := first.header.Get("Location"); loc != "/payments/"+p.ID {
+		t.Fatalf("Location %q; want /payments/%s", loc, p.ID)
+	}
+	if first.header.Get("Idempotent-Replayed") != "" {
+		t.Fatal("first request marked as replayed")
+	}
+
+	replay := s.do(http.MethodPost, "/payments", visa, key)
+	s.expect(replay, http.StatusCreated)
+	if replay.header.Get("Idempotent-Replayed") != "true" {
+		t.Fatalf("replay headers %v; want Idempotent-Replayed: true", replay.header)
+	}
+	if !bytes.Equal(replay.body, first.body) {
+		t.Fatalf("replayed body differs:\n%s\n%s", first.body, replay.body)
+	}
+	if got := s.store.sync.Load(); got != 1 {
+		t.Fatalf("%d payments created; the replay must not create another", got)
+	}
+
+	got := s.do(http.MethodGet, "/payments/"+p.ID, "", nil)
+	s.expect(got, http.StatusOK)
+	if g := got.payment(t); g.ID != p.ID || g.Status != payments.StatusCaptured {
+		t.Fatalf("GET returned %+v", g)
+	}
+
+	mismatch := s.do(http.MethodPost, "/payments", `{"amount":1,"currency":"EUR","payment_method":"pm_card_visa"}`, key)
+	if mismatch.status < 400 || mismatch.status >= 500 {
+		t.Fatalf("reusing the key for another payload: status %d; want a 4xx", mismatch.status)
+	}
+
+	logs := s.logs.String()
+	for _, want := range []string{`"level":"WARN","msg":"dev mode: every request is merchant dev"`, "PAYMENTS ARE NOT REAL", "in-process worker started"} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("logs do not contain %q:\n%s", want, logs)
+		}
+	}
+}
+
+func TestAsyncPayment(t *testing.T) {
+	s := start(t, nil)
+	r := s.do(http.MethodPost, "/payments", visa, map[string]string{"Idempotency-Key": "async-1", "Prefer": "respond-async"})
+	s.expect(r, http.StatusAccepted)
+	if r.header.Get("Preference-Applied") != "respond-async" {
+		t.Fatalf("headers %v; want Preference-Applied: respond-async", r.header)
+	}
+	p := r.payment(t)
+	if p.Status != payments.StatusPending {
+		t.Fatalf("accepted payment is %s; want pending", p.Status)
+	}
+	loc := r.header.Get("Location")
+	if loc != "/payments/"+p.ID {
+		t.Fatalf("Location %q", loc)
+	}
+	if done := s.waitStatus(loc, nil, payments.StatusCaptured); done.AmountCaptured != 1999 {
+		t.Fatalf("captured %d; want 1999", done.AmountCaptured)
+	}
+}
+
+func TestAsyncDefaultMode(t *testing.T) {
+	s := start(t, map[string]string{"PAYMENTS_DEFAULT_MODE": "async"})
+	r := s.do(http.MethodPost, "/payments", visa, map[string]string{"Idempotency-Key": "k"})
+	s.expect(r, http.StatusAccepted)
+	s.waitStatus(r.header.Get("Location"), nil, payments.StatusCaptured)
+}
+
+func TestManualCaptureAndRefund(t *testing.T) {
+	s := start(t, nil)
+	r := s.do(http.MethodPost, "/payments", `{"amount":5000,"currency":"EUR","payment_method":"pm_card_mastercard","capture_method":"manual"}`,
+		map[string]string{"Idempotency-Key": "manual-1"})
+	s.expect(r, http.StatusCreated)
+	p := r.payment(t)
+	if p.Status != payments.StatusAuthorized {
+		t.Fatalf("status %s; want authorized", p.Status)
+	}
+
+	c := s.do(http.MethodPost, "/payments/"+p.ID+"/capture", "", map[string]string{"Idempotency-Key": "capture-1"})
+	s.expect(c, http.StatusOK)
+	if cp := c.payment(t); cp.Status != payments.StatusCaptured || cp.AmountCaptured != 5000 {
+		t.Fatalf("after capture: %+v", cp)
+	}
+
+	ref := s.do(http.MethodPost, "/payments/"+p.ID+"/refunds", `{"amount":1500}`, map[string]string{"Idempotency-Key": "refund-1"})
+	s.expect(ref, http.StatusCreated)
+	var refund payments.Refund
+	if err := json.Unmarshal(ref.body, &refund); err != nil || refund.Amount != 1500 || refund.PaymentID != p.ID {
+		t.Fatalf("refund %s (%v)", ref.body, err)
+	}
+	again := s.do(http.MethodPost, "/payments/"+p.ID+"/refunds", `{"amount":1500}`, map[string]string{"Idempotency-Key": "refund-1"})
+	if again.header.Get("Idempotent-Replayed") != "true" || !bytes.Equal(again.body, ref.body) {
+		t.Fatalf("refund replay: %d %v %s", again.status, again.header, again.body)
+	}
+	g := s.do(http.MethodGet, "/payments/"+p.ID, "", nil).payment(t)
+	if g.Status != payments.StatusCaptured || g.AmountRefunded != 1500 || len(g.Refunds) != 1 {
+		t.Fatalf("after partial refund: %+v", g)
+	}
+
+	rest := s.do(http.MethodPost, "/payments/"+p.ID+"/refunds", "", map[string]string{"Idempotency-Key": "refund-2"})
+	s.expect(rest, http.StatusCreated)
+	g = s.do(http.MethodGet, "/payments/"+p.ID, "", nil).payment(t)
+	if g.Status != payments.StatusRefunded || g.AmountRefunded != 5000 {
+		t.Fatalf("after full refund: %+v", g)
+	}
+}
+
+func TestProbesAndMetrics(t *testing.T) {
+	s := start(t, nil)
+	s.expect(s.do(http.MethodGet, "/healthz", "", nil), http.StatusOK)
+	s.expect(s.do(http.MethodGet, "/readyz", "", nil), http.StatusOK)
+	s.expect(s.do(http.MethodPost, "/payments", visa, map[string]string{"Idempotency-Key": "m-1"}), http.StatusCreated)
+
+	m := s.do(http.MethodGet, "/metrics", "", nil)
+	s.expect(m, http.StatusOK)
+	body := string(m.body)
+	// The OTel Prometheus exporter turns the counter payrail.payment.operations
+	// (unit {operation}) into payrail_payment_operations_total.
+	for _, want := range []string{
+		"# TYPE payrail_payment_operations_total counter",
+		`payrail_payment_operations_total{`,
+		`payrail_operation="authorize"`,
+		`payrail_outcome="captured"`,
+		"payrail_payment_operation_duration_seconds_bucket{",
+		"payrail_gateway_request_duration_seconds_bucket{",
+		// otelhttp's server metrics, labelled with the route.
+		`http_server_request_duration_seconds_count{`,
+		`http_route="/payments"`,
+		"go_goroutines ",
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics does not contain %q", want)
+		}
+	}
+	if t.Failed() {
+		t.Logf("/metrics:\n%s", body)
+	}
+}
+
+func TestAPIKeys(t *testing.T) {
+	s := start(t, map[string]string{
+		"PAYRAIL_API_KEYS":   "sk_test_alpha:merchant-a,sk_test_beta:merchant-b",
+		"PAYRAIL_ADMIN_KEYS": "sk_test_admin",
+	})
+	alpha := map[string]string{"Authorization": "Bearer sk_test_alpha"}
+	beta := map[string]string{"Authorization": "Bearer sk_test_beta"}
+
+	r := s.do(http.MethodPost, "/payments", visa, map[string]string{"Idempotency-Key": "k1"})
+	s.expect(r, http.StatusUnauthorized)
+	if r.header.Get("WWW-Authenticate") == "" {
+		t.Error("401 without WWW-Authenticate")
+	}
+	s.expect(s.do(http.MethodPost, "/payments", visa, map[string]string{"Idempotency-Key": "k1", "Authorization": "Bearer wrong"}), http.StatusUnauthorized)
+
+	r = s.do(http.MethodPost, "/payments", visa, map[string]string{"Idempotency-Key": "k1", "Authorization": alpha["Authorization"]})
+	s.expect(r, http.StatusCreated)
+	p := r.payment(t)
+	if p.Merchant != "merchant-a" {
+		t.Fatalf("merchant %q; want merchant-a", p.Merchant)
+	}
+	s.expect(s.do(http.MethodGet, "/payments/"+p.ID, "", alpha), http.StatusOK)
+	s.expect(s.do(http.MethodGet, "/payments/"+p.ID, "", beta), http.StatusNotFound)
+	s.expect(s.do(http.MethodGet, "/payments/"+p.ID, "", nil), http.StatusUnauthorized)
+	s.expect(s.do(http.MethodPost, "/payments/"+p.ID+"/refunds", "", map[string]string{"Authorization": beta["Authorization"]}), http.StatusNotFound)
+
+	// The same idempotency key under another merchant is another payment.
+	r = s.do(http.MethodPost, "/payments", visa, map[string]string{"Idempotency-Key": "k1", "Authorization": beta["Authorization"]})
+	s.expect(r, http.StatusCreated)
+	if r.header.Get("Idempotent-Replayed") != "" || r.payment(t).ID == p.ID {
+		t.Fatal("idempotency keys leak between merchants")
+	}
+
+	s.expect(s.do(http.MethodGet, "/admin/mode", "", alpha), http.StatusForbidden)
+	s.expect(s.do(http.MethodGet, "/admin/mode", "", map[string]string{"Authorization": "Bearer sk_test_admin"}), http.StatusOK)
+	s.expect(s.do(http.MethodGet, "/healthz", "", nil), http.StatusOK)
+
+	logs := s.logs.String()
+	if strings.Contains(logs, "dev mode") || strings.Contains(logs, "sk_test_") {
+		t.Fatalf("logs mention dev mode or a key:\n%s", logs)
+	}
+}
+
+// TestGracefulShutdown cancels run while synchronous requests wait on a slow
+// gateway and async payments are being accepted: every accepted request
+// must complete and every accepted payment must be processed.
+func TestGracefulShutdown(t *testing.T) {
+	s := start(t, map[string]string{"GATEWAY_URL": "mock://?latency=300ms"})
+	const nSync, nAsync = 5, 50
+
+	type result struct {
+		r   *response
+		err error
+	}
+	syncRes := make([]result, nSync)
+	asyncRes := make([]result, nAsync)
+	var wg sync.WaitGroup
+	for i := range nSync {
+		wg.Go(func() {
+			r, err := s.try(http.MethodPost, "/payments", visa, map[string]string{"Idempotency-Key": fmt.Sprintf("sync-%d", i)})
+			syncRes[i] = result{r, err}
+		})
+	}
+	for i := range nAsync {
+		wg.Go(func() {
+			time.Sleep(time.Duration(i) * 3 * time.Millisecond) // keep requests arriving during the shutdown
+			r, err := s.try(http.MethodPost, "/payments", visa, map[string]string{
+				"Idempotency-Key": fmt.Sprintf("async-%d", i), "Prefer": "respond-async"})
+			asyncRes[i] = result{r, err}
+		})
+	}
+
+	// Cancel once every sync request waits on the gateway and some async
+	// payments were accepted.
+	deadline := time.Now().Add(5 * time.Second)
+	for s.store.sync.Load() < nSync || s.store.async.Load() < nAsync*3/5 {
+		if time.Now().After(deadline) {
+			t.Fatalf("requests did not arrive: %d sync, %d async", s.store.sync.Load(), s.store.async.Load())
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	acceptedAtCancel := s.store.async.Load()
+	start := time.Now()
+	if err := s.stop(); err != nil {
+		t.Fatalf("run returned %v; want nil", err)
+	}
+	t.Logf("shutdown took %v", time.Since(start))
+	wg.Wait()
+
+	for i, r := range syncRes {
+		if r.err != nil {
+			t.Errorf("sync request %d: %v", i, r.err)
+			continue
+		}
+		if r.r.status != http.StatusCreated || r.r.payment(t).Status != payments.StatusCaptured {
+			t.Errorf("sync request %d: %d %s", i, r.r.status, r.r.body)
+		}
+	}
+	accepted := 0
+	ctx := context.Background()
+	for i, r := range asyncRes {
+		if r.err != nil {
+			continue // refused after the listener closed: never accepted
+		}
+		if r.r.status != http.StatusAccepted {
+			t.Errorf("async request %d: %d %s", i, r.r.status, r.r.body)
+			continue
+		}
+		accepted++
+		id := r.r.payment(t).ID
+		p, err := s.store.Get(ctx, payments.DevMerchant, id)
+		if err != nil {
+			t.Errorf("accepted payment %s: %v", id, err)
+			continue
+		}
+		if p.Status != payments.StatusCaptured {
+			t.Errorf("accepted payment %s is %s after shutdown; want captured", id, p.Status)
+		}
+	}
+	if int64(accepted) < acceptedAtCancel || int64(accepted) != s.store.async.Load() {
+		t.Errorf("%d async payments answered 202, %d created (%d before the cancel)", accepted, s.store.async.Load(), acceptedAtCancel)
+	}
+	left, err := s.store.ListStale(ctx, []payments.Status{payments.StatusPending, payments.StatusProcessing}, time.Now().Add(time.Hour), 0)
+	if err != nil || len(left) > 0 {
+		t.Errorf("%d payments left pending or processing (%v)", len(left), err)
+	}
+	t.Logf("%d sync and %d async payments accepted; %d async refused after the listener closed", nSync, accepted, nAsync-accepted)
+
+	logs := s.logs.String()
+	for _, step := range []string{
+		"shutdown: signal received",
+		"shutdown: draining; /readyz reports 503",
+		"shutdown: HTTP server stopped",
+		"shutdown: in-process queue drained",
+		"shutdown: in-process worker stopped",
+		"shutdown: closed processor",
+		"shutdown: closed gateway",
+		"shutdown: closed idempotency store",
+		"shutdown: closed telemetry",
+	} {
+		if !strings.Contains(logs, step) {
+			t.Errorf("logs lack %q", step)
+		}
+	}
+	if strings.Contains(logs, `"level":"ERROR"`) {
+		t.Errorf("errors logged during a clean shutdown")
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		env  map[string]string
+		want string
+	}{
+		{"adapter without URLs", map[string]string{"MESSAGE_BUS_ADAPTER": "kafka"}, "BUS_TOPIC_URL"},
+		{"driver not compiled in", map[string]string{"MESSAGE_BUS_ADAPTER": "kafka",
+			"BUS_TOPIC_URL": "kafka://localhost:9092/payments", "BUS_SUBSCRIPTION_URL": "kafka://localhost:9092/payments?group=w"}, "bus/kafka"},
+		{"gateway driver not compiled in", map[string]string{"GATEWAY_URL": "stripe://"}, "gateway/stripe"},
+		{"idempotency driver not compiled in", map[string]string{"IDEMPOTENCY_URL": "redis://localhost:6379"}, "idempotency/redis"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := testConfig(t, tt.env)
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var logs syncBuffer
+			err = run(context.Background(), cfg, deps{Listener: ln, Stdout: &logs})
+			if err == nil || !strings.Contains(err.Error(), tt.want) || exitCode(err) != 2 {
+				t.Fatalf("run() = %v (exit code %d); want a configuration error mentioning %q", err, exitCode(err), tt.want)
+			}
+			if _, err := ln.Accept(); !errors.Is(err, net.ErrClosed) {
+				t.Fatalf("listener not closed after a failed start: %v", err)
+			}
+		})
+	}
+}
+
+func TestSpanName(t *testing.T) {
+	tests := []struct{ method, pattern, want string }{
+		{"POST", "/payments", "POST /payments"},
+		{"GET", "/payments/{id}", "GET /payments/{id}"},
+		{"POST", "/payments/{id}/capture", "POST /payments/{id}/capture"},
+		{"GET", "GET /things", "GET /things"},
+		{"GET", "/", "GET"},
+		{"DELETE", "", "DELETE"},
+	}
+	for _, tt := range tests {
+		r, _ := http.NewRequest(tt.method, "http://x/", nil)
+		r.Pattern = tt.pattern
+		if got := spanName("payrail", r); got != tt.want {
+			t.Errorf("spanName(%s %q) = %q; want %q", tt.method, tt.pattern, got, tt.want)
+		}
+	}
+}

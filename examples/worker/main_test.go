@@ -1,0 +1,218 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/payrail/payrail/bus"
+	"github.com/payrail/payrail/bus/inmemory"
+	"github.com/payrail/payrail/examples/internal/config"
+	"github.com/payrail/payrail/gateway"
+	"github.com/payrail/payrail/payments"
+)
+
+// testConfig isolates the test from the developer's environment and .env,
+// applies env and loads the configuration.
+func testConfig(t *testing.T, env map[string]string) *config.Config {
+	t.Helper()
+	t.Chdir(t.TempDir())
+	for _, n := range config.Names() {
+		t.Setenv(n, "")
+	}
+	for _, n := range []string{"OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+		"OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "OTEL_TRACES_EXPORTER", "OTEL_METRICS_EXPORTER", "OTEL_SERVICE_NAME"} {
+		t.Setenv(n, "")
+	}
+	for k, v := range env {
+		t.Setenv(k, v)
+	}
+	cfg, err := config.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+func TestRefusals(t *testing.T) {
+	kafka := map[string]string{"MESSAGE_BUS_ADAPTER": "kafka",
+		"BUS_TOPIC_URL": "kafka://localhost:9092/payments", "BUS_SUBSCRIPTION_URL": "kafka://localhost:9092/payments?group=workers"}
+	tests := []struct {
+		name  string
+		env   map[string]string
+		store payments.Store
+		want  []string
+	}{
+		{"inmemory bus", nil, payments.NewMemoryStore(), []string{"MESSAGE_BUS_ADAPTER=inmemory", "inside the API server process"}},
+		{"inmemory bus and memory store", nil, nil, []string{"MESSAGE_BUS_ADAPTER=inmemory"}},
+		{"memory store", kafka, nil, []string{"PAYMENTS_STORE_URL=memory://", "share the API server's payment store", "persistent"}},
+		{"adapter without bus URLs", map[string]string{"MESSAGE_BUS_ADAPTER": "pubsub"}, payments.NewMemoryStore(), []string{"BUS_TOPIC_URL", "BUS_SUBSCRIPTION_URL"}},
+		{"inmemory bus URL", map[string]string{"MESSAGE_BUS_ADAPTER": "kafka",
+			"BUS_TOPIC_URL": "inmemory://payments", "BUS_SUBSCRIPTION_URL": "inmemory://payments"}, payments.NewMemoryStore(), []string{"inside the API server process"}},
+		{"driver not compiled in", kafka, payments.NewMemoryStore(), []string{"bus/kafka"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := testConfig(t, tt.env)
+			var out bytes.Buffer
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			err = run(context.Background(), cfg, deps{MetricsListener: ln, Store: tt.store, Stdout: &out})
+			if err == nil {
+				t.Fatal("run succeeded; want a refusal")
+			}
+			if code := exitCode(err); code != 2 {
+				t.Errorf("exit code %d; want 2 (%v)", code, err)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not mention %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+// TestProcessesCommands runs the worker against an isolated in-memory broker
+// standing in for an external bus, with the payment store it shares with an
+// API-side processor.
+func TestProcessesCommands(t *testing.T) {
+	cfg := testConfig(t, map[string]string{
+		"MESSAGE_BUS_ADAPTER": "kafka",
+		"GATEWAY_URL":         "mock://?latency=20ms",
+		"WORKER_CONCURRENCY":  "4",
+	})
+	ctx := context.Background()
+	broker := inmemory.NewBroker()
+	u := &url.URL{Scheme: "inmemory", Host: "payments"}
+	dt, err := broker.OpenTopic(ctx, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ds, err := broker.OpenSubscription(ctx, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	topic := bus.NewTopic(dt)
+	sub := bus.NewSubscription(ds, bus.WithConcurrency(cfg.WorkerConcurrency))
+	t.Cleanup(func() { _ = sub.Close(); _ = topic.Close() })
+	store := payments.NewMemoryStore()
+
+	// The API side: accepts async payments and publishes their commands.
+	gw, err := gateway.Open(ctx, "mock://")
+	if err != nil {
+		t.Fatal(err)
+	}
+	api, err := payments.New(payments.WithGateway(gw), payments.WithTopic(topic), payments.WithStore(store), payments.WithMode(payments.ModeAsync))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = api.Close(); _ = gw.Close() })
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := "http://" + ln.Addr().String()
+	var out syncBuffer
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		done <- run(runCtx, cfg, deps{MetricsListener: ln, Store: store, Topic: topic, Subscription: sub, Stdout: &out})
+	}()
+
+	const n = 12
+	ids := make([]string, n)
+	for i := range n {
+		p, err := api.Authorize(ctx, payments.AuthorizeRequest{Merchant: "acme", IdempotencyKey: "k" + string(rune('a'+i)),
+			Amount: 1000 + int64(i), Currency: "EUR", PaymentMethod: "pm_card_visa"})
+		if err != nil || p.Status != payments.StatusPending {
+			t.Fatalf("Authorize: %+v, %v", p, err)
+		}
+		ids[i] = p.ID
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for _, id := range ids {
+		for {
+			p, err := store.Get(ctx, "acme", id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p.Status == payments.StatusCaptured {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("payment %s is %s; want captured\n%s", id, p.Status, &out)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+
+	if code, body := get(t, base+"/healthz"); code != http.StatusOK {
+		t.Errorf("/healthz: %d %s", code, body)
+	}
+	if code, body := get(t, base+"/metrics"); code != http.StatusOK || !strings.Contains(body, `payrail_payment_operations_total{`) ||
+		!strings.Contains(body, `payrail_operation="process"`) {
+		t.Errorf("/metrics: %d\n%s", code, body)
+	}
+
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("run returned %v; want nil\n%s", err, &out)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("run did not return after the cancel")
+	}
+	logs := out.String()
+	for _, want := range []string{"PAYMENTS ARE NOT REAL", "worker running", "shutdown: worker stopped", "shutdown: closed processor", "shutdown: closed metrics server"} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("logs lack %q:\n%s", want, logs)
+		}
+	}
+	if _, err := ln.Accept(); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("metrics listener still open: %v", err)
+	}
+}
+
+func get(t *testing.T, u string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent logging.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}

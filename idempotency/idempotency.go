@@ -1,0 +1,364 @@
+// Package idempotency is payrail's portable idempotency-key store: it makes
+// a retried request return the first request's stored result instead of
+// executing twice, with keys scoped per merchant, a fingerprint of the
+// request to refuse a key reused for a different payload, and leases so that
+// a crashed request's key becomes retryable.
+//
+// Stores are registered database/sql-style and selected by URL scheme:
+//
+//	import _ "github.com/payrail/payrail/idempotency/memory"
+//
+//	s, err := idempotency.Open(ctx, "memory://")
+package idempotency
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/payrail/payrail/idempotency/driver"
+	"github.com/payrail/payrail/internal/registry"
+)
+
+// Re-exported driver types; see package idempotency/driver.
+type (
+	Driver       = driver.Driver
+	Record       = driver.Record
+	Response     = driver.Response
+	State        = driver.State
+	BeginRequest = driver.BeginRequest
+	BeginResult  = driver.BeginResult
+	Outcome      = driver.Outcome
+	Filter       = driver.Filter
+)
+
+// Re-exported constants; see package idempotency/driver.
+const (
+	StateInProgress = driver.StateInProgress
+	StateCompleted  = driver.StateCompleted
+
+	Acquired   = driver.Acquired
+	Reacquired = driver.Reacquired
+	Replay     = driver.Replay
+	InProgress = driver.InProgress
+	Mismatch   = driver.Mismatch
+)
+
+// Defaults.
+const (
+	// DefaultTTL is how long completed records are kept.
+	DefaultTTL = 24 * time.Hour
+	// DefaultLease is how long an in-progress claim holds without renewal.
+	DefaultLease = 30 * time.Second
+	// MaxKeyLength is the longest idempotency key accepted.
+	MaxKeyLength = 255
+)
+
+// Errors; test with errors.Is.
+var (
+	ErrLeaseLost = driver.ErrLeaseLost
+	ErrClosed    = driver.ErrClosed
+	ErrNotFound  = driver.ErrNotFound
+	// ErrKeyMissing: an empty idempotency key where one is required.
+	ErrKeyMissing = errors.New("idempotency: key missing")
+	// ErrKeyTooLong: a key longer than MaxKeyLength.
+	ErrKeyTooLong = errors.New("idempotency: key longer than 255 characters")
+	// ErrKeyInvalid: a key with characters outside printable ASCII.
+	ErrKeyInvalid = errors.New("idempotency: key must be printable ASCII")
+	// ErrUnsupported: the store does not implement an optional capability.
+	ErrUnsupported = errors.New("idempotency: operation not supported by this store")
+	// ErrUnknownDriver is returned by Open for an unregistered URL scheme.
+	ErrUnknownDriver = errors.New("idempotency: unknown driver")
+)
+
+var drivers = registry.New[Driver]("idempotency", map[string]string{
+	"memory":   "github.com/payrail/payrail/idempotency/memory",
+	"redis":    "github.com/payrail/payrail/idempotency/redis",
+	"postgres": "github.com/payrail/payrail/idempotency/postgres",
+	"dynamodb": "github.com/payrail/payrail/idempotency/dynamodb",
+}, ErrUnknownDriver, nil)
+
+// Register makes a store driver available under name, the URL scheme that
+// selects it. It panics if d is nil or name is already registered.
+func Register(name string, d Driver) { drivers.Register(name, d) }
+
+// Drivers returns the sorted names of the registered store drivers.
+func Drivers() []string { return drivers.Drivers() }
+
+// ValidateKey checks an idempotency key: 1 to 255 printable ASCII characters.
+func ValidateKey(key string) error {
+	if key == "" {
+		return ErrKeyMissing
+	}
+	if len(key) > MaxKeyLength {
+		return ErrKeyTooLong
+	}
+	for i := 0; i < len(key); i++ {
+		if c := key[i]; c < 0x20 || c > 0x7e {
+			return ErrKeyInvalid
+		}
+	}
+	return nil
+}
+
+// Fingerprint digests a request: its method, path and canonical body. Two
+// requests with the same fingerprint are the same request.
+func Fingerprint(method, path string, canonicalBody []byte) string {
+	h := sha256.New()
+	h.Write([]byte(method))
+	h.Write([]byte{0})
+	h.Write([]byte(path))
+	h.Write([]byte{0})
+	h.Write(canonicalBody)
+	var sum [sha256.Size]byte
+	return hex.EncodeToString(h.Sum(sum[:0]))
+}
+
+// NewToken returns a random lease token.
+func NewToken() string { return rand.Text() }
+
+// Store is an idempotency store opened by URL. It is safe for concurrent use.
+type Store struct {
+	d      driver.Store
+	closed atomic.Bool
+	leases renewer
+}
+
+// Open opens the store named by urlstr; the scheme selects the driver.
+func Open(ctx context.Context, urlstr string) (*Store, error) {
+	d, u, err := drivers.Lookup(urlstr)
+	if err != nil {
+		return nil, err
+	}
+	ds, err := d.Open(ctx, u)
+	if err != nil {
+		return nil, fmt.Errorf("idempotency: open %s: %w", registry.Redact(u), err)
+	}
+	return New(ds), nil
+}
+
+// New wraps a driver store.
+func New(d driver.Store) *Store { return &Store{d: d} }
+
+// Begin claims r.Key for r.Merchant. It validates the key, fills a random
+// Token and the default Lease and TTL when unset, and returns what the store
+// found (see Outcome).
+func (s *Store) Begin(ctx context.Context, r *BeginRequest) (*BeginResult, error) {
+	if s.closed.Load() {
+		return nil, ErrClosed
+	}
+	if err := ValidateKey(r.Key); err != nil {
+		return nil, err
+	}
+	if r.Merchant == "" {
+		return nil, errors.New("idempotency: Begin without a merchant")
+	}
+	if r.Token == "" {
+		r.Token = NewToken()
+	}
+	if r.Lease <= 0 {
+		r.Lease = DefaultLease
+	}
+	if r.TTL <= 0 {
+		r.TTL = DefaultTTL
+	}
+	if r.Now.IsZero() {
+		r.Now = time.Now()
+	}
+	return s.d.Begin(ctx, r)
+}
+
+// Complete stores resp for the key owned by token, kept for ttl from now.
+func (s *Store) Complete(ctx context.Context, merchant, key, token string, resp *Response, now time.Time, ttl time.Duration) error {
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	if ttl <= 0 {
+		ttl = DefaultTTL
+	}
+	return s.d.Complete(ctx, merchant, key, token, resp, now, ttl)
+}
+
+// Release deletes the in-progress record owned by token, making the key
+// free again (for requests that failed before executing).
+func (s *Store) Release(ctx context.Context, merchant, key, token string) error {
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	return s.d.Release(ctx, merchant, key, token)
+}
+
+// Extend renews the lease owned by token to now+lease.
+func (s *Store) Extend(ctx context.Context, merchant, key, token string, now time.Time, lease time.Duration) error {
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	return s.d.Extend(ctx, merchant, key, token, now, lease)
+}
+
+// KeepAlive renews the lease of the record owned by token every lease/3
+// until the returned stop function is called. now supplies the clock.
+// Renewal errors are reported to onErr (which may be nil); after
+// ErrLeaseLost renewal stops. One background goroutine per Store serves all
+// leases, so holding a lease costs no timer of its own.
+func (s *Store) KeepAlive(ctx context.Context, merchant, key, token string, lease time.Duration, now func() time.Time, onErr func(error)) (stop func()) {
+	if lease <= 0 {
+		lease = DefaultLease
+	}
+	l := &heldLease{ctx: context.WithoutCancel(ctx), merchant: merchant, key: key, token: token,
+		lease: lease, now: now, onErr: onErr, renewed: time.Now()}
+	s.leases.add(s, l)
+	return func() { s.leases.remove(l) }
+}
+
+type heldLease struct {
+	ctx                  context.Context
+	merchant, key, token string
+	lease                time.Duration
+	now                  func() time.Time
+	onErr                func(error)
+	renewed              time.Time // wall clock of the last renewal
+}
+
+// renewer renews held leases from one goroutine, started on first use.
+type renewer struct {
+	mu      sync.Mutex
+	held    map[*heldLease]struct{}
+	tick    time.Duration
+	running bool
+	wake    chan struct{}
+}
+
+func (r *renewer) add(s *Store, l *heldLease) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.held == nil {
+		r.held = map[*heldLease]struct{}{}
+		r.wake = make(chan struct{}, 1)
+	}
+	r.held[l] = struct{}{}
+	t := max(l.lease/6, 5*time.Millisecond)
+	if r.tick == 0 || t < r.tick {
+		r.tick = t
+		select {
+		case r.wake <- struct{}{}:
+		default:
+		}
+	}
+	if !r.running {
+		r.running = true
+		go r.loop(s)
+	}
+}
+
+func (r *renewer) remove(l *heldLease) {
+	r.mu.Lock()
+	delete(r.held, l)
+	r.mu.Unlock()
+}
+
+func (r *renewer) loop(s *Store) {
+	for {
+		r.mu.Lock()
+		if len(r.held) == 0 || s.closed.Load() {
+			r.running = false
+			r.tick = 0
+			r.mu.Unlock()
+			return
+		}
+		tick := r.tick
+		r.mu.Unlock()
+		select {
+		case <-time.After(tick):
+		case <-r.wake:
+			continue
+		}
+		r.mu.Lock()
+		var due []*heldLease
+		for l := range r.held {
+			if time.Since(l.renewed) >= l.lease/3 {
+				due = append(due, l)
+			}
+		}
+		r.mu.Unlock()
+		for _, l := range due {
+			err := s.Extend(l.ctx, l.merchant, l.key, l.token, l.now(), l.lease)
+			if err != nil && l.onErr != nil {
+				l.onErr(err)
+			}
+			r.mu.Lock()
+			if errors.Is(err, ErrLeaseLost) || errors.Is(err, ErrClosed) {
+				delete(r.held, l)
+			} else {
+				l.renewed = time.Now()
+			}
+			r.mu.Unlock()
+		}
+	}
+}
+
+// Ping checks the store's connection, for readiness probes; stores that
+// cannot check report nil.
+func (s *Store) Ping(ctx context.Context) error {
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	if p, ok := s.d.(driver.Pinger); ok {
+		return p.Ping(ctx)
+	}
+	return nil
+}
+
+// List returns records matching f, for the operations tooling. It returns
+// ErrUnsupported if the store has no administrative interface.
+func (s *Store) List(ctx context.Context, f Filter) ([]*Record, error) {
+	a, err := s.admin()
+	if err != nil {
+		return nil, err
+	}
+	return a.List(ctx, f)
+}
+
+// Get returns the record for (merchant, key) or ErrNotFound.
+func (s *Store) Get(ctx context.Context, merchant, key string) (*Record, error) {
+	a, err := s.admin()
+	if err != nil {
+		return nil, err
+	}
+	return a.Get(ctx, merchant, key)
+}
+
+// Delete removes r if it is unchanged since it was read (compare-and-delete);
+// it returns ErrLeaseLost if it changed.
+func (s *Store) Delete(ctx context.Context, r *Record) error {
+	a, err := s.admin()
+	if err != nil {
+		return err
+	}
+	return a.Delete(ctx, r)
+}
+
+func (s *Store) admin() (driver.Admin, error) {
+	if s.closed.Load() {
+		return nil, ErrClosed
+	}
+	a, ok := s.d.(driver.Admin)
+	if !ok {
+		return nil, ErrUnsupported
+	}
+	return a, nil
+}
+
+// Close releases the store. Later calls return ErrClosed.
+func (s *Store) Close() error {
+	if !s.closed.CompareAndSwap(false, true) {
+		return ErrClosed
+	}
+	return s.d.Close()
+}

@@ -1,0 +1,147 @@
+// Package registry implements the database/sql-style driver registries shared
+// by packages bus, gateway and idempotency.
+package registry
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+)
+
+// Registry maps driver names to drivers of type D. The zero value is not
+// usable; create one with New.
+type Registry[D any] struct {
+	kind    string            // "bus", "gateway", "idempotency"
+	hints   map[string]string // driver name -> import path, for error messages
+	unknown error             // sentinel wrapped by unknown-scheme errors
+	invalid error             // sentinel wrapped by malformed-URL errors (may be nil)
+
+	mu      sync.RWMutex
+	drivers map[string]D
+}
+
+// New returns an empty registry. kind prefixes messages; hints maps the names
+// of drivers shipped with payrail to their import paths; unknown is the
+// sentinel returned (wrapped) for an unregistered scheme; invalid, if not
+// nil, is wrapped by errors for malformed URLs.
+func New[D any](kind string, hints map[string]string, unknown, invalid error) *Registry[D] {
+	return &Registry[D]{kind: kind, hints: hints, unknown: unknown, invalid: invalid, drivers: map[string]D{}}
+}
+
+// Register makes d available under name. It panics if d is nil or name is
+// empty or already registered, as database/sql.Register does.
+func (r *Registry[D]) Register(name string, d D) {
+	if any(d) == nil {
+		panic(fmt.Sprintf("%s: Register driver %q is nil", r.kind, name))
+	}
+	if name == "" || strings.ContainsAny(name, ":/?#") {
+		panic(fmt.Sprintf("%s: Register called with invalid driver name %q", r.kind, name))
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, dup := r.drivers[name]; dup {
+		panic(fmt.Sprintf("%s: Register called twice for driver %q", r.kind, name))
+	}
+	r.drivers[name] = d
+}
+
+// Drivers returns the sorted names of the registered drivers.
+func (r *Registry[D]) Drivers() []string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	names := make([]string, 0, len(r.drivers))
+	for n := range r.drivers {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// Lookup parses rawURL and returns the driver registered for its scheme.
+func (r *Registry[D]) Lookup(rawURL string) (D, *url.URL, error) {
+	var zero D
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		// url.Error repeats the whole URL, credentials included: keep only the cause.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return zero, nil, r.invalidf("%s: malformed URL: %w", r.kind, err)
+	}
+	if u.Scheme == "" {
+		return zero, nil, r.invalidf("%s: URL %q has no scheme; want <driver>://... with driver one of [%s]",
+			r.kind, redact(u), strings.Join(r.Drivers(), ", "))
+	}
+	r.mu.RLock()
+	d, ok := r.drivers[u.Scheme]
+	r.mu.RUnlock()
+	if !ok {
+		hint := fmt.Sprintf("import the package that registers it, e.g. _ \"github.com/payrail/payrail/%s/%s\"", r.kind, u.Scheme)
+		if p, known := r.hints[u.Scheme]; known {
+			hint = fmt.Sprintf("add a blank import: _ %q", p)
+		}
+		return zero, nil, fmt.Errorf("%w: %s driver %q is not registered (registered: [%s]); %s",
+			r.unknown, r.kind, u.Scheme, strings.Join(r.Drivers(), ", "), hint)
+	}
+	return d, u, nil
+}
+
+func (r *Registry[D]) invalidf(format string, args ...any) error {
+	err := fmt.Errorf(format, args...)
+	if r.invalid != nil {
+		err = fmt.Errorf("%w: %w", r.invalid, err)
+	}
+	return err
+}
+
+// redact returns the URL as a string without its password, for messages.
+func redact(u *url.URL) string { return Redact(u) }
+
+// Redact returns u as a string safe for logs and error messages: the
+// password and the values of query parameters whose names suggest a secret
+// (key, secret, token, password, signature, credential, sas) are replaced by
+// "xxxxx".
+func Redact(u *url.URL) string {
+	if u == nil {
+		return ""
+	}
+	c := *u
+	if c.User != nil {
+		if _, has := c.User.Password(); has {
+			c.User = url.UserPassword(c.User.Username(), "xxxxx")
+		}
+	}
+	if c.RawQuery != "" {
+		q := c.Query()
+		changed := false
+		for k := range q {
+			if secretParam(k) {
+				q[k] = []string{"xxxxx"}
+				changed = true
+			}
+		}
+		if changed {
+			c.RawQuery = q.Encode()
+		}
+	}
+	out := c.String()
+	// url.URL drops the "//" of host-less URLs such as mock://; keep it.
+	if c.Scheme != "" && c.Opaque == "" && !strings.HasPrefix(out, c.Scheme+"://") {
+		out = c.Scheme + "://" + strings.TrimPrefix(out, c.Scheme+":")
+	}
+	return out
+}
+
+func secretParam(name string) bool {
+	n := strings.ToLower(name)
+	for _, w := range []string{"key", "secret", "token", "password", "passwd", "sig", "credential", "sas", "auth"} {
+		if strings.Contains(n, w) {
+			return true
+		}
+	}
+	return false
+}

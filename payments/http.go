@@ -1,0 +1,415 @@
+package payments
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/payrail/payrail/idempotency"
+)
+
+// MaxBodyBytes is the largest request body the HTTP API reads.
+const MaxBodyBytes = 1 << 20
+
+// Handler is the payments HTTP API. Create it with NewHandler; it is an
+// http.Handler that composes with any middleware.
+//
+//	POST /payments                  create (Idempotency-Key required; Prefer: respond-async)
+//	GET  /payments/{id}             read
+//	POST /payments/{id}/capture     capture, optional {"amount": n}
+//	POST /payments/{id}/void        void
+//	POST /payments/{id}/refunds     refund, optional {"amount": n}
+//	GET  /healthz                   liveness
+//	GET  /readyz                    readiness (checks every driver)
+//	GET  /admin/mode, PUT /admin/mode   view / switch the default mode (admin key)
+//
+// Errors are RFC 9457 application/problem+json documents with a stable code.
+type Handler struct {
+	p        *Processor
+	auth     Authenticator
+	log      *slog.Logger
+	basePath string
+	mux      *http.ServeMux
+	draining atomic.Bool
+}
+
+// HandlerOption configures a Handler.
+type HandlerOption func(*Handler)
+
+// WithHandlerLogger sets the handler's logger (default: the processor's).
+func WithHandlerLogger(l *slog.Logger) HandlerOption { return func(h *Handler) { h.log = l } }
+
+// WithBasePath sets the path prefix the handler is mounted under (e.g.
+// "/v1" behind http.StripPrefix), used in Location headers.
+func WithBasePath(prefix string) HandlerOption {
+	return func(h *Handler) { h.basePath = strings.TrimSuffix(prefix, "/") }
+}
+
+// NewHandler returns the HTTP API for p, authenticating requests with auth
+// (see APIKeys and DevAuthenticator).
+func NewHandler(p *Processor, auth Authenticator, opts ...HandlerOption) *Handler {
+	h := &Handler{p: p, auth: auth, log: p.log, mux: http.NewServeMux()}
+	for _, o := range opts {
+		o(h)
+	}
+	h.route("/payments", h.authed(h.createPayment), http.MethodPost)
+	h.route("/payments/{id}", h.authed(h.getPayment), http.MethodGet)
+	h.route("/payments/{id}/capture", h.authed(h.capture), http.MethodPost)
+	h.route("/payments/{id}/void", h.authed(h.void), http.MethodPost)
+	h.route("/payments/{id}/refunds", h.authed(h.refund), http.MethodPost)
+	h.route("/admin/mode", h.admin(h.mode), http.MethodGet, http.MethodPut)
+	h.route("/healthz", h.healthz, http.MethodGet)
+	h.route("/readyz", h.readyz, http.MethodGet)
+	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		h.problem(w, r, &Error{Code: CodeNotFound, Detail: "no such endpoint: " + r.URL.Path})
+	})
+	return h
+}
+
+// ServeHTTP implements http.Handler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+
+// SetDraining makes /readyz fail (503) so load balancers stop sending
+// traffic while the server shuts down; other endpoints keep serving.
+func (h *Handler) SetDraining(v bool) { h.draining.Store(v) }
+
+type principalKey struct{}
+
+// route registers a path for the allowed methods, answering others with a
+// 405 problem and an Allow header.
+func (h *Handler) route(pattern string, fn http.HandlerFunc, methods ...string) {
+	allow := strings.Join(methods, ", ")
+	h.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		for _, m := range methods {
+			if r.Method == m || (m == http.MethodGet && r.Method == http.MethodHead) {
+				fn(w, r)
+				return
+			}
+		}
+		w.Header().Set("Allow", allow)
+		h.problem(w, r, &Error{Code: CodeMethodNotAllowed, Detail: r.Method + " is not allowed here; use " + allow})
+	})
+}
+
+func (h *Handler) principal(w http.ResponseWriter, r *http.Request) (Principal, bool) {
+	pr, err := h.auth.Authenticate(r)
+	if err != nil || pr.Merchant == "" && !pr.Admin {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="payrail"`)
+		h.problem(w, r, &Error{Code: CodeUnauthorized, Detail: "send a valid API key as Authorization: Bearer <key>"})
+		return Principal{}, false
+	}
+	return pr, true
+}
+
+func (h *Handler) authed(fn func(http.ResponseWriter, *http.Request, Principal)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		pr, ok := h.principal(w, r)
+		if !ok {
+			return
+		}
+		if pr.Merchant == "" {
+			h.problem(w, r, &Error{Code: CodeForbidden, Detail: "this key is not bound to a merchant"})
+			return
+		}
+		fn(w, r, pr)
+	}
+}
+
+func (h *Handler) admin(fn func(http.ResponseWriter, *http.Request, Principal)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		pr, ok := h.principal(w, r)
+		if !ok {
+			return
+		}
+		if !pr.Admin {
+			h.problem(w, r, &Error{Code: CodeForbidden, Detail: "an admin key is required"})
+			return
+		}
+		fn(w, r, pr)
+	}
+}
+
+// createBody is the POST /payments request. Amount is decoded as a JSON
+// number so that fractions and floats are refused instead of truncated.
+type createBody struct {
+	Amount        json.RawMessage   `json:"amount"`
+	Currency      string            `json:"currency"`
+	PaymentMethod string            `json:"payment_method"`
+	Origin        string            `json:"origin"`
+	CaptureMethod CaptureMethod     `json:"capture_method"`
+	Metadata      map[string]string `json:"metadata"`
+}
+
+type amountBody struct {
+	Amount json.RawMessage `json:"amount"`
+}
+
+// parseAmount parses an optional JSON number as int64 minor units,
+// refusing strings, fractions and exponents.
+func parseAmount(raw json.RawMessage, required bool) (int64, *Error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		if required {
+			return 0, validationError(FieldError{Field: "amount", Code: CodeRequired, Message: "amount is required, in minor units"})
+		}
+		return 0, nil
+	}
+	v, err := strconv.ParseInt(string(raw), 10, 64)
+	if err != nil {
+		return 0, validationError(FieldError{Field: "amount", Code: CodeInvalid, Message: "amount must be an integer number of minor units (e.g. 1999 for 19.99)"})
+	}
+	if v <= 0 {
+		return 0, validationError(FieldError{Field: "amount", Code: CodeInvalid, Message: "amount must be a positive integer in minor units"})
+	}
+	return v, nil
+}
+
+func (h *Handler) createPayment(w http.ResponseWriter, r *http.Request, pr Principal) {
+	key := r.Header.Get("Idempotency-Key")
+	if err := keyCheck(key, true); err != nil {
+		h.problem(w, r, err)
+		return
+	}
+	var b createBody
+	if e := decodeBody(w, r, &b, true); e != nil {
+		h.problem(w, r, e)
+		return
+	}
+	amount, e := parseAmount(b.Amount, true)
+	if e != nil {
+		h.problem(w, r, e)
+		return
+	}
+	async := preferAsync(r)
+	mode := ModeDefault
+	if async {
+		mode = ModeAsync
+	}
+	o := h.p.authorize(r.Context(), &AuthorizeRequest{
+		Merchant: pr.Merchant, IdempotencyKey: key, Amount: amount, Currency: b.Currency,
+		PaymentMethod: b.PaymentMethod, Origin: b.Origin, CaptureMethod: b.CaptureMethod,
+		Metadata: b.Metadata, Mode: mode,
+	})
+	if o.status == http.StatusAccepted && async {
+		w.Header().Set("Preference-Applied", "respond-async")
+	}
+	h.write(w, r, o, true)
+}
+
+func keyCheck(key string, required bool) *Error {
+	if key == "" && !required {
+		return nil
+	}
+	if err := idempotency.ValidateKey(key); err != nil {
+		return keyError(err)
+	}
+	return nil
+}
+
+// preferAsync reports whether the request has Prefer: respond-async (RFC 7240).
+func preferAsync(r *http.Request) bool {
+	for _, v := range r.Header.Values("Prefer") {
+		for pref := range strings.SplitSeq(v, ",") {
+			name, _, _ := strings.Cut(strings.TrimSpace(pref), ";")
+			if strings.EqualFold(strings.TrimSpace(name), "respond-async") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func (h *Handler) getPayment(w http.ResponseWriter, r *http.Request, pr Principal) {
+	pay, err := h.p.Get(r.Context(), pr.Merchant, r.PathValue("id"))
+	if err != nil {
+		h.problem(w, r, asError(err))
+		return
+	}
+	h.write(w, r, succeeded(http.StatusOK, pay, nil), false)
+}
+
+func (h *Handler) followUpBody(w http.ResponseWriter, r *http.Request) (int64, string, bool) {
+	key := r.Header.Get("Idempotency-Key")
+	if err := keyCheck(key, false); err != nil {
+		h.problem(w, r, err)
+		return 0, "", false
+	}
+	var b amountBody
+	if e := decodeBody(w, r, &b, false); e != nil {
+		h.problem(w, r, e)
+		return 0, "", false
+	}
+	amount, e := parseAmount(b.Amount, false)
+	if e != nil {
+		h.problem(w, r, e)
+		return 0, "", false
+	}
+	return amount, key, true
+}
+
+func (h *Handler) capture(w http.ResponseWriter, r *http.Request, pr Principal) {
+	amount, key, ok := h.followUpBody(w, r)
+	if !ok {
+		return
+	}
+	h.write(w, r, h.p.capture(r.Context(), &CaptureRequest{Merchant: pr.Merchant, PaymentID: r.PathValue("id"), Amount: amount, IdempotencyKey: key}), false)
+}
+
+func (h *Handler) void(w http.ResponseWriter, r *http.Request, pr Principal) {
+	key := r.Header.Get("Idempotency-Key")
+	if err := keyCheck(key, false); err != nil {
+		h.problem(w, r, err)
+		return
+	}
+	var b struct{}
+	if e := decodeBody(w, r, &b, false); e != nil {
+		h.problem(w, r, e)
+		return
+	}
+	h.write(w, r, h.p.void(r.Context(), &VoidRequest{Merchant: pr.Merchant, PaymentID: r.PathValue("id"), IdempotencyKey: key}), false)
+}
+
+func (h *Handler) refund(w http.ResponseWriter, r *http.Request, pr Principal) {
+	amount, key, ok := h.followUpBody(w, r)
+	if !ok {
+		return
+	}
+	h.write(w, r, h.p.refund(r.Context(), &RefundRequest{Merchant: pr.Merchant, PaymentID: r.PathValue("id"), Amount: amount, IdempotencyKey: key}), false)
+}
+
+type modeBody struct {
+	Mode Mode `json:"mode"`
+}
+
+func (h *Handler) mode(w http.ResponseWriter, r *http.Request, _ Principal) {
+	if r.Method == http.MethodPut {
+		var b modeBody
+		if e := decodeBody(w, r, &b, true); e != nil {
+			h.problem(w, r, e)
+			return
+		}
+		if err := h.p.SetMode(b.Mode); err != nil {
+			h.problem(w, r, validationError(FieldError{Field: "mode", Code: CodeInvalid, Message: "mode must be sync or async"}))
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, modeBody{Mode: h.p.Mode()})
+}
+
+func (h *Handler) healthz(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (h *Handler) readyz(w http.ResponseWriter, r *http.Request) {
+	if h.draining.Load() {
+		h.problem(w, r, &Error{Code: CodeUnavailable, Detail: "shutting down"})
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := h.p.Ready(ctx); err != nil {
+		h.log.WarnContext(ctx, "payments: readiness check failed", "error", err)
+		h.problem(w, r, &Error{Code: CodeUnavailable, Detail: "not ready: " + err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+// decodeBody reads a JSON object of at most MaxBodyBytes into dst,
+// refusing unknown fields and trailing data. An empty body is allowed
+// unless required.
+func decodeBody(w http.ResponseWriter, r *http.Request, dst any, required bool) *Error {
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
+			return &Error{Code: CodeUnsupportedMedia, Detail: "send the body as application/json"}
+		}
+	}
+	body := http.MaxBytesReader(w, r.Body, MaxBodyBytes)
+	dec := json.NewDecoder(body)
+	dec.DisallowUnknownFields()
+	dec.UseNumber()
+	err := dec.Decode(dst)
+	if err == nil {
+		if dec.More() {
+			return &Error{Code: CodeMalformedRequest, Detail: "unexpected data after the JSON object"}
+		}
+		if _, terr := dec.Token(); terr != io.EOF {
+			return &Error{Code: CodeMalformedRequest, Detail: "unexpected data after the JSON object"}
+		}
+		return nil
+	}
+	var (
+		maxErr  *http.MaxBytesError
+		synErr  *json.SyntaxError
+		typeErr *json.UnmarshalTypeError
+	)
+	switch {
+	case errors.Is(err, io.EOF):
+		if required {
+			return &Error{Code: CodeMalformedRequest, Detail: "a JSON request body is required"}
+		}
+		return nil
+	case errors.As(err, &maxErr):
+		return &Error{Code: CodeMalformedRequest, Detail: "request body exceeds 1 MiB"}
+	case errors.As(err, &synErr), errors.Is(err, io.ErrUnexpectedEOF):
+		return &Error{Code: CodeMalformedRequest, Detail: "malformed JSON: " + err.Error()}
+	case errors.As(err, &typeErr):
+		if typeErr.Field == "" {
+			return &Error{Code: CodeMalformedRequest, Detail: "the request body must be a JSON object"}
+		}
+		return validationError(FieldError{Field: typeErr.Field, Code: CodeInvalid, Message: typeErr.Field + " must be a JSON " + typeErr.Type.Kind().String()})
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		return &Error{Code: CodeMalformedRequest, Detail: strings.TrimPrefix(err.Error(), "json: ")}
+	}
+	return &Error{Code: CodeMalformedRequest, Detail: "malformed JSON: " + err.Error()}
+}
+
+// write sends an outcome: stored headers, Location for created payments,
+// Idempotent-Replayed for replays, and the body bytes exactly as stored.
+func (h *Handler) write(w http.ResponseWriter, r *http.Request, o *outcome, created bool) {
+	hd := w.Header()
+	for k, v := range o.header {
+		hd.Set(k, v)
+	}
+	if created && (o.status == http.StatusCreated || o.status == http.StatusAccepted) && o.payment != nil {
+		hd.Set("Location", h.basePath+"/payments/"+o.payment.ID)
+	}
+	if o.replayed {
+		hd.Set("Idempotent-Replayed", "true")
+	}
+	if o.status >= 500 {
+		h.log.WarnContext(r.Context(), "payments: request failed", "method", r.Method, "route", r.Pattern, "status", o.status, "code", errCode(o.err), "error", o.err)
+	}
+	hd.Set("Content-Length", strconv.Itoa(len(o.body)))
+	w.WriteHeader(o.status)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write(o.body)
+	}
+}
+
+func errCode(e *Error) string {
+	if e == nil {
+		return ""
+	}
+	return string(e.Code)
+}
+
+func (h *Handler) problem(w http.ResponseWriter, r *http.Request, e *Error) {
+	h.write(w, r, failed(e, nil), false)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b := marshal(v)
+	w.Header().Set("Content-Type", contentJSON)
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+}

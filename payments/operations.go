@@ -1,0 +1,659 @@
+package payments
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/payrail/payrail/gateway"
+	"github.com/payrail/payrail/idempotency"
+)
+
+// Authorize creates a payment and, in sync mode, authorizes it (and with
+// automatic capture, captures it) before returning. In async mode it returns
+// the payment pending; a Worker completes it.
+//
+// The idempotency key is required: a retry with the same key and request
+// returns the first result without charging again. When the payment is
+// declined or fails, Authorize returns the payment and an error matching
+// ErrDeclined or ErrGatewayUnavailable.
+func (p *Processor) Authorize(ctx context.Context, req AuthorizeRequest) (*Payment, error) {
+	o := p.authorize(ctx, &req)
+	return p.sdkPayment(ctx, req.Merchant, o)
+}
+
+// Capture captures an authorized payment, fully (Amount zero) or partially.
+func (p *Processor) Capture(ctx context.Context, req CaptureRequest) (*Payment, error) {
+	o := p.capture(ctx, &req)
+	return p.sdkPayment(ctx, req.Merchant, o)
+}
+
+// Void cancels an authorized, uncaptured payment.
+func (p *Processor) Void(ctx context.Context, req VoidRequest) (*Payment, error) {
+	o := p.void(ctx, &req)
+	return p.sdkPayment(ctx, req.Merchant, o)
+}
+
+// Refund refunds part (Amount) or all (Amount zero) of what remains of a
+// captured payment. A payment can be refunded several times until its
+// captured amount is exhausted; it becomes refunded then.
+func (p *Processor) Refund(ctx context.Context, req RefundRequest) (*Refund, error) {
+	o := p.refund(ctx, &req)
+	if o.err != nil {
+		return nil, o.err
+	}
+	return o.refund, nil
+}
+
+// sdkPayment returns the payment and error of an outcome. For a replayed
+// failure, the payment is read from the store.
+func (p *Processor) sdkPayment(ctx context.Context, merchant string, o *outcome) (*Payment, error) {
+	if o.replayed && o.payment == nil && o.err != nil && o.err.PaymentID != "" {
+		if pay, err := p.store.Get(ctx, merchant, o.err.PaymentID); err == nil {
+			o.payment = pay
+		}
+	}
+	return o.paymentResult()
+}
+
+func keyError(err error) *Error {
+	if errors.Is(err, idempotency.ErrKeyMissing) {
+		return &Error{Code: CodeIdempotencyMissing, Detail: "the Idempotency-Key header is required"}
+	}
+	return &Error{Code: CodeIdempotencyInvalid, Detail: "Idempotency-Key must be 1-255 printable ASCII characters"}
+}
+
+func (p *Processor) precheck(merchant, key string, keyRequired bool) *Error {
+	if p.closed.Load() {
+		return &Error{Code: CodeUnavailable, Detail: "the processor is shutting down", RetryAfter: time.Second}
+	}
+	if key != "" || keyRequired {
+		if err := idempotency.ValidateKey(key); err != nil {
+			return keyError(err)
+		}
+	}
+	if merchant == "" {
+		return validationError(FieldError{Field: "merchant", Code: CodeRequired, Message: "merchant is required"})
+	}
+	return nil
+}
+
+func (p *Processor) authorize(ctx context.Context, req *AuthorizeRequest) (o *outcome) {
+	start := time.Now()
+	ctx, span := p.tel.start(ctx, "authorize")
+	defer func() { p.tel.end(ctx, span, "authorize", start, o) }()
+	if e := p.precheck(req.Merchant, req.IdempotencyKey, true); e != nil {
+		return failed(e, nil)
+	}
+	n, verr := normalizeAuthorize(req)
+	if verr != nil {
+		return failed(verr, nil)
+	}
+	mode := n.Mode
+	if mode == ModeDefault {
+		mode = p.Mode()
+	}
+	if span.IsRecording() {
+		span.SetAttributes(attrMode.String(string(mode)), attrOrigin.String(n.Origin))
+	}
+	fp := idempotency.Fingerprint(http.MethodPost, "/payments", canonicalAuthorize(n))
+	c, o := p.begin(ctx, n.Merchant, n.IdempotencyKey, fp, newID("pay"))
+	if o != nil {
+		return o
+	}
+	o, executed := p.createPayment(ctx, c, n, mode)
+	c.finish(ctx, o, executed)
+	return o
+}
+
+// createPayment runs a claimed create-payment request. It reports whether
+// the request executed (gateway attempted or command published).
+func (p *Processor) createPayment(ctx context.Context, c *claim, n *AuthorizeRequest, mode Mode) (*outcome, bool) {
+	id := c.resourceID
+	if c.resumed {
+		pay, err := p.store.Get(ctx, n.Merchant, id)
+		if err == nil {
+			return p.resumeCreate(ctx, pay)
+		}
+		if !errors.Is(err, ErrStoreNotFound) {
+			return failed(p.storeError(err, id), nil), false
+		}
+		// The crashed request never stored the payment: create it now.
+	}
+	now := p.now()
+	pay := &Payment{
+		ID: id, Merchant: n.Merchant, Amount: n.Amount, Currency: n.Currency,
+		PaymentMethod: n.PaymentMethod, Origin: n.Origin, CaptureMethod: n.CaptureMethod,
+		Status: StatusPending, Refunds: []Refund{}, Metadata: n.Metadata, CreatedAt: now, UpdatedAt: now,
+	}
+	if mode == ModeAsync {
+		if err := p.store.Create(ctx, pay); err != nil {
+			return failed(p.storeError(err, id), nil), false
+		}
+		return p.enqueue(ctx, pay)
+	}
+	chain, err := p.router.Route(ctx, routeRequest(pay))
+	if err != nil || len(chain) == 0 {
+		return failed(&Error{Code: CodeGatewayUnavailable, Detail: "no gateway route for this payment", Err: err}, nil), false
+	}
+	pay.Status = StatusProcessing
+	pay.Gateway = chain[0].Name()
+	if err := p.store.Create(ctx, pay); err != nil {
+		return failed(p.storeError(err, id), nil), false
+	}
+	return p.execAuthorize(ctx, pay, chain, execOpts{attempts: p.retry.MaxAttempts, final: true}), true
+}
+
+func routeRequest(pay *Payment) *gateway.RouteRequest {
+	return &gateway.RouteRequest{Merchant: pay.Merchant, Origin: pay.Origin, Currency: pay.Currency, Amount: pay.Amount}
+}
+
+// resumeCreate continues a create-payment request whose first attempt
+// crashed after storing the payment.
+func (p *Processor) resumeCreate(ctx context.Context, pay *Payment) (*outcome, bool) {
+	switch pay.Status {
+	case StatusPending:
+		if err := p.publish(ctx, pay); err != nil {
+			// The payment stays pending; the worker's recovery sweep republishes it.
+			p.log.WarnContext(ctx, "payments: republishing resumed payment failed", "payment_id", pay.ID, "error", err)
+		}
+		return succeeded(http.StatusAccepted, pay, nil), true
+	case StatusProcessing:
+		g, ok := p.router.Gateway(pay.Gateway)
+		if !ok {
+			return failed(&Error{Code: CodeOutcomeUnknown, PaymentID: pay.ID, RetryAfter: 5 * time.Second,
+				Detail: fmt.Sprintf("gateway %q is not configured; the payment cannot be reconciled yet", pay.Gateway)}, pay), true
+		}
+		return p.execAuthorize(ctx, pay, []*gateway.Gateway{g}, execOpts{attempts: p.retry.MaxAttempts, final: true, prior: true}), true
+	}
+	return fromPayment(pay), true
+}
+
+// enqueue publishes the async command for a pending payment.
+func (p *Processor) enqueue(ctx context.Context, pay *Payment) (*outcome, bool) {
+	if err := p.publish(ctx, pay); err != nil {
+		p.log.ErrorContext(ctx, "payments: publishing payment command failed", "payment_id", pay.ID, "error", err)
+		// Nothing was charged: fail the payment and release the key so that
+		// the client can retry.
+		if _, serr := p.save(ctx, pay, func(q *Payment) error {
+			if q.Status != StatusPending {
+				return errUnchanged
+			}
+			q.FailureCode = string(CodeBusUnavailable)
+			return q.transition(StatusFailed, p.now())
+		}); serr != nil {
+			p.log.ErrorContext(ctx, "payments: marking unpublished payment failed", "payment_id", pay.ID, "error", serr)
+		}
+		return failed(&Error{Code: CodeBusUnavailable, PaymentID: pay.ID, RetryAfter: time.Second,
+			Detail: "the payment could not be queued; nothing was charged", Err: err}, pay), false
+	}
+	return succeeded(http.StatusAccepted, pay, nil), true
+}
+
+// gatewayKey is the idempotency key sent to the gateway for an operation on
+// a payment: deterministic, so that every retry, redelivery and resumption
+// of the same operation is deduplicated by the provider.
+func gatewayKey(paymentID, op string) string { return paymentID + ":" + op }
+
+// execOpts tunes execAuthorize.
+type execOpts struct {
+	// attempts is the number of in-process gateway attempts per gateway.
+	attempts int
+	// final: no later attempt will follow (sync requests, the worker's last
+	// delivery). When false, a transient failure leaves the payment
+	// processing and the outcome has retry set.
+	final bool
+	// prior: earlier attempts of this authorization may have reached the
+	// gateway (a resumed request, a redelivered command), so a failure is
+	// confirmed by Lookup before the payment is marked failed.
+	prior bool
+}
+
+// execAuthorize calls the gateway chain for a processing payment and
+// stores the result. It cascades to the next gateway only when an attempt
+// definitely did not process; ambiguous failures are reconciled by Lookup.
+func (p *Processor) execAuthorize(ctx context.Context, pay *Payment, chain []*gateway.Gateway, eo execOpts) *outcome {
+	for i, g := range chain {
+		if i > 0 {
+			// Record the gateway about to be called before calling it, so
+			// that a crash leaves the payment reconcilable.
+			saved, e := p.save(ctx, pay, func(q *Payment) error {
+				if q.Status != StatusProcessing {
+					return errUnchanged
+				}
+				q.Gateway = g.Name()
+				q.UpdatedAt = p.now()
+				return nil
+			})
+			if e != nil {
+				return failed(e, pay)
+			}
+			if saved.Status != StatusProcessing {
+				return fromPayment(saved)
+			}
+			pay = saved
+		}
+		req := &gateway.AuthorizeRequest{
+			IdempotencyKey: gatewayKey(pay.ID, "authorize"), PaymentID: pay.ID, Merchant: pay.Merchant,
+			Amount: pay.Amount, Currency: pay.Currency, PaymentMethod: pay.PaymentMethod,
+			CaptureMethod: gateway.CaptureMethod(pay.CaptureMethod), Origin: pay.Origin, Metadata: pay.Metadata,
+		}
+		tx, ambiguous, err := p.call(ctx, g, "authorize", eo.attempts, func(ctx context.Context) (*gateway.Transaction, error) {
+			return g.Authorize(ctx, req)
+		})
+		if err == nil {
+			return p.settleAuthorization(ctx, pay, tx)
+		}
+		var ge *gateway.Error
+		errors.As(err, &ge)
+		switch {
+		case errors.Is(err, gateway.ErrDeclined):
+			return p.settleAuthorization(ctx, pay, &gateway.Transaction{Status: gateway.StatusDeclined, DeclineCode: ge.DeclineCode})
+		case !ambiguous && !eo.prior && i+1 < len(chain):
+			p.log.WarnContext(ctx, "payments: gateway did not process the payment; trying the next",
+				"payment_id", pay.ID, "gateway", g.Name(), "error", err)
+			continue
+		case errors.Is(err, gateway.ErrInvalidRequest) || errors.Is(err, gateway.ErrAuthentication):
+			return p.failPayment(ctx, pay, CodeGatewayRejected, err)
+		case !eo.final:
+			return &outcome{status: http.StatusServiceUnavailable, payment: pay, retry: true,
+				err: &Error{Code: CodeGatewayUnavailable, PaymentID: pay.ID, Detail: "transient gateway failure", Err: err}}
+		case !ambiguous && !eo.prior:
+			return p.failPayment(ctx, pay, CodeGatewayUnavailable, err)
+		}
+		return p.reconcileAuthorization(ctx, pay, g, err)
+	}
+	return p.failPayment(ctx, pay, CodeGatewayUnavailable, errors.New("no gateway left to try"))
+}
+
+// reconcileAuthorization resolves an ambiguous authorization with Lookup.
+func (p *Processor) reconcileAuthorization(ctx context.Context, pay *Payment, g *gateway.Gateway, cause error) *outcome {
+	tx, _, err := p.call(ctx, g, "lookup", p.retry.MaxAttempts, func(ctx context.Context) (*gateway.Transaction, error) {
+		return g.Lookup(ctx, gatewayKey(pay.ID, "authorize"))
+	})
+	switch {
+	case err == nil:
+		return p.settleAuthorization(ctx, pay, tx)
+	case errors.Is(err, gateway.ErrNotFound):
+		return p.failPayment(ctx, pay, CodeGatewayUnavailable, cause)
+	}
+	p.log.WarnContext(ctx, "payments: authorization outcome unknown; left processing for reconciliation",
+		"payment_id", pay.ID, "gateway", g.Name(), "error", cause, "lookup_error", err)
+	return fromPayment(pay) // processing → payment_outcome_unknown
+}
+
+// settleAuthorization stores the gateway's answer for a processing payment.
+func (p *Processor) settleAuthorization(ctx context.Context, pay *Payment, tx *gateway.Transaction) *outcome {
+	saved, e := p.save(ctx, pay, func(q *Payment) error {
+		if q.Status != StatusProcessing {
+			return errUnchanged // settled by another worker or request
+		}
+		q.GatewayReference = tx.Reference
+		switch tx.Status {
+		case gateway.StatusDeclined:
+			q.DeclineCode = tx.DeclineCode
+			return q.transition(StatusDeclined, p.now())
+		case gateway.StatusCaptured:
+			q.AmountCaptured = tx.AmountCaptured
+			return q.transition(StatusCaptured, p.now())
+		case gateway.StatusAuthorized:
+			return q.transition(StatusAuthorized, p.now())
+		}
+		return fmt.Errorf("gateway %s returned unexpected status %q for an authorization", q.Gateway, tx.Status)
+	})
+	if e != nil {
+		// The gateway answered but the answer could not be stored: the
+		// payment stays processing and a retry (same key) resumes it.
+		return failed(&Error{Code: CodeOutcomeUnknown, PaymentID: pay.ID, RetryAfter: 5 * time.Second,
+			Detail: "the payment could not be stored; retry with the same Idempotency-Key", Err: e}, pay)
+	}
+	return fromPayment(saved)
+}
+
+// failPayment marks a payment that was definitely not charged as failed.
+func (p *Processor) failPayment(ctx context.Context, pay *Payment, code Code, cause error) *outcome {
+	p.log.WarnContext(ctx, "payments: payment failed", "payment_id", pay.ID, "gateway", pay.Gateway, "code", string(code), "error", cause)
+	saved, e := p.save(ctx, pay, func(q *Payment) error {
+		if q.Status != StatusProcessing && q.Status != StatusPending {
+			return errUnchanged
+		}
+		q.FailureCode = string(code)
+		return q.transition(StatusFailed, p.now())
+	})
+	if e != nil {
+		return failed(&Error{Code: CodeOutcomeUnknown, PaymentID: pay.ID, RetryAfter: 5 * time.Second,
+			Detail: "the payment could not be stored; retry with the same Idempotency-Key", Err: e}, pay)
+	}
+	o := fromPayment(saved)
+	if o.err != nil {
+		o.err.Err = cause
+	}
+	return o
+}
+
+// errUnchanged, returned by a save mutation, means the payment already
+// reflects the change (another request or worker stored it): save stores
+// nothing and returns the payment as read.
+var errUnchanged = errors.New("payments: unchanged")
+
+// save applies mutate to a copy of the payment and stores it with
+// optimistic concurrency. On a version conflict it re-reads the payment and
+// applies mutate again to the fresh state. The save is not cancelled with
+// ctx: a gateway's answer must not be lost to a client disconnecting.
+func (p *Processor) save(ctx context.Context, pay *Payment, mutate func(*Payment) error) (*Payment, *Error) {
+	ctx = context.WithoutCancel(ctx)
+	for range 8 {
+		q := pay.Clone()
+		if err := mutate(q); err != nil {
+			if errors.Is(err, errUnchanged) {
+				return pay, nil
+			}
+			return nil, asError(err)
+		}
+		err := p.store.Update(ctx, q)
+		if err == nil {
+			return q, nil
+		}
+		if !errors.Is(err, ErrStoreConflict) {
+			return nil, p.storeError(err, pay.ID)
+		}
+		fresh, gerr := p.store.Get(ctx, pay.Merchant, pay.ID)
+		if gerr != nil {
+			return nil, p.storeError(gerr, pay.ID)
+		}
+		pay = fresh
+	}
+	return nil, &Error{Code: CodeStoreUnavailable, PaymentID: pay.ID, Detail: "payment updated concurrently too often", RetryAfter: time.Second}
+}
+
+// call invokes a gateway operation with retries on transient errors, each
+// attempt bounded by the gateway timeout. ambiguous reports whether any
+// attempt failed in a way that may have had an effect.
+func (p *Processor) call(ctx context.Context, g *gateway.Gateway, op string, attempts int,
+	fn func(context.Context) (*gateway.Transaction, error)) (tx *gateway.Transaction, ambiguous bool, err error) {
+	ctx, span := p.tel.tracer.Start(ctx, "gateway."+op, trace.WithSpanKind(trace.SpanKindClient))
+	if span.IsRecording() {
+		span.SetAttributes(attrGateway.String(g.Name()), attrOperation.String(op))
+	}
+	defer span.End()
+	for a := 1; ; a++ {
+		cctx, cancel := context.WithTimeout(ctx, p.gatewayTimeout)
+		t0 := time.Now()
+		tx, err = fn(cctx)
+		cancel()
+		errType := ""
+		var ge *gateway.Error
+		if err != nil {
+			errType = gatewayErrorType(err)
+			if errors.As(err, &ge) {
+				if !ge.NotProcessed && ge.Kind != gateway.KindDeclined && ge.Kind != gateway.KindNotFound {
+					ambiguous = true
+				}
+			} else {
+				ambiguous = true
+			}
+		}
+		p.tel.gwDuration.Record(ctx, time.Since(t0).Seconds(), p.tel.gwAttrs(g.Name(), op, errType))
+		if err == nil || !gateway.Retryable(err) || a >= attempts || ctx.Err() != nil {
+			break
+		}
+		delay := p.retry.Backoff(a)
+		if ge != nil && ge.RetryAfter > delay {
+			delay = min(ge.RetryAfter, p.retry.MaxBackoff)
+		}
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < delay {
+			break
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+		}
+	}
+	if err != nil && span.IsRecording() {
+		span.SetStatus(codes.Error, "gateway error")
+		span.SetAttributes(attrErrorType.String(gatewayErrorType(err)))
+	}
+	return tx, ambiguous, err
+}
+
+// followUp is the shared shape of capture, void and refund.
+type followUp struct {
+	op          string // capture, void, refund
+	merchant    string
+	paymentID   string
+	key         string
+	fingerprint string
+	resourceID  string // for refunds: the refund id
+	run         func(ctx context.Context, pay *Payment, resumed bool, resourceID string) (*outcome, bool)
+}
+
+func (p *Processor) runFollowUp(ctx context.Context, f *followUp) (o *outcome) {
+	start := time.Now()
+	ctx, span := p.tel.start(ctx, f.op)
+	defer func() { p.tel.end(ctx, span, f.op, start, o) }()
+	if e := p.precheck(f.merchant, f.key, false); e != nil {
+		return failed(e, nil)
+	}
+	var c *claim
+	resourceID := f.resourceID
+	if f.key != "" {
+		c, o = p.begin(ctx, f.merchant, f.key, f.fingerprint, f.resourceID)
+		if o != nil {
+			return o
+		}
+		resourceID = c.resourceID
+	}
+	pay, err := p.store.Get(ctx, f.merchant, f.paymentID)
+	if err != nil {
+		o = failed(p.storeError(err, f.paymentID), nil)
+		c.finish(ctx, o, false)
+		return o
+	}
+	o, executed := f.run(ctx, pay, c != nil && c.resumed, resourceID)
+	c.finish(ctx, o, executed)
+	return o
+}
+
+func (p *Processor) capture(ctx context.Context, req *CaptureRequest) *outcome {
+	if req.Amount < 0 {
+		return failed(validationError(FieldError{Field: "amount", Code: CodeInvalid, Message: "amount must be a positive integer in minor units, or omitted for the full amount"}), nil)
+	}
+	return p.runFollowUp(ctx, &followUp{
+		op: "capture", merchant: req.Merchant, paymentID: req.PaymentID, key: req.IdempotencyKey,
+		fingerprint: idempotency.Fingerprint(http.MethodPost, "/payments/"+req.PaymentID+"/capture", canonicalAmount(req.Amount)),
+		resourceID:  req.PaymentID,
+		run: func(ctx context.Context, pay *Payment, resumed bool, _ string) (*outcome, bool) {
+			if resumed && pay.Status == StatusCaptured {
+				return succeeded(http.StatusOK, pay, nil), true
+			}
+			if pay.Status != StatusAuthorized {
+				return failed(invalidTransition(pay, StatusCaptured), pay), false
+			}
+			amount := req.Amount
+			if amount == 0 {
+				amount = pay.Amount
+			}
+			if amount > pay.Amount {
+				return failed(validationError(FieldError{Field: "amount", Code: CodeAmountTooLarge,
+					Message: fmt.Sprintf("amount %d exceeds the authorized %d", amount, pay.Amount)}), pay), false
+			}
+			return p.execFollowUp(ctx, pay, "capture", gatewayKey(pay.ID, "capture"),
+				func(ctx context.Context, g *gateway.Gateway) (*gateway.Transaction, error) {
+					return g.Capture(ctx, &gateway.CaptureRequest{IdempotencyKey: gatewayKey(pay.ID, "capture"),
+						PaymentID: pay.ID, Reference: pay.GatewayReference, Amount: amount, Currency: pay.Currency})
+				},
+				func(q *Payment, tx *gateway.Transaction) (*Refund, error) {
+					if q.Status != StatusAuthorized {
+						return nil, errUnchanged
+					}
+					q.AmountCaptured = amount
+					if tx.AmountCaptured > 0 {
+						q.AmountCaptured = tx.AmountCaptured
+					}
+					return nil, q.transition(StatusCaptured, p.now())
+				}, http.StatusOK)
+		},
+	})
+}
+
+func (p *Processor) void(ctx context.Context, req *VoidRequest) *outcome {
+	return p.runFollowUp(ctx, &followUp{
+		op: "void", merchant: req.Merchant, paymentID: req.PaymentID, key: req.IdempotencyKey,
+		fingerprint: idempotency.Fingerprint(http.MethodPost, "/payments/"+req.PaymentID+"/void", nil),
+		resourceID:  req.PaymentID,
+		run: func(ctx context.Context, pay *Payment, resumed bool, _ string) (*outcome, bool) {
+			if resumed && pay.Status == StatusVoided {
+				return succeeded(http.StatusOK, pay, nil), true
+			}
+			if pay.Status != StatusAuthorized {
+				return failed(invalidTransition(pay, StatusVoided), pay), false
+			}
+			return p.execFollowUp(ctx, pay, "void", gatewayKey(pay.ID, "void"),
+				func(ctx context.Context, g *gateway.Gateway) (*gateway.Transaction, error) {
+					return g.Void(ctx, &gateway.VoidRequest{IdempotencyKey: gatewayKey(pay.ID, "void"),
+						PaymentID: pay.ID, Reference: pay.GatewayReference})
+				},
+				func(q *Payment, _ *gateway.Transaction) (*Refund, error) {
+					if q.Status != StatusAuthorized {
+						return nil, errUnchanged
+					}
+					return nil, q.transition(StatusVoided, p.now())
+				}, http.StatusOK)
+		},
+	})
+}
+
+func (p *Processor) refund(ctx context.Context, req *RefundRequest) *outcome {
+	if req.Amount < 0 {
+		return failed(validationError(FieldError{Field: "amount", Code: CodeInvalid, Message: "amount must be a positive integer in minor units, or omitted for the remaining amount"}), nil)
+	}
+	return p.runFollowUp(ctx, &followUp{
+		op: "refund", merchant: req.Merchant, paymentID: req.PaymentID, key: req.IdempotencyKey,
+		fingerprint: idempotency.Fingerprint(http.MethodPost, "/payments/"+req.PaymentID+"/refunds", canonicalAmount(req.Amount)),
+		resourceID:  newID("re"),
+		run: func(ctx context.Context, pay *Payment, resumed bool, refundID string) (*outcome, bool) {
+			for i := range pay.Refunds {
+				if resumed && pay.Refunds[i].ID == refundID {
+					return succeeded(http.StatusCreated, pay, &pay.Refunds[i]), true
+				}
+			}
+			if pay.Status != StatusCaptured {
+				return failed(invalidTransition(pay, StatusRefunded), pay), false
+			}
+			remaining := pay.AmountCaptured - pay.AmountRefunded
+			amount := req.Amount
+			if amount == 0 {
+				amount = remaining
+			}
+			if amount > remaining {
+				return failed(validationError(FieldError{Field: "amount", Code: CodeAmountTooLarge,
+					Message: fmt.Sprintf("amount %d exceeds the %d left to refund", amount, remaining)}), pay), false
+			}
+			return p.execFollowUp(ctx, pay, "refund", refundID,
+				func(ctx context.Context, g *gateway.Gateway) (*gateway.Transaction, error) {
+					return g.Refund(ctx, &gateway.RefundRequest{IdempotencyKey: refundID, PaymentID: pay.ID,
+						RefundID: refundID, Reference: pay.GatewayReference, Amount: amount, Currency: pay.Currency})
+				},
+				func(q *Payment, tx *gateway.Transaction) (*Refund, error) {
+					for i := range q.Refunds {
+						if q.Refunds[i].ID == refundID {
+							return &q.Refunds[i], errUnchanged // already recorded
+						}
+					}
+					if q.AmountRefunded+amount > q.AmountCaptured {
+						return nil, &Error{Code: CodeInvalidTransition, PaymentID: q.ID, Detail: "refunds exceed the captured amount"}
+					}
+					now := p.now()
+					q.AmountRefunded += amount
+					q.Refunds = append(q.Refunds, Refund{ID: refundID, PaymentID: q.ID, Amount: amount,
+						Currency: q.Currency, Status: "succeeded", GatewayReference: tx.RefundReference, CreatedAt: now})
+					to := StatusCaptured
+					if q.AmountRefunded == q.AmountCaptured {
+						to = StatusRefunded
+					}
+					if err := q.transition(to, now); err != nil {
+						return nil, err
+					}
+					return &q.Refunds[len(q.Refunds)-1], nil
+				}, http.StatusCreated)
+		},
+	})
+}
+
+// execFollowUp calls the payment's gateway for a capture, void or refund
+// and applies the result. Failures that definitely had no effect are not
+// stored under the idempotency key (the client may retry with it);
+// ambiguous ones are reconciled by Lookup.
+func (p *Processor) execFollowUp(ctx context.Context, pay *Payment, op, gwKey string,
+	do func(context.Context, *gateway.Gateway) (*gateway.Transaction, error),
+	apply func(*Payment, *gateway.Transaction) (*Refund, error), okStatus int) (*outcome, bool) {
+	g, ok := p.router.Gateway(pay.Gateway)
+	if !ok {
+		return failed(&Error{Code: CodeGatewayUnavailable, PaymentID: pay.ID, RetryAfter: 5 * time.Second,
+			Detail: fmt.Sprintf("gateway %q that processed the payment is not configured", pay.Gateway)}, pay), false
+	}
+	tx, ambiguous, err := p.call(ctx, g, op, p.retry.MaxAttempts, func(ctx context.Context) (*gateway.Transaction, error) {
+		return do(ctx, g)
+	})
+	if err != nil && ambiguous && gateway.Retryable(err) {
+		ltx, _, lerr := p.call(ctx, g, "lookup", p.retry.MaxAttempts, func(ctx context.Context) (*gateway.Transaction, error) {
+			return g.Lookup(ctx, gwKey)
+		})
+		switch {
+		case lerr == nil:
+			tx, err = ltx, nil
+		case errors.Is(lerr, gateway.ErrNotFound):
+			ambiguous = false // the provider never processed it
+		default:
+			return failed(&Error{Code: CodeOutcomeUnknown, PaymentID: pay.ID, RetryAfter: 5 * time.Second,
+				Detail: "the gateway's answer is not known yet; retry with the same Idempotency-Key", Err: err}, pay), true
+		}
+	}
+	if err != nil {
+		switch {
+		case errors.Is(err, gateway.ErrInvalidRequest), errors.Is(err, gateway.ErrNotFound):
+			return failed(&Error{Code: CodeGatewayRejected, PaymentID: pay.ID, Detail: "the gateway rejected the " + op, Err: err}, pay), true
+		case errors.Is(err, gateway.ErrDeclined):
+			var ge *gateway.Error
+			errors.As(err, &ge)
+			return failed(&Error{Code: CodeDeclined, PaymentID: pay.ID, DeclineCode: ge.DeclineCode, Detail: "the " + op + " was declined", Err: err}, pay), true
+		}
+		return failed(&Error{Code: CodeGatewayUnavailable, PaymentID: pay.ID, RetryAfter: time.Second,
+			Detail: "the payment gateway was unavailable; nothing changed", Err: err}, pay), false
+	}
+	var ref *Refund
+	saved, e := p.save(ctx, pay, func(q *Payment) error {
+		r, err := apply(q, tx)
+		ref = r
+		return err
+	})
+	if e != nil {
+		return failed(&Error{Code: CodeOutcomeUnknown, PaymentID: pay.ID, RetryAfter: 5 * time.Second,
+			Detail: "the " + op + " succeeded at the gateway but could not be stored; retry with the same Idempotency-Key", Err: e}, pay), true
+	}
+	if ref != nil {
+		for i := range saved.Refunds {
+			if saved.Refunds[i].ID == ref.ID {
+				ref = &saved.Refunds[i]
+			}
+		}
+	}
+	return succeeded(okStatus, saved, ref), true
+}
+
+// gatewayErrorType is the error.type attribute of a gateway failure: the
+// error class (declined, transient, invalid_request...).
+func gatewayErrorType(err error) string {
+	var ge *gateway.Error
+	if errors.As(err, &ge) {
+		return ge.Kind.String()
+	}
+	return "other"
+}

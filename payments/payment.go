@@ -1,0 +1,134 @@
+package payments
+
+import (
+	"maps"
+	"slices"
+	"time"
+)
+
+// Status is a payment's lifecycle state.
+type Status string
+
+// Payment statuses. See Transitions for the allowed moves.
+const (
+	// StatusPending: accepted for asynchronous processing, not yet picked up.
+	StatusPending Status = "pending"
+	// StatusProcessing: the gateway is being (or was ambiguously) called.
+	StatusProcessing Status = "processing"
+	// StatusAuthorized: funds are held; capture or void next.
+	StatusAuthorized Status = "authorized"
+	// StatusCaptured: funds captured (possibly partially refunded since).
+	StatusCaptured Status = "captured"
+	// StatusVoided: the authorization was cancelled.
+	StatusVoided Status = "voided"
+	// StatusRefunded: the captured amount was refunded in full.
+	StatusRefunded Status = "refunded"
+	// StatusDeclined: the gateway declined; see DeclineCode.
+	StatusDeclined Status = "declined"
+	// StatusFailed: the payment could not be processed (gateway unavailable
+	// after retries, dead-lettered command); nothing was charged.
+	StatusFailed Status = "failed"
+)
+
+// Transitions is the payment state machine: for each status, the statuses it
+// may move to. A refund that leaves part of the captured amount unrefunded
+// keeps the payment captured (captured → captured).
+var Transitions = map[Status][]Status{
+	StatusPending:    {StatusProcessing, StatusFailed},
+	StatusProcessing: {StatusAuthorized, StatusCaptured, StatusDeclined, StatusFailed},
+	StatusAuthorized: {StatusCaptured, StatusVoided},
+	StatusCaptured:   {StatusCaptured, StatusRefunded},
+	StatusVoided:     nil,
+	StatusRefunded:   nil,
+	StatusDeclined:   nil,
+	StatusFailed:     nil,
+}
+
+// CanTransition reports whether a payment may move from one status to another.
+func CanTransition(from, to Status) bool {
+	return slices.Contains(Transitions[from], to)
+}
+
+// Terminal reports whether no transition leaves s.
+func (s Status) Terminal() bool { return len(Transitions[s]) == 0 }
+
+// Valid reports whether s is one of the defined statuses.
+func (s Status) Valid() bool {
+	_, ok := Transitions[s]
+	return ok
+}
+
+// CaptureMethod says when an authorized payment is captured.
+type CaptureMethod string
+
+// Capture methods.
+const (
+	// CaptureAutomatic captures at authorization (a purchase).
+	CaptureAutomatic CaptureMethod = "automatic"
+	// CaptureManual leaves the payment authorized until Capture or Void.
+	CaptureManual CaptureMethod = "manual"
+)
+
+// Payment is a payment and its lifecycle. Its JSON encoding is the HTTP
+// API's representation. Amounts are integers in the currency's minor unit.
+type Payment struct {
+	ID            string        `json:"id"`
+	Merchant      string        `json:"merchant"`
+	Amount        int64         `json:"amount"`
+	Currency      string        `json:"currency"`
+	PaymentMethod string        `json:"payment_method"`
+	Origin        string        `json:"origin"`
+	CaptureMethod CaptureMethod `json:"capture_method"`
+	Status        Status        `json:"status"`
+	// Gateway is the name of the gateway that processed the payment and
+	// GatewayReference its identifier there.
+	Gateway          string `json:"gateway,omitempty"`
+	GatewayReference string `json:"gateway_reference,omitempty"`
+	// DeclineCode is the issuer's reason when Status is declined.
+	DeclineCode string `json:"decline_code,omitempty"`
+	// FailureCode says why the payment failed when Status is failed.
+	FailureCode    string            `json:"failure_code,omitempty"`
+	AmountCaptured int64             `json:"amount_captured"`
+	AmountRefunded int64             `json:"amount_refunded"`
+	Refunds        []Refund          `json:"refunds"`
+	Metadata       map[string]string `json:"metadata"`
+	CreatedAt      time.Time         `json:"created_at"`
+	UpdatedAt      time.Time         `json:"updated_at"`
+
+	// Version is the store's optimistic-concurrency counter; it is not part
+	// of the API representation.
+	Version int64 `json:"-"`
+}
+
+// Refund is one refund of a captured payment.
+type Refund struct {
+	ID               string    `json:"id"`
+	PaymentID        string    `json:"payment_id"`
+	Amount           int64     `json:"amount"`
+	Currency         string    `json:"currency"`
+	Status           string    `json:"status"`
+	GatewayReference string    `json:"gateway_reference,omitempty"`
+	CreatedAt        time.Time `json:"created_at"`
+}
+
+// Clone returns a deep copy of p.
+func (p *Payment) Clone() *Payment {
+	if p == nil {
+		return nil
+	}
+	c := *p
+	c.Refunds = slices.Clone(p.Refunds)
+	c.Metadata = maps.Clone(p.Metadata)
+	return &c
+}
+
+// transition moves p to status to at now, or returns a *Error with
+// CodeInvalidTransition.
+func (p *Payment) transition(to Status, now time.Time) error {
+	if !CanTransition(p.Status, to) {
+		return invalidTransition(p, to)
+	}
+	p.Status = to
+	p.UpdatedAt = now
+	return nil
+}

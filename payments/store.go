@@ -1,0 +1,201 @@
+package payments
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"net/url"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/payrail/payrail/internal/registry"
+)
+
+// Store errors; implementations return (or wrap) them.
+var (
+	// ErrStoreNotFound: no payment with that id for that merchant.
+	ErrStoreNotFound = errors.New("payments: store: payment not found")
+	// ErrStoreConflict: Create of an existing id, or Update of a payment
+	// whose Version changed since it was read.
+	ErrStoreConflict = errors.New("payments: store: version conflict")
+)
+
+// Store persists payments. Implementations are safe for concurrent use
+// and scope every read and write by merchant.
+type Store interface {
+	// Create stores a new payment with Version 1 (set on p). It returns
+	// ErrStoreConflict if the id exists.
+	Create(ctx context.Context, p *Payment) error
+	// Get returns a copy of the payment, or ErrStoreNotFound (also when it
+	// belongs to another merchant).
+	Get(ctx context.Context, merchant, id string) (*Payment, error)
+	// Update replaces the payment if its stored Version equals p.Version,
+	// and increments p.Version. It returns ErrStoreConflict otherwise.
+	Update(ctx context.Context, p *Payment) error
+	// ListStale returns up to limit payments in one of the statuses whose
+	// UpdatedAt is before the cutoff, oldest first, across merchants; the
+	// worker uses it to recover pending and processing payments.
+	ListStale(ctx context.Context, statuses []Status, before time.Time, limit int) ([]*Payment, error)
+	// Close releases the store's resources.
+	Close() error
+}
+
+// StoreDriver opens payment stores from URLs whose scheme is the name it
+// was registered under.
+type StoreDriver interface {
+	// Open returns the store configured by u.
+	Open(ctx context.Context, u *url.URL) (Store, error)
+}
+
+// ErrUnknownStoreDriver is returned by OpenStore for an unregistered scheme.
+var ErrUnknownStoreDriver = errors.New("payments: unknown store driver")
+
+var storeDrivers = registry.New[StoreDriver]("payments", map[string]string{
+	"memory":   "github.com/payrail/payrail/payments",
+	"postgres": "github.com/payrail/payrail/payments/postgres",
+}, ErrUnknownStoreDriver, nil)
+
+func init() { RegisterStore("memory", memoryOpener{}) }
+
+// RegisterStore makes a payment store driver available under name, the URL
+// scheme that selects it. It panics if d is nil or name is already
+// registered. "memory" is registered by this package.
+func RegisterStore(name string, d StoreDriver) { storeDrivers.Register(name, d) }
+
+// StoreDrivers returns the sorted names of the registered store drivers.
+func StoreDrivers() []string { return storeDrivers.Drivers() }
+
+// OpenStore opens the payment store named by urlstr, e.g. "memory://".
+func OpenStore(ctx context.Context, urlstr string) (Store, error) {
+	d, u, err := storeDrivers.Lookup(urlstr)
+	if err != nil {
+		return nil, err
+	}
+	s, err := d.Open(ctx, u)
+	if err != nil {
+		return nil, fmt.Errorf("payments: open store %s: %w", registry.Redact(u), err)
+	}
+	return s, nil
+}
+
+type memoryOpener struct{}
+
+func (memoryOpener) Open(_ context.Context, u *url.URL) (Store, error) {
+	if u.Host != "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
+		return nil, errors.New("memory store URL takes no host, path or parameters: use memory://")
+	}
+	return NewMemoryStore(), nil
+}
+
+// MemoryStore is an in-process Store, the default. It keeps every payment
+// for the life of the process, sharded to keep lock contention low.
+type MemoryStore struct {
+	seed   maphash.Seed
+	shards [memShards]memShard
+}
+
+const memShards = 32
+
+type memShard struct {
+	mu       sync.RWMutex
+	payments map[string]*Payment // by id
+}
+
+// NewMemoryStore returns an empty MemoryStore.
+func NewMemoryStore() *MemoryStore {
+	s := &MemoryStore{seed: maphash.MakeSeed()}
+	for i := range s.shards {
+		s.shards[i].payments = map[string]*Payment{}
+	}
+	return s
+}
+
+func (s *MemoryStore) shard(id string) *memShard {
+	return &s.shards[maphash.String(s.seed, id)%memShards]
+}
+
+// Create implements Store.
+func (s *MemoryStore) Create(ctx context.Context, p *Payment) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	c := p.Clone()
+	c.Version = 1
+	sh := s.shard(p.ID)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if _, ok := sh.payments[p.ID]; ok {
+		return ErrStoreConflict
+	}
+	p.Version = 1
+	sh.payments[p.ID] = c
+	return nil
+}
+
+// Get implements Store.
+func (s *MemoryStore) Get(ctx context.Context, merchant, id string) (*Payment, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	sh := s.shard(id)
+	sh.mu.RLock()
+	p, ok := sh.payments[id]
+	sh.mu.RUnlock()
+	if !ok || p.Merchant != merchant {
+		return nil, ErrStoreNotFound
+	}
+	return p.Clone(), nil // stored payments are never mutated in place
+}
+
+// Update implements Store.
+func (s *MemoryStore) Update(ctx context.Context, p *Payment) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	c := p.Clone()
+	c.Version = p.Version + 1
+	sh := s.shard(p.ID)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	cur, ok := sh.payments[p.ID]
+	if !ok || cur.Merchant != p.Merchant {
+		return ErrStoreNotFound
+	}
+	if cur.Version != p.Version {
+		return ErrStoreConflict
+	}
+	p.Version++
+	sh.payments[p.ID] = c
+	return nil
+}
+
+// Close implements Store; the memory store holds no resources.
+func (s *MemoryStore) Close() error { return nil }
+
+// ListStale implements Store.
+func (s *MemoryStore) ListStale(ctx context.Context, statuses []Status, before time.Time, limit int) ([]*Payment, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	var out []*Payment
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.RLock()
+		for _, p := range sh.payments {
+			if slices.Contains(statuses, p.Status) && p.UpdatedAt.Before(before) {
+				out = append(out, p.Clone())
+			}
+		}
+		sh.mu.RUnlock()
+	}
+	slices.SortFunc(out, func(a, b *Payment) int {
+		return cmp.Or(a.UpdatedAt.Compare(b.UpdatedAt), cmp.Compare(a.ID, b.ID))
+	})
+	if limit > 0 && len(out) > limit {
+		out = out[:limit]
+	}
+	return out, nil
+}

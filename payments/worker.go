@@ -1,0 +1,246 @@
+package payments
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/payrail/payrail/bus"
+	"github.com/payrail/payrail/gateway"
+)
+
+// Message attributes set on payment commands.
+const (
+	// AttrCommand names the command ("authorize").
+	AttrCommand = "payrail.command"
+	// AttrMerchant is the merchant the payment belongs to.
+	AttrMerchant = "payrail.merchant"
+	// AttrPaymentID is the payment the command is for.
+	AttrPaymentID = "payrail.payment_id"
+)
+
+// command is the body of an async payment command.
+type command struct {
+	Version   int    `json:"v"`
+	Op        string `json:"op"`
+	PaymentID string `json:"payment_id"`
+	Merchant  string `json:"merchant"`
+}
+
+const opAuthorize = "authorize"
+
+// publish sends the authorize command for a pending payment. The message
+// ID is deterministic so brokers with deduplication drop republished copies;
+// the Key orders commands per payment.
+func (p *Processor) publish(ctx context.Context, pay *Payment) error {
+	body, err := json.Marshal(command{Version: 1, Op: opAuthorize, PaymentID: pay.ID, Merchant: pay.Merchant})
+	if err != nil {
+		return err
+	}
+	return p.topic.Publish(ctx, &bus.Message{
+		ID:   pay.ID + ":" + opAuthorize,
+		Key:  pay.ID,
+		Body: body,
+		Attributes: map[string]string{
+			AttrCommand: opAuthorize, AttrMerchant: pay.Merchant, AttrPaymentID: pay.ID,
+		},
+	})
+}
+
+// Worker consumes payment commands from a subscription and completes async
+// payments: it calls the gateway with a deterministic idempotency key,
+// stores the outcome, and only then acknowledges the message. Transient
+// gateway failures are retried by redelivery with exponential back-off; after
+// the retry policy's attempts the payment is marked failed and the message
+// dead-lettered with the reason. A duplicated or redelivered command never
+// charges twice.
+//
+// The worker also runs a recovery sweep that republishes commands for
+// payments left pending or processing (a lost publish, a crash between
+// steps), so no accepted payment is forgotten.
+type Worker struct {
+	p   *Processor
+	sub *bus.Subscription
+	log *slog.Logger
+
+	sweepEvery time.Duration
+	staleAfter time.Duration
+}
+
+// WorkerOption configures a Worker.
+type WorkerOption func(*Worker)
+
+// WithSubscription consumes commands from s. Without it the worker consumes
+// the processor's default in-memory bus (only when New created it).
+func WithSubscription(s *bus.Subscription) WorkerOption { return func(w *Worker) { w.sub = s } }
+
+// WithWorkerLogger sets the worker's logger (default: the processor's).
+func WithWorkerLogger(l *slog.Logger) WorkerOption { return func(w *Worker) { w.log = l } }
+
+// WithRecovery sets how often the recovery sweep runs and how long a
+// payment must have stayed pending or processing before it is republished
+// (defaults 30s and 2m; every <= 0 disables the sweep).
+func WithRecovery(every, staleAfter time.Duration) WorkerOption {
+	return func(w *Worker) { w.sweepEvery, w.staleAfter = every, staleAfter }
+}
+
+// NewWorker returns a worker for p.
+func NewWorker(p *Processor, opts ...WorkerOption) (*Worker, error) {
+	w := &Worker{p: p, log: p.log, sweepEvery: 30 * time.Second, staleAfter: 2 * time.Minute}
+	for _, o := range opts {
+		o(w)
+	}
+	if w.sub == nil {
+		w.sub = p.localSub
+	}
+	if w.sub == nil {
+		return nil, errors.New("payments: NewWorker needs WithSubscription when the processor was given its own topic")
+	}
+	if w.staleAfter <= 0 {
+		w.staleAfter = 2 * time.Minute
+	}
+	return w, nil
+}
+
+// Subscription returns the subscription the worker consumes.
+func (w *Worker) Subscription() *bus.Subscription { return w.sub }
+
+// Run consumes commands until ctx is done, then waits for in-flight
+// commands to finish and be acknowledged before returning nil. It returns
+// an error if the subscription fails permanently.
+func (w *Worker) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	if w.sweepEvery > 0 {
+		wg.Go(func() { w.sweepLoop(ctx) })
+	}
+	err := w.sub.Receive(ctx, w.Handle)
+	wg.Wait()
+	return err
+}
+
+func (w *Worker) sweepLoop(ctx context.Context) {
+	t := time.NewTicker(w.sweepEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if n, err := w.Recover(ctx); err != nil {
+				w.log.WarnContext(ctx, "payments: recovery sweep failed", "error", err)
+			} else if n > 0 {
+				w.log.InfoContext(ctx, "payments: recovery sweep republished payments", "count", n)
+			}
+		}
+	}
+}
+
+// Recover republishes commands for payments that stayed pending or
+// processing longer than the stale threshold, and returns how many.
+func (w *Worker) Recover(ctx context.Context) (int, error) {
+	stale, err := w.p.store.ListStale(ctx, []Status{StatusPending, StatusProcessing}, w.p.now().Add(-w.staleAfter), 500)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, pay := range stale {
+		if err := w.p.publish(ctx, pay); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
+}
+
+// Handle processes one command message; Run calls it for each delivery. It
+// settles the message itself.
+func (w *Worker) Handle(ctx context.Context, m *bus.Message) error {
+	start := time.Now()
+	ctx, span := w.p.tel.start(ctx, "process")
+	defer span.End()
+	var cmd command
+	if err := json.Unmarshal(m.Body, &cmd); err != nil || cmd.Op != opAuthorize || cmd.PaymentID == "" || cmd.Merchant == "" {
+		w.log.ErrorContext(ctx, "payments: malformed command dead-lettered", "message_id", m.ID)
+		return m.DeadLetter(ctx, fmt.Sprintf("malformed payment command: %v", err))
+	}
+	span.SetAttributes(attrPaymentID.String(cmd.PaymentID))
+	maxAttempts := w.p.retry.MaxAttempts
+	if c := w.sub.Capabilities().MaxAttempts; c > 0 && c < maxAttempts {
+		maxAttempts = c
+	}
+	final := m.DeliveryAttempt >= maxAttempts
+
+	pay, err := w.p.store.Get(ctx, cmd.Merchant, cmd.PaymentID)
+	if err != nil {
+		if final {
+			return m.DeadLetter(ctx, fmt.Sprintf("payment %s unreadable after %d attempts: %v", cmd.PaymentID, m.DeliveryAttempt, err))
+		}
+		return m.Nack(ctx, w.p.retry.Backoff(m.DeliveryAttempt))
+	}
+	var chain []*gateway.Gateway
+	prior := pay.Status == StatusProcessing // an earlier delivery or request reached the gateway step
+	switch pay.Status {
+	case StatusPending:
+		chain, err = w.p.router.Route(ctx, routeRequest(pay))
+		if err != nil || len(chain) == 0 {
+			return w.retryOrFail(ctx, m, pay, final, fmt.Errorf("no gateway route: %w", err))
+		}
+		moved, e := w.p.save(ctx, pay, func(q *Payment) error {
+			if q.Status != StatusPending {
+				return errUnchanged
+			}
+			q.Gateway = chain[0].Name()
+			return q.transition(StatusProcessing, w.p.now())
+		})
+		if e != nil {
+			if final {
+				return m.DeadLetter(ctx, "storing processing state failed: "+e.Error())
+			}
+			return m.Nack(ctx, w.p.retry.Backoff(m.DeliveryAttempt))
+		}
+		if moved.Status != StatusProcessing {
+			return m.Ack(ctx) // another worker got there first
+		}
+		pay = moved
+	case StatusProcessing:
+		g, ok := w.p.router.Gateway(pay.Gateway)
+		if !ok {
+			return w.retryOrFail(ctx, m, pay, final, fmt.Errorf("gateway %q is not configured", pay.Gateway))
+		}
+		chain = []*gateway.Gateway{g}
+	default:
+		// Already settled: a duplicate or redelivered command.
+		return m.Ack(ctx)
+	}
+
+	// One gateway attempt per delivery: retries happen by redelivery, with
+	// back-off, so a worker never blocks on a failing gateway.
+	o := w.p.execAuthorize(ctx, pay, chain, execOpts{attempts: 1, final: final, prior: m.DeliveryAttempt > 1 || prior})
+	w.p.tel.end(ctx, span, "process", start, o)
+	switch {
+	case o.retry:
+		return m.Nack(ctx, w.p.retry.Backoff(m.DeliveryAttempt))
+	case o.err != nil && o.err.Code == CodeOutcomeUnknown:
+		if final {
+			return m.DeadLetter(ctx, fmt.Sprintf("payment %s outcome unknown after %d attempts; left processing for reconciliation", pay.ID, m.DeliveryAttempt))
+		}
+		return m.Nack(ctx, w.p.retry.Backoff(m.DeliveryAttempt))
+	case o.payment != nil && o.payment.Status == StatusFailed && o.err != nil && o.err.Code == CodeGatewayUnavailable:
+		return m.DeadLetter(ctx, fmt.Sprintf("payment %s failed after %d attempts: %v", pay.ID, m.DeliveryAttempt, o.err))
+	}
+	return m.Ack(ctx)
+}
+
+// retryOrFail nacks for a later attempt, or on the final attempt marks the
+// payment failed and dead-letters the message.
+func (w *Worker) retryOrFail(ctx context.Context, m *bus.Message, pay *Payment, final bool, cause error) error {
+	if final {
+		w.p.failPayment(ctx, pay, CodeGatewayUnavailable, cause)
+		return m.DeadLetter(ctx, fmt.Sprintf("payment %s failed after %d attempts: %v", pay.ID, m.DeliveryAttempt, cause))
+	}
+	return m.Nack(ctx, w.p.retry.Backoff(m.DeliveryAttempt))
+}
