@@ -1,0 +1,4 @@
+package drivers
+
+// The Kafka bus (MESSAGE_BUS_ADAPTER=kafka).
+import _ "github.com/payrail/payrail/bus/kafka"
