@@ -1,0 +1,5 @@
+package drivers
+
+// The Google Cloud Pub/Sub bus (MESSAGE_BUS_ADAPTER=pubsub; honours
+// PUBSUB_EMULATOR_HOST and Application Default Credentials).
+import _ "github.com/payrail/payrail/bus/pubsub"

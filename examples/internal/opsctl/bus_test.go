@@ -1,0 +1,94 @@
+package opsctl_test
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+
+	gpubsub "cloud.google.com/go/pubsub/v2"
+	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
+	"cloud.google.com/go/pubsub/v2/pstest"
+
+	"github.com/payrail/payrail/examples/internal/config"
+	"github.com/payrail/payrail/examples/internal/opsctl"
+)
+
+// busRun executes opsctl against a pstest server (Google's in-process
+// Pub/Sub) reached through PUBSUB_EMULATOR_HOST.
+func busRun(t *testing.T, env map[string]string, args ...string) (int, string, string) {
+	t.Helper()
+	cfg, err := config.Parse(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	if err != nil {
+		t.Fatalf("config: %v", err)
+	}
+	var out, errOut bytes.Buffer
+	code := opsctl.Run(context.Background(), opsctl.Env{Config: cfg, Stdout: &out, Stderr: &errOut}, args)
+	return code, out.String(), errOut.String()
+}
+
+func TestBusProvisionPubSub(t *testing.T) {
+	srv := pstest.NewServer()
+	t.Cleanup(func() { _ = srv.Close() })
+	t.Setenv("PUBSUB_EMULATOR_HOST", srv.Addr)
+	env := map[string]string{
+		"MESSAGE_BUS_ADAPTER":   "pubsub",
+		"PUBSUB_PROJECT_ID":     "ops-test",
+		"PAYMENTS_TOPIC":        "payments",
+		"PAYMENTS_SUBSCRIPTION": "payments-worker",
+	}
+
+	// Dry run: reports, creates nothing.
+	code, out, errOut := busRun(t, env, "bus", "provision")
+	if code != opsctl.ExitOK {
+		t.Fatalf("dry run = %d, stderr %s", code, errOut)
+	}
+	for _, want := range []string{
+		"projects/ops-test/topics/payments", "projects/ops-test/topics/payments-worker.dlq",
+		"projects/ops-test/subscriptions/payments-worker.dlq", "projects/ops-test/subscriptions/payments-worker",
+		"would create", "dry run",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("dry run output lacks %q:\n%s", want, out)
+		}
+	}
+	client, err := gpubsub.NewClient(context.Background(), "ops-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	if _, err := client.TopicAdminClient.GetTopic(context.Background(), &pubsubpb.GetTopicRequest{Topic: "projects/ops-test/topics/payments"}); err == nil {
+		t.Fatal("the dry run created the topic")
+	}
+
+	// Apply, with a policy of 7 attempts.
+	code, out, errOut = busRun(t, env, "bus", "provision", "--apply", "--max-attempts", "7")
+	if code != opsctl.ExitOK {
+		t.Fatalf("apply = %d, stderr %s", code, errOut)
+	}
+	if strings.Count(out, "created") != 4 {
+		t.Errorf("apply should create 4 resources:\n%s", out)
+	}
+	sub, err := client.SubscriptionAdminClient.GetSubscription(context.Background(), &pubsubpb.GetSubscriptionRequest{Subscription: "projects/ops-test/subscriptions/payments-worker"})
+	if err != nil {
+		t.Fatalf("subscription not created: %v", err)
+	}
+	if p := sub.GetDeadLetterPolicy(); p.GetDeadLetterTopic() != "projects/ops-test/topics/payments-worker.dlq" || p.GetMaxDeliveryAttempts() != 7 || !sub.EnableMessageOrdering {
+		t.Errorf("subscription = %v; want ordered, dead-lettering to payments-worker.dlq after 7 attempts", sub)
+	}
+
+	// Again: everything exists.
+	code, out, _ = busRun(t, env, "bus", "provision", "--apply", "--max-attempts", "7")
+	if code != opsctl.ExitOK || strings.Count(out, "exists") != 4 {
+		t.Errorf("second apply = %d:\n%s; want 4 existing resources", code, out)
+	}
+
+	// Below the service's minimum of 5 attempts: a usage error, nothing sent.
+	if code, _, errOut := busRun(t, env, "bus", "provision", "--apply", "--max-attempts", "3"); code != opsctl.ExitUsage || !strings.Contains(errOut, "5 to 100") {
+		t.Errorf("--max-attempts 3 = %d %s; want a usage error", code, errOut)
+	}
+	// Another adapter: refused.
+	if code, _, errOut := busRun(t, map[string]string{"MESSAGE_BUS_ADAPTER": "kafka", "KAFKA_BROKERS": "localhost:9092"}, "bus", "provision"); code != opsctl.ExitUsage || !strings.Contains(errOut, "pubsub") {
+		t.Errorf("kafka adapter = %d %s; want a usage error naming pubsub", code, errOut)
+	}
+}
