@@ -1,0 +1,4 @@
+package drivers
+
+// The DynamoDB idempotency store (IDEMPOTENCY_URL=dynamodb://<table>?region=...).
+import _ "github.com/payrail/payrail/idempotency/dynamodb"

@@ -1,0 +1,4 @@
+package drivers
+
+// The Redis idempotency store (IDEMPOTENCY_URL=redis://host:6379/0).
+import _ "github.com/payrail/payrail/idempotency/redis"

@@ -1,0 +1,465 @@
+package testkit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"reflect"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/payrail/payrail/payments"
+)
+
+// PaymentStoreHarness describes a payments.Store under test.
+type PaymentStoreHarness struct {
+	// Open returns a new, empty store; the suite closes it. Each call gets
+	// its own namespace (for a database store, its own table).
+	Open func(ctx context.Context, t testing.TB) (payments.Store, error)
+	// Reopen, if not nil, returns another client of the store s was opened
+	// as (same namespace, own connections): the suite then checks that
+	// writes are visible across clients and that concurrent updates from
+	// two clients have one winner.
+	Reopen func(ctx context.Context, t testing.TB, s payments.Store) (payments.Store, error)
+	// ClosedErrors declares that operations after Close return an error
+	// (stores holding connections); a store whose Close releases nothing
+	// (payments.MemoryStore) leaves it false.
+	ClosedErrors bool
+}
+
+// RunPaymentStoreConformance runs the payment store conformance suite:
+// create/get round trip of every field, id conflicts, merchant scoping,
+// optimistic versioning (a stale Update is refused, concurrent updates have
+// exactly one winner), ListStale filtering and ordering, copies independent
+// of the store, context cancellation and Close.
+func RunPaymentStoreConformance(t *testing.T, h PaymentStoreHarness) {
+	t.Helper()
+	if h.Open == nil {
+		t.Fatal("testkit: PaymentStoreHarness.Open is nil")
+	}
+	cases := []struct {
+		name string
+		fn   func(t *testing.T, h PaymentStoreHarness, s payments.Store)
+	}{
+		{"CreateGetRoundTrip", storeRoundTrip},
+		{"CreateConflict", storeCreateConflict},
+		{"MerchantScoping", storeMerchantScoping},
+		{"OptimisticUpdate", storeOptimisticUpdate},
+		{"ConcurrentUpdatesOneWinner", storeConcurrentUpdates},
+		{"ListStale", storeListStale},
+		{"CopiesAreIndependent", storeCopies},
+		{"ContextCancellation", storeContextCancellation},
+		{"SharedAcrossClients", storeShared},
+		{"Close", storeClose},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			s, err := h.Open(context.Background(), t)
+			if err != nil {
+				t.Fatalf("open: %v", err)
+			}
+			t.Cleanup(func() { _ = s.Close() })
+			c.fn(t, h, s)
+		})
+	}
+}
+
+// storeT0 is a clock reading at microsecond resolution (what databases keep).
+var storeT0 = time.Date(2026, 3, 14, 15, 9, 26, 535897000, time.UTC)
+
+func storePayment(id, merchant string, status payments.Status, updated time.Time) *payments.Payment {
+	return &payments.Payment{
+		ID: id, Merchant: merchant, Amount: 1999, Currency: "EUR", PaymentMethod: "pm_card_visa", Origin: "web",
+		CaptureMethod: payments.CaptureAutomatic, Status: status, Gateway: "mock", GatewayReference: "ch_" + id,
+		AmountCaptured: 1999, AmountRefunded: 500,
+		Refunds: []payments.Refund{{ID: "re_" + id, PaymentID: id, Amount: 500, Currency: "EUR", Status: "succeeded",
+			GatewayReference: "gre_1", CreatedAt: updated}},
+		Metadata:  map[string]string{"order": "1001", "note": "ñandú – 100 €"},
+		CreatedAt: storeT0, UpdatedAt: updated,
+	}
+}
+
+func storeEqual(t testing.TB, what string, got, want *payments.Payment) {
+	t.Helper()
+	g, w := got.Clone(), want.Clone()
+	// nil and empty collections are the same payment.
+	if len(g.Refunds) == 0 && len(w.Refunds) == 0 {
+		g.Refunds, w.Refunds = nil, nil
+	}
+	if len(g.Metadata) == 0 && len(w.Metadata) == 0 {
+		g.Metadata, w.Metadata = nil, nil
+	}
+	diff := func(field string, a, b any) { t.Errorf("%s: %s = %v, want %v", what, field, a, b) }
+	if !g.CreatedAt.Equal(w.CreatedAt) {
+		diff("CreatedAt", g.CreatedAt, w.CreatedAt)
+	}
+	if !g.UpdatedAt.Equal(w.UpdatedAt) {
+		diff("UpdatedAt", g.UpdatedAt, w.UpdatedAt)
+	}
+	if len(g.Refunds) != len(w.Refunds) {
+		diff("Refunds", g.Refunds, w.Refunds)
+	} else {
+		for i := range g.Refunds {
+			a, b := g.Refunds[i], w.Refunds[i]
+			if !a.CreatedAt.Equal(b.CreatedAt) {
+				diff(fmt.Sprintf("Refunds[%d].CreatedAt", i), a.CreatedAt, b.CreatedAt)
+			}
+			a.CreatedAt, b.CreatedAt = time.Time{}, time.Time{}
+			if a != b {
+				diff(fmt.Sprintf("Refunds[%d]", i), a, b)
+			}
+		}
+	}
+	if !maps.Equal(g.Metadata, w.Metadata) {
+		diff("Metadata", g.Metadata, w.Metadata)
+	}
+	g.CreatedAt, g.UpdatedAt, w.CreatedAt, w.UpdatedAt = time.Time{}, time.Time{}, time.Time{}, time.Time{}
+	g.Refunds, w.Refunds, g.Metadata, w.Metadata = nil, nil, nil, nil
+	if !reflect.DeepEqual(*g, *w) {
+		t.Errorf("%s: got %+v, want %+v", what, *g, *w)
+	}
+}
+
+func storeRoundTrip(t *testing.T, _ PaymentStoreHarness, s payments.Store) {
+	ctx := context.Background()
+	p := storePayment("pay_rt", "acme", payments.StatusCaptured, storeT0.Add(time.Second))
+	p.DeclineCode, p.FailureCode = "none", "none"
+	if err := s.Create(ctx, p); err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	if p.Version != 1 {
+		t.Errorf("Create set Version %d, want 1", p.Version)
+	}
+	got, err := s.Get(ctx, "acme", "pay_rt")
+	if err != nil {
+		t.Fatalf("Get: %v", err)
+	}
+	storeEqual(t, "Get after Create", got, p)
+	// A minimal payment: empty collections and optional fields.
+	m := &payments.Payment{ID: "pay_min", Merchant: "acme", Amount: 1, Currency: "JPY", Status: payments.StatusPending,
+		CreatedAt: storeT0, UpdatedAt: storeT0}
+	if err := s.Create(ctx, m); err != nil {
+		t.Fatalf("Create minimal: %v", err)
+	}
+	got, err = s.Get(ctx, "acme", "pay_min")
+	if err != nil {
+		t.Fatalf("Get minimal: %v", err)
+	}
+	storeEqual(t, "minimal payment", got, m)
+	_, err = s.Get(ctx, "acme", "pay_missing")
+	if !errors.Is(err, payments.ErrStoreNotFound) {
+		t.Errorf("Get missing: %v, want ErrStoreNotFound", err)
+	}
+}
+
+func storeCreateConflict(t *testing.T, _ PaymentStoreHarness, s payments.Store) {
+	ctx := context.Background()
+	if err := s.Create(ctx, storePayment("pay_dup", "acme", payments.StatusPending, storeT0)); err != nil {
+		t.Fatal(err)
+	}
+	other := storePayment("pay_dup", "acme", payments.StatusFailed, storeT0)
+	other.Amount = 5
+	if err := s.Create(ctx, other); !errors.Is(err, payments.ErrStoreConflict) {
+		t.Fatalf("Create of an existing id: %v, want ErrStoreConflict", err)
+	}
+	// Ids are global: another merchant cannot reuse one either.
+	if err := s.Create(ctx, storePayment("pay_dup", "globex", payments.StatusPending, storeT0)); !errors.Is(err, payments.ErrStoreConflict) {
+		t.Fatalf("Create of an existing id by another merchant: %v, want ErrStoreConflict", err)
+	}
+	got, err := s.Get(ctx, "acme", "pay_dup")
+	if err != nil || got.Amount != 1999 || got.Status != payments.StatusPending {
+		t.Fatalf("the refused Create changed the payment: %+v %v", got, err)
+	}
+}
+
+func storeMerchantScoping(t *testing.T, _ PaymentStoreHarness, s payments.Store) {
+	ctx := context.Background()
+	p := storePayment("pay_scoped", "acme", payments.StatusAuthorized, storeT0)
+	if err := s.Create(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Get(ctx, "globex", "pay_scoped"); !errors.Is(err, payments.ErrStoreNotFound) {
+		t.Errorf("Get by another merchant: %v, want ErrStoreNotFound", err)
+	}
+	q := p.Clone()
+	q.Merchant = "globex"
+	q.Status = payments.StatusVoided
+	if err := s.Update(ctx, q); !errors.Is(err, payments.ErrStoreNotFound) {
+		t.Errorf("Update by another merchant: %v, want ErrStoreNotFound", err)
+	}
+	got, err := s.Get(ctx, "acme", "pay_scoped")
+	if err != nil || got.Status != payments.StatusAuthorized || got.Version != 1 {
+		t.Errorf("after a foreign Update: %+v %v", got, err)
+	}
+}
+
+func storeOptimisticUpdate(t *testing.T, _ PaymentStoreHarness, s payments.Store) {
+	ctx := context.Background()
+	p := storePayment("pay_upd", "acme", payments.StatusAuthorized, storeT0)
+	if err := s.Create(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	stale, _ := s.Get(ctx, "acme", "pay_upd")
+	p.Status = payments.StatusCaptured
+	p.UpdatedAt = storeT0.Add(time.Minute)
+	p.Refunds = append(p.Refunds, payments.Refund{ID: "re_2", PaymentID: "pay_upd", Amount: 1, Currency: "EUR", Status: "succeeded", CreatedAt: p.UpdatedAt})
+	if err := s.Update(ctx, p); err != nil {
+		t.Fatalf("Update: %v", err)
+	}
+	if p.Version != 2 {
+		t.Errorf("Update set Version %d, want 2", p.Version)
+	}
+	got, err := s.Get(ctx, "acme", "pay_upd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	storeEqual(t, "after Update", got, p)
+	// The stale copy (Version 1) is refused and changes nothing.
+	stale.Status = payments.StatusVoided
+	if err := s.Update(ctx, stale); !errors.Is(err, payments.ErrStoreConflict) {
+		t.Fatalf("stale Update: %v, want ErrStoreConflict", err)
+	}
+	if stale.Version != 1 {
+		t.Errorf("a refused Update changed the caller's Version to %d", stale.Version)
+	}
+	got, _ = s.Get(ctx, "acme", "pay_upd")
+	if got.Status != payments.StatusCaptured || got.Version != 2 {
+		t.Errorf("after a stale Update: status %s version %d", got.Status, got.Version)
+	}
+	missing := storePayment("pay_nope", "acme", payments.StatusPending, storeT0)
+	missing.Version = 1
+	if err := s.Update(ctx, missing); !errors.Is(err, payments.ErrStoreNotFound) {
+		t.Errorf("Update of a missing payment: %v, want ErrStoreNotFound", err)
+	}
+	// Several updates in a row.
+	for i := range 3 {
+		got.AmountRefunded += 10
+		if err := s.Update(ctx, got); err != nil {
+			t.Fatalf("update %d: %v", i, err)
+		}
+	}
+	final, _ := s.Get(ctx, "acme", "pay_upd")
+	if final.Version != 5 || final.AmountRefunded != 530 {
+		t.Errorf("after 3 more updates: version %d refunded %d, want 5 and 530", final.Version, final.AmountRefunded)
+	}
+}
+
+func storeConcurrentUpdates(t *testing.T, h PaymentStoreHarness, s payments.Store) {
+	ctx := context.Background()
+	if err := s.Create(ctx, storePayment("pay_race", "acme", payments.StatusAuthorized, storeT0)); err != nil {
+		t.Fatal(err)
+	}
+	clients := []payments.Store{s}
+	if h.Reopen != nil {
+		s2, err := h.Reopen(ctx, t, s)
+		if err != nil {
+			t.Fatalf("reopen: %v", err)
+		}
+		t.Cleanup(func() { _ = s2.Close() })
+		clients = append(clients, s2)
+	}
+	const n = 50
+	var (
+		wg        sync.WaitGroup
+		mu        sync.Mutex
+		wins      int
+		conflicts int
+		others    []error
+	)
+	copies := make([]*payments.Payment, n)
+	for i := range copies { // every contender read version 1
+		p, err := clients[i%len(clients)].Get(ctx, "acme", "pay_race")
+		if err != nil {
+			t.Fatal(err)
+		}
+		copies[i] = p
+	}
+	for i := range n {
+		c, p := clients[i%len(clients)], copies[i]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.AmountCaptured = int64(i)
+			err := c.Update(ctx, p)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil:
+				wins++
+			case errors.Is(err, payments.ErrStoreConflict):
+				conflicts++
+			default:
+				others = append(others, err)
+			}
+		}()
+	}
+	wg.Wait()
+	if len(others) > 0 || wins != 1 || conflicts != n-1 {
+		t.Fatalf("%d updates of version 1: %d won, %d conflicts, errors %v; want exactly one winner", n, wins, conflicts, others)
+	}
+	got, _ := s.Get(ctx, "acme", "pay_race")
+	if got.Version != 2 {
+		t.Errorf("version after the race %d, want 2", got.Version)
+	}
+}
+
+func storeListStale(t *testing.T, _ PaymentStoreHarness, s payments.Store) {
+	ctx := context.Background()
+	mk := func(id, merchant string, st payments.Status, age time.Duration) {
+		t.Helper()
+		if err := s.Create(ctx, storePayment(id, merchant, st, storeT0.Add(-age))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mk("p_old_pending", "acme", payments.StatusPending, 10*time.Minute)
+	mk("p_older_processing", "globex", payments.StatusProcessing, 20*time.Minute)
+	mk("p_new_pending", "acme", payments.StatusPending, 10*time.Second)
+	mk("p_old_captured", "acme", payments.StatusCaptured, 30*time.Minute)
+	mk("p_same_age_b", "acme", payments.StatusPending, 15*time.Minute)
+	mk("p_same_age_a", "globex", payments.StatusProcessing, 15*time.Minute)
+	ids := func(ps []*payments.Payment) []string {
+		var out []string
+		for _, p := range ps {
+			out = append(out, p.ID)
+		}
+		return out
+	}
+	cutoff := storeT0.Add(-time.Minute)
+	all, err := s.ListStale(ctx, []payments.Status{payments.StatusPending, payments.StatusProcessing}, cutoff, 100)
+	if err != nil {
+		t.Fatalf("ListStale: %v", err)
+	}
+	want := []string{"p_older_processing", "p_same_age_a", "p_same_age_b", "p_old_pending"}
+	if got := ids(all); !slices.Equal(got, want) {
+		t.Errorf("ListStale = %v, want %v (oldest first, then by id, across merchants)", got, want)
+	}
+	for _, p := range all {
+		if p.Version != 1 {
+			t.Errorf("%s: Version %d, want 1", p.ID, p.Version)
+		}
+	}
+	lim, err := s.ListStale(ctx, []payments.Status{payments.StatusPending, payments.StatusProcessing}, cutoff, 2)
+	if err != nil || !slices.Equal(ids(lim), want[:2]) {
+		t.Errorf("ListStale limit 2 = %v %v, want %v", ids(lim), err, want[:2])
+	}
+	only, err := s.ListStale(ctx, []payments.Status{payments.StatusCaptured}, cutoff, 100)
+	if err != nil || !slices.Equal(ids(only), []string{"p_old_captured"}) {
+		t.Errorf("ListStale captured = %v %v", ids(only), err)
+	}
+	// The cutoff is exclusive.
+	exact, err := s.ListStale(ctx, []payments.Status{payments.StatusPending}, storeT0.Add(-10*time.Minute), 100)
+	if err != nil || !slices.Equal(ids(exact), []string{"p_same_age_b"}) {
+		t.Errorf("ListStale with the cutoff at an UpdatedAt = %v %v, want [p_same_age_b]", ids(exact), err)
+	}
+	none, err := s.ListStale(ctx, []payments.Status{payments.StatusRefunded}, cutoff, 100)
+	if err != nil || len(none) != 0 {
+		t.Errorf("ListStale refunded = %v %v, want none", ids(none), err)
+	}
+	wantP := storePayment("p_older_processing", "globex", payments.StatusProcessing, storeT0.Add(-20*time.Minute))
+	wantP.Version = 1
+	storeEqual(t, "listed payment", all[0], wantP)
+}
+
+func storeCopies(t *testing.T, _ PaymentStoreHarness, s payments.Store) {
+	ctx := context.Background()
+	p := storePayment("pay_copy", "acme", payments.StatusCaptured, storeT0)
+	if err := s.Create(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	// Mutating the caller's payment or a returned copy leaves the store
+	// alone. (Metadata is read-only after creation by the Store contract:
+	// MemoryStore shares the map, so it is not mutated here.)
+	p.Refunds[0].Amount = 1
+	p.Status = payments.StatusRefunded
+	p.AmountRefunded = 1999
+	got, _ := s.Get(ctx, "acme", "pay_copy")
+	got.Refunds[0].Amount = 2
+	got.Refunds = append(got.Refunds, payments.Refund{ID: "re_extra"})
+	got.Status = payments.StatusVoided
+	again, _ := s.Get(ctx, "acme", "pay_copy")
+	if again.Refunds[0].Amount != 500 || len(again.Refunds) != 1 || again.Status != payments.StatusCaptured || again.AmountRefunded != 500 {
+		t.Errorf("stored payment changed through a copy: %+v", again)
+	}
+}
+
+func storeContextCancellation(t *testing.T, _ PaymentStoreHarness, s payments.Store) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	p := storePayment("pay_ctx", "acme", payments.StatusPending, storeT0)
+	if err := s.Create(ctx, p); !errors.Is(err, context.Canceled) {
+		t.Errorf("Create with a cancelled context: %v, want context.Canceled", err)
+	}
+	if _, err := s.Get(context.Background(), "acme", "pay_ctx"); !errors.Is(err, payments.ErrStoreNotFound) {
+		t.Errorf("the cancelled Create stored the payment: %v", err)
+	}
+	if _, err := s.Get(ctx, "acme", "pay_ctx"); !errors.Is(err, context.Canceled) {
+		t.Errorf("Get with a cancelled context: %v, want context.Canceled", err)
+	}
+	if err := s.Update(ctx, p); !errors.Is(err, context.Canceled) {
+		t.Errorf("Update with a cancelled context: %v, want context.Canceled", err)
+	}
+	if _, err := s.ListStale(ctx, []payments.Status{payments.StatusPending}, storeT0, 10); !errors.Is(err, context.Canceled) {
+		t.Errorf("ListStale with a cancelled context: %v, want context.Canceled", err)
+	}
+}
+
+func storeShared(t *testing.T, h PaymentStoreHarness, s payments.Store) {
+	if h.Reopen == nil {
+		t.Log("capability: single-process store (Reopen is nil); nothing shared across clients to check")
+		return
+	}
+	ctx := context.Background()
+	s2, err := h.Reopen(ctx, t, s)
+	if err != nil {
+		t.Fatalf("reopen: %v", err)
+	}
+	defer s2.Close()
+	p := storePayment("pay_shared", "acme", payments.StatusPending, storeT0)
+	if err := s.Create(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s2.Get(ctx, "acme", "pay_shared")
+	if err != nil {
+		t.Fatalf("Get from another client: %v", err)
+	}
+	storeEqual(t, "seen by another client", got, p)
+	got.Status = payments.StatusProcessing
+	if err := s2.Update(ctx, got); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Update(ctx, p); !errors.Is(err, payments.ErrStoreConflict) {
+		t.Errorf("Update of a version another client replaced: %v, want ErrStoreConflict", err)
+	}
+}
+
+func storeClose(t *testing.T, h PaymentStoreHarness, s payments.Store) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.Create(ctx, storePayment("pay_before", "acme", payments.StatusPending, storeT0)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if !h.ClosedErrors {
+		t.Log("capability: Close releases nothing (ClosedErrors is false); operations after Close not checked")
+		_ = s.Close() // a second Close must not panic
+		return
+	}
+	if err := s.Create(ctx, storePayment("pay_closed", "acme", payments.StatusPending, storeT0)); err == nil {
+		t.Error("Create after Close succeeded")
+	}
+	if _, err := s.Get(ctx, "acme", "pay_before"); err == nil {
+		t.Error("Get after Close succeeded")
+	}
+	if _, err := s.ListStale(ctx, []payments.Status{payments.StatusPending}, storeT0.Add(time.Hour), 10); err == nil {
+		t.Error("ListStale after Close succeeded")
+	}
+	_ = s.Close() // a second Close must not panic
+	if ctx.Err() != nil {
+		t.Fatal("an operation after Close hung")
+	}
+}

@@ -1,0 +1,388 @@
+// Package postgres is a PostgreSQL payment store, registered with
+// payments.RegisterStore as "postgres", built on pgx/v5.
+//
+// URL: postgres://user:password@host:5432/db?sslmode=disable&table=payrail_payments
+//
+// Every parameter pgx understands (sslmode, pool_max_conns, ...) is passed
+// to pgx; table names the store's table (default payrail_payments).
+//
+// Each payment is one row: its JSON representation plus the columns the
+// store queries (merchant, status, updated_at) and the optimistic-
+// concurrency version. Create is an INSERT … ON CONFLICT DO NOTHING, Update
+// an UPDATE conditional on the version read (one statement that also tells
+// a stale version from a missing payment), ListStale an index scan on
+// (status, updated_at).
+//
+// # Schema
+//
+// Applied explicitly, never at start: `go run ./examples/opsctl db migrate`
+// with PAYMENTS_STORE_URL set, Migrate, or schema.sql (SchemaSQL) with psql.
+// Open fails with ErrSchemaMissing when the table does not exist.
+package postgres
+
+import (
+	"context"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"regexp"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/payrail/payrail/payments"
+)
+
+func init() { payments.RegisterStore("postgres", opener{}) }
+
+type opener struct{}
+
+func (opener) Open(ctx context.Context, u *url.URL) (payments.Store, error) { return OpenURL(ctx, u) }
+
+//go:embed schema.sql
+var schemaSQL string
+
+// DefaultTable is the table a store uses unless the URL's table parameter
+// or WithTable names another.
+const DefaultTable = "payrail_payments"
+
+// ErrSchemaMissing is returned by Open when the store's table does not
+// exist: apply the schema first (Migrate, `opsctl db migrate`).
+var ErrSchemaMissing = errors.New("postgres: payments table missing")
+
+// ErrClosed is returned by every operation on a closed store.
+var ErrClosed = errors.New("postgres: payment store closed")
+
+var tableRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,62}$`)
+
+func validTable(name string) error {
+	if !tableRE.MatchString(name) {
+		return fmt.Errorf("postgres: table %q: want 1 to 63 letters, digits or underscores, not starting with a digit", name)
+	}
+	return nil
+}
+
+// SchemaSQL returns the schema statements for table (DefaultTable if
+// empty): what Migrate executes.
+func SchemaSQL(table string) (string, error) {
+	if table == "" {
+		table = DefaultTable
+	}
+	if err := validTable(table); err != nil {
+		return "", err
+	}
+	return strings.ReplaceAll(schemaSQL, DefaultTable, table), nil
+}
+
+func splitURL(u *url.URL) (connURL, table string, err error) {
+	c := *u
+	q := c.Query()
+	table = DefaultTable
+	if t := q.Get("table"); t != "" {
+		table = t
+	}
+	if err := validTable(table); err != nil {
+		return "", "", err
+	}
+	q.Del("table")
+	c.RawQuery = q.Encode()
+	if c.Scheme == "postgresql" {
+		c.Scheme = "postgres"
+	}
+	return c.String(), table, nil
+}
+
+const migrateLockID = 0x70617972_70617931 // "payr" "pay1"
+
+// Migrate creates or upgrades the store's schema in the database urlstr
+// names (including its table parameter). Idempotent, and safe to run from
+// several processes at once.
+func Migrate(ctx context.Context, urlstr string) error {
+	u, err := url.Parse(urlstr)
+	if err != nil {
+		return errors.New("postgres: malformed URL")
+	}
+	connURL, table, err := splitURL(u)
+	if err != nil {
+		return err
+	}
+	conn, err := pgx.Connect(ctx, connURL)
+	if err != nil {
+		return fmt.Errorf("postgres: connect: %w", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	sql, _ := SchemaSQL(table)
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("postgres: migrate: %w", err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // no-op after Commit
+	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", int64(migrateLockID)); err != nil {
+		return fmt.Errorf("postgres: migrate: lock: %w", err)
+	}
+	if _, err := tx.Exec(ctx, sql, pgx.QueryExecModeSimpleProtocol); err != nil {
+		return fmt.Errorf("postgres: migrate %s: %w", table, err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("postgres: migrate: commit: %w", err)
+	}
+	return nil
+}
+
+// Option configures a Store.
+type Option func(*Store)
+
+// WithTable sets the table name (default DefaultTable).
+func WithTable(name string) Option { return func(s *Store) { s.table = name } }
+
+// Store is the PostgreSQL payment store; it implements payments.Store.
+type Store struct {
+	pool    *pgxpool.Pool
+	ownPool bool
+	table   string
+	closed  atomic.Bool
+
+	qCreate, qGet, qUpdate, qStale string
+}
+
+var _ payments.Store = (*Store)(nil)
+
+// Open opens the store at urlstr with its own pool and checks its table.
+func Open(ctx context.Context, urlstr string, opts ...Option) (*Store, error) {
+	u, err := url.Parse(urlstr)
+	if err != nil {
+		return nil, errors.New("postgres: malformed URL")
+	}
+	return OpenURL(ctx, u, opts...)
+}
+
+// OpenURL is Open with a parsed URL.
+func OpenURL(ctx context.Context, u *url.URL, opts ...Option) (*Store, error) {
+	connURL, table, err := splitURL(u)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := pgxpool.ParseConfig(connURL)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	s, err := New(ctx, pool, append([]Option{WithTable(table)}, opts...)...)
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	s.ownPool = true
+	return s, nil
+}
+
+// New returns a store over an existing pool, which it does not close, after
+// checking that the table exists (ErrSchemaMissing otherwise).
+func New(ctx context.Context, pool *pgxpool.Pool, opts ...Option) (*Store, error) {
+	s := &Store{pool: pool, table: DefaultTable}
+	for _, o := range opts {
+		o(s)
+	}
+	if err := validTable(s.table); err != nil {
+		return nil, err
+	}
+	var exists bool
+	if err := pool.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, s.table).Scan(&exists); err != nil {
+		return nil, fmt.Errorf("postgres: checking table %s: %w", s.table, ctxErr(ctx, err))
+	}
+	if !exists {
+		return nil, fmt.Errorf("%w: table %q does not exist in the database; apply the schema first: `opsctl db migrate` with PAYMENTS_STORE_URL set, or postgres.Migrate", ErrSchemaMissing, s.table)
+	}
+	t := pgx.Identifier{s.table}.Sanitize()
+	s.qCreate = `INSERT INTO ` + t + ` (id, merchant, status, amount, currency, version, created_at, updated_at, payment)
+VALUES ($1, $2, $3, $4, $5, 1, $6, $7, $8) ON CONFLICT (id) DO NOTHING`
+	s.qGet = `SELECT payment, version FROM ` + t + ` WHERE id = $1 AND merchant = $2`
+	s.qUpdate = `WITH u AS (
+	UPDATE ` + t + ` SET status = $4, amount = $5, currency = $6, updated_at = $7, payment = $8, version = version + 1
+	WHERE id = $1 AND merchant = $2 AND version = $3
+	RETURNING 1
+)
+SELECT EXISTS (SELECT 1 FROM u), EXISTS (SELECT 1 FROM ` + t + ` WHERE id = $1 AND merchant = $2)`
+	s.qStale = `SELECT payment, version FROM ` + t + ` WHERE status = ANY($1) AND updated_at < $2
+ORDER BY updated_at, id LIMIT $3`
+	return s, nil
+}
+
+// Pool returns the store's connection pool (the escape hatch to pgx).
+func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+
+// Table returns the table name.
+func (s *Store) Table() string { return s.table }
+
+func ctxErr(ctx context.Context, err error) error {
+	if c := ctx.Err(); c != nil && !errors.Is(err, c) {
+		return fmt.Errorf("%w: %w", c, err)
+	}
+	return err
+}
+
+func (s *Store) fail(ctx context.Context, op string, err error) error {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && pe.Code == "42P01" {
+		return fmt.Errorf("postgres: %s: %w: table %q was dropped; apply the schema (opsctl db migrate)", op, ErrSchemaMissing, s.table)
+	}
+	return fmt.Errorf("postgres: %s: %w", op, ctxErr(ctx, err))
+}
+
+func (s *Store) check(ctx context.Context) error {
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	return ctx.Err()
+}
+
+func encode(p *payments.Payment) ([]byte, error) {
+	b, err := json.Marshal(p)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: encoding payment %s: %w", p.ID, err)
+	}
+	return b, nil
+}
+
+// Create implements payments.Store.
+func (s *Store) Create(ctx context.Context, p *payments.Payment) error {
+	if err := s.check(ctx); err != nil {
+		return err
+	}
+	doc, err := encode(p)
+	if err != nil {
+		return err
+	}
+	tag, err := s.pool.Exec(ctx, s.qCreate, p.ID, p.Merchant, string(p.Status), p.Amount, p.Currency, p.CreatedAt, p.UpdatedAt, doc)
+	if err != nil {
+		return s.fail(ctx, "create", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return payments.ErrStoreConflict
+	}
+	p.Version = 1
+	return nil
+}
+
+func decode(doc []byte, version int64) (*payments.Payment, error) {
+	var p payments.Payment
+	if err := json.Unmarshal(doc, &p); err != nil {
+		return nil, fmt.Errorf("postgres: decoding payment: %w", err)
+	}
+	p.Version = version
+	return &p, nil
+}
+
+// Get implements payments.Store.
+func (s *Store) Get(ctx context.Context, merchant, id string) (*payments.Payment, error) {
+	if err := s.check(ctx); err != nil {
+		return nil, err
+	}
+	var (
+		doc     []byte
+		version int64
+	)
+	err := s.pool.QueryRow(ctx, s.qGet, id, merchant).Scan(&doc, &version)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, payments.ErrStoreNotFound
+	}
+	if err != nil {
+		return nil, s.fail(ctx, "get", err)
+	}
+	return decode(doc, version)
+}
+
+// Update implements payments.Store.
+func (s *Store) Update(ctx context.Context, p *payments.Payment) error {
+	if err := s.check(ctx); err != nil {
+		return err
+	}
+	doc, err := encode(p)
+	if err != nil {
+		return err
+	}
+	var updated, exists bool
+	err = s.pool.QueryRow(ctx, s.qUpdate, p.ID, p.Merchant, p.Version, string(p.Status), p.Amount, p.Currency, p.UpdatedAt, doc).
+		Scan(&updated, &exists)
+	if err != nil {
+		return s.fail(ctx, "update", err)
+	}
+	switch {
+	case updated:
+		p.Version++
+		return nil
+	case exists:
+		return payments.ErrStoreConflict
+	}
+	return payments.ErrStoreNotFound
+}
+
+// ListStale implements payments.Store.
+func (s *Store) ListStale(ctx context.Context, statuses []payments.Status, before time.Time, limit int) ([]*payments.Payment, error) {
+	if err := s.check(ctx); err != nil {
+		return nil, err
+	}
+	st := make([]string, len(statuses))
+	for i, v := range statuses {
+		st[i] = string(v)
+	}
+	var lim *int
+	if limit > 0 {
+		lim = &limit
+	}
+	rows, err := s.pool.Query(ctx, s.qStale, st, before, lim)
+	if err != nil {
+		return nil, s.fail(ctx, "list stale", err)
+	}
+	defer rows.Close()
+	var out []*payments.Payment
+	for rows.Next() {
+		var (
+			doc     []byte
+			version int64
+		)
+		if err := rows.Scan(&doc, &version); err != nil {
+			return nil, s.fail(ctx, "list stale", err)
+		}
+		p, err := decode(doc, version)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, s.fail(ctx, "list stale", err)
+	}
+	return out, nil
+}
+
+// Ping checks the database connection, for readiness probes.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.check(ctx); err != nil {
+		return err
+	}
+	if err := s.pool.Ping(ctx); err != nil {
+		return s.fail(ctx, "ping", err)
+	}
+	return nil
+}
+
+// Close implements payments.Store; it closes the pool if Open created it.
+func (s *Store) Close() error {
+	if !s.closed.CompareAndSwap(false, true) {
+		return ErrClosed
+	}
+	if s.ownPool {
+		s.pool.Close()
+	}
+	return nil
+}

@@ -1,0 +1,24 @@
+-- Schema of payrail's PostgreSQL payment store (package
+-- github.com/payrail/payrail/payments/postgres).
+--
+-- Apply it explicitly before the first start, and again after upgrading
+-- payrail: `go run ./examples/opsctl db migrate` (with PAYMENTS_STORE_URL
+-- set), postgres.Migrate from Go, or `psql -f schema.sql`. The store never
+-- creates its table on its own; it refuses to open when the table is
+-- missing. Every statement is idempotent. A store opened with
+-- ?table=<name> uses that name instead of payrail_payments.
+CREATE TABLE IF NOT EXISTS payrail_payments (
+    id         text COLLATE "C" PRIMARY KEY,
+    merchant   text NOT NULL,
+    status     text NOT NULL,
+    amount     bigint NOT NULL,
+    currency   text NOT NULL,
+    version    bigint NOT NULL,
+    created_at timestamptz NOT NULL,
+    updated_at timestamptz NOT NULL,
+    -- The payment's API representation (payments.Payment as JSON).
+    payment    jsonb NOT NULL
+);
+
+-- The worker's recovery scan (ListStale): by status, oldest first.
+CREATE INDEX IF NOT EXISTS payrail_payments_status_updated_at_idx ON payrail_payments (status, updated_at, id);
