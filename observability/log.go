@@ -15,24 +15,70 @@ func NewLogger(w io.Writer, level slog.Leveler) *slog.Logger {
 }
 
 // TraceHandler wraps h so that records logged with a context carrying a
-// valid span get trace_id and span_id attributes.
-func TraceHandler(h slog.Handler) slog.Handler { return traceHandler{h} }
+// valid span get trace_id and span_id attributes, always at the top level
+// of the record (also under WithGroup), where log backends look for them.
+func TraceHandler(h slog.Handler) slog.Handler { return &traceHandler{h: h} }
 
-type traceHandler struct{ slog.Handler }
+// traceHandler passes attributes added before the first WithGroup to the
+// wrapped handler, and keeps the open groups (with the attributes added
+// inside each) itself, so that Handle can place the trace ids outside them.
+type traceHandler struct {
+	h      slog.Handler
+	groups []string
+	attrs  [][]slog.Attr // attrs[i] were added inside groups[i]
+}
 
-func (t traceHandler) Handle(ctx context.Context, r slog.Record) error {
-	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
-		r.AddAttrs(slog.String("trace_id", sc.TraceID().String()), slog.String("span_id", sc.SpanID().String()))
+func (t *traceHandler) Enabled(ctx context.Context, l slog.Level) bool { return t.h.Enabled(ctx, l) }
+
+func (t *traceHandler) Handle(ctx context.Context, r slog.Record) error {
+	sc := trace.SpanContextFromContext(ctx)
+	if len(t.groups) == 0 {
+		if sc.IsValid() {
+			r.AddAttrs(slog.String("trace_id", sc.TraceID().String()), slog.String("span_id", sc.SpanID().String()))
+		}
+		return t.h.Handle(ctx, r)
 	}
-	return t.Handler.Handle(ctx, r)
+	// Nest the record's attributes in the open groups by hand.
+	inner := make([]slog.Attr, 0, len(t.attrs[len(t.attrs)-1])+r.NumAttrs())
+	inner = append(inner, t.attrs[len(t.attrs)-1]...)
+	r.Attrs(func(a slog.Attr) bool {
+		inner = append(inner, a)
+		return true
+	})
+	g := slog.Attr{Key: t.groups[len(t.groups)-1], Value: slog.GroupValue(inner...)}
+	for i := len(t.groups) - 2; i >= 0; i-- {
+		g = slog.Attr{Key: t.groups[i], Value: slog.GroupValue(append(append([]slog.Attr(nil), t.attrs[i]...), g)...)}
+	}
+	out := slog.NewRecord(r.Time, r.Level, r.Message, r.PC)
+	if sc.IsValid() {
+		out.AddAttrs(slog.String("trace_id", sc.TraceID().String()), slog.String("span_id", sc.SpanID().String()))
+	}
+	out.AddAttrs(g)
+	return t.h.Handle(ctx, out)
 }
 
-func (t traceHandler) WithAttrs(as []slog.Attr) slog.Handler {
-	return traceHandler{t.Handler.WithAttrs(as)}
+func (t *traceHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	if len(as) == 0 {
+		return t
+	}
+	if len(t.groups) == 0 {
+		return &traceHandler{h: t.h.WithAttrs(as)}
+	}
+	c := &traceHandler{h: t.h, groups: t.groups, attrs: append([][]slog.Attr(nil), t.attrs...)}
+	last := len(c.attrs) - 1
+	c.attrs[last] = append(append([]slog.Attr(nil), c.attrs[last]...), as...)
+	return c
 }
 
-func (t traceHandler) WithGroup(name string) slog.Handler {
-	return traceHandler{t.Handler.WithGroup(name)}
+func (t *traceHandler) WithGroup(name string) slog.Handler {
+	if name == "" {
+		return t
+	}
+	return &traceHandler{
+		h:      t.h,
+		groups: append(append([]string(nil), t.groups...), name),
+		attrs:  append(append([][]slog.Attr(nil), t.attrs...), nil),
+	}
 }
 
 // ParseLevel parses debug, info, warn or error (case-insensitive); anything

@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
 
@@ -18,20 +19,24 @@ import (
 	"go.opentelemetry.io/contrib/exporters/autoexport"
 	"go.opentelemetry.io/otel"
 	promexporter "go.opentelemetry.io/otel/exporters/prometheus"
+	"go.opentelemetry.io/otel/metric"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/propagation"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
 )
 
 type config struct {
 	serviceName string
 	registerer  prometheus.Registerer
-	setGlobal   bool
+	logger      *slog.Logger
 }
 
-// Option configures Setup.
+// Option configures Setup and NewProviders.
 type Option func(*config)
 
 // WithServiceName sets the service name used when neither OTEL_SERVICE_NAME
@@ -42,23 +47,39 @@ func WithServiceName(name string) Option { return func(c *config) { c.serviceNam
 // every metric is also served by a promhttp handler over reg (/metrics).
 func WithPrometheus(reg prometheus.Registerer) Option { return func(c *config) { c.registerer = reg } }
 
-// Providers are the providers Setup built.
+// WithLogger makes Setup report OpenTelemetry's internal errors (an
+// unreachable collector, a dropped batch) to l at warning level instead of
+// the standard library logger. NewProviders ignores it: the error handler is
+// global.
+func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }
+
+// Providers are the providers NewProviders built. Each is a no-op provider
+// when nothing consumes its signal, so instrumented code pays nothing for
+// it: Tracer when no trace exporter is configured, Meter when no metric
+// exporter is configured and WithPrometheus was not given.
 type Providers struct {
-	Tracer *sdktrace.TracerProvider
-	Meter  *sdkmetric.MeterProvider
+	Tracer trace.TracerProvider
+	Meter  metric.MeterProvider
 }
 
 // Setup builds tracer and meter providers from the standard OpenTelemetry
 // environment (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_PROTOCOL
-// grpc|http/protobuf, OTEL_TRACES_EXPORTER, OTEL_METRICS_EXPORTER,
-// OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES...) plus SERVICE_NAME, installs
-// them and the W3C trace-context propagator as the OpenTelemetry globals, and
-// returns a shutdown function that flushes and stops them.
+// grpc|http/protobuf, the per-signal OTEL_EXPORTER_OTLP_<SIGNAL>_* variants,
+// OTEL_TRACES_EXPORTER, OTEL_METRICS_EXPORTER, OTEL_SERVICE_NAME,
+// OTEL_RESOURCE_ATTRIBUTES, OTEL_TRACES_SAMPLER, OTEL_BSP_*,
+// OTEL_METRIC_EXPORT_INTERVAL, OTEL_SDK_DISABLED) plus the operations
+// guide's SERVICE_NAME, installs them and the W3C trace-context propagator
+// as the OpenTelemetry globals, and returns a shutdown function that flushes
+// and stops them.
 //
 // With no exporter configured (no OTLP endpoint and no OTEL_*_EXPORTER)
-// traces and metrics are not exported anywhere and Setup returns no error;
-// the Prometheus exporter, if requested, still serves metrics.
+// Setup returns no error and installs no-op providers, so instrumentation
+// costs nothing; the Prometheus exporter, if requested, still serves
+// metrics. The service name is, in order of precedence, OTEL_SERVICE_NAME,
+// service.name in OTEL_RESOURCE_ATTRIBUTES, SERVICE_NAME, WithServiceName,
+// and "payrail".
 func Setup(ctx context.Context, opts ...Option) (shutdown func(context.Context) error, err error) {
+	c := newConfig(opts)
 	p, shutdown, err := NewProviders(ctx, opts...)
 	if err != nil {
 		return nil, err
@@ -66,6 +87,12 @@ func Setup(ctx context.Context, opts ...Option) (shutdown func(context.Context) 
 	otel.SetTracerProvider(p.Tracer)
 	otel.SetMeterProvider(p.Meter)
 	otel.SetTextMapPropagator(Propagator())
+	if c.logger != nil {
+		l := c.logger
+		otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) {
+			l.Warn("opentelemetry: export or instrumentation error", "error", err)
+		}))
+	}
 	return shutdown, nil
 }
 
@@ -75,16 +102,17 @@ func Propagator() propagation.TextMapPropagator {
 	return propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
 }
 
-// NewProviders is Setup without touching the OpenTelemetry globals.
-func NewProviders(ctx context.Context, opts ...Option) (*Providers, func(context.Context) error, error) {
+func newConfig(opts []Option) config {
 	c := config{serviceName: "payrail"}
 	for _, o := range opts {
 		o(&c)
 	}
-	res, err := newResource(ctx, c.serviceName)
-	if err != nil {
-		return nil, nil, err
-	}
+	return c
+}
+
+// NewProviders is Setup without touching the OpenTelemetry globals.
+func NewProviders(ctx context.Context, opts ...Option) (*Providers, func(context.Context) error, error) {
+	c := newConfig(opts)
 	var shutdowns []func(context.Context) error
 	shutdown := func(ctx context.Context) error {
 		var errs []error
@@ -93,29 +121,40 @@ func NewProviders(ctx context.Context, opts ...Option) (*Providers, func(context
 		}
 		return errors.Join(errs...)
 	}
+	p := &Providers{Tracer: tracenoop.NewTracerProvider(), Meter: metricnoop.NewMeterProvider()}
+	if disabled() {
+		return p, shutdown, nil
+	}
+	res, err := newResource(ctx, c.serviceName)
+	if err != nil {
+		return nil, nil, fmt.Errorf("observability: resource: %w", err)
+	}
 
-	topts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res)}
 	if configured("TRACES") {
 		exp, err := autoexport.NewSpanExporter(ctx)
 		if err != nil {
 			return nil, nil, fmt.Errorf("observability: span exporter: %w", err)
 		}
-		if !autoexport.IsNoneSpanExporter(exp) {
-			topts = append(topts, sdktrace.WithBatcher(exp))
+		if autoexport.IsNoneSpanExporter(exp) {
+			_ = exp.Shutdown(ctx)
+		} else {
+			tp := sdktrace.NewTracerProvider(sdktrace.WithResource(res), sdktrace.WithBatcher(exp))
+			shutdowns = append(shutdowns, tp.Shutdown)
+			p.Tracer = tp
 		}
 	}
-	tp := sdktrace.NewTracerProvider(topts...)
-	shutdowns = append(shutdowns, tp.Shutdown)
 
-	mopts := []sdkmetric.Option{sdkmetric.WithResource(res)}
+	var readers []sdkmetric.Option
 	if configured("METRICS") {
 		r, err := autoexport.NewMetricReader(ctx)
 		if err != nil {
 			_ = shutdown(ctx)
 			return nil, nil, fmt.Errorf("observability: metric reader: %w", err)
 		}
-		if !autoexport.IsNoneMetricReader(r) {
-			mopts = append(mopts, sdkmetric.WithReader(r))
+		if autoexport.IsNoneMetricReader(r) {
+			_ = r.Shutdown(ctx)
+		} else {
+			readers = append(readers, sdkmetric.WithReader(r))
 		}
 	}
 	if c.registerer != nil {
@@ -124,11 +163,19 @@ func NewProviders(ctx context.Context, opts ...Option) (*Providers, func(context
 			_ = shutdown(ctx)
 			return nil, nil, fmt.Errorf("observability: prometheus exporter: %w", err)
 		}
-		mopts = append(mopts, sdkmetric.WithReader(pe))
+		readers = append(readers, sdkmetric.WithReader(pe))
 	}
-	mp := sdkmetric.NewMeterProvider(mopts...)
-	shutdowns = append(shutdowns, mp.Shutdown)
-	return &Providers{Tracer: tp, Meter: mp}, shutdown, nil
+	if len(readers) > 0 {
+		mp := sdkmetric.NewMeterProvider(append(readers, sdkmetric.WithResource(res))...)
+		shutdowns = append(shutdowns, mp.Shutdown)
+		p.Meter = mp
+	}
+	return p, shutdown, nil
+}
+
+// disabled reports OTEL_SDK_DISABLED=true.
+func disabled() bool {
+	return strings.EqualFold(strings.TrimSpace(os.Getenv("OTEL_SDK_DISABLED")), "true")
 }
 
 // configured reports whether an exporter is configured for the signal
@@ -145,16 +192,22 @@ func configured(signal string) bool {
 
 func newResource(ctx context.Context, fallbackName string) (*resource.Resource, error) {
 	name := fallbackName
-	if s := os.Getenv("SERVICE_NAME"); s != "" {
+	if s := strings.TrimSpace(os.Getenv("SERVICE_NAME")); s != "" {
 		name = s
 	}
 	// WithFromEnv applies OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME,
 	// which take precedence over SERVICE_NAME.
-	return resource.New(ctx,
+	res, err := resource.New(ctx,
 		resource.WithAttributes(semconv.ServiceName(name)),
 		resource.WithFromEnv(),
 		resource.WithTelemetrySDK(),
 		resource.WithProcessPID(),
 		resource.WithHost(),
 	)
+	if errors.Is(err, resource.ErrPartialResource) || errors.Is(err, resource.ErrSchemaURLConflict) {
+		// A detector failed or schema URLs differ: the resource still
+		// holds everything else, which is better than no telemetry.
+		return res, nil
+	}
+	return res, err
 }

@@ -2,13 +2,18 @@ package payments
 
 import (
 	"context"
+	"net/http"
 	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/metric"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/payrail/payrail/bus"
+	"github.com/payrail/payrail/internal/otelgate"
 )
 
 const instrumentationName = "github.com/payrail/payrail/payments"
@@ -22,23 +27,63 @@ const (
 	attrMode      = attribute.Key("payrail.mode")
 	attrPaymentID = attribute.Key("payrail.payment.id")
 	attrMerchant  = attribute.Key("payrail.merchant")
-	attrErrorType = attribute.Key("error.type")
 	attrIdemOut   = attribute.Key("payrail.idempotency.outcome")
+	attrErrCode   = attribute.Key("payrail.error.code")
+)
+
+// Metric names, as instruments; Prometheus exposes them with dots as
+// underscores and a _total (counters) or _seconds (durations) suffix.
+// Gateway calls are measured by package gateway (gateway.MetricRequestDuration)
+// and the bus by package bus.
+const (
+	// MetricOperations counts processor operations by payrail.operation
+	// (authorize, capture, void, refund, process: the worker's async
+	// authorization) and payrail.outcome: the payment's status afterwards
+	// (authorized, captured, declined, failed, pending, voided) or
+	// "refunded" for a refund, "replayed" for an idempotent replay of a
+	// completed request, or the error code of a request that failed before
+	// reaching the gateway. payrail.gateway and payrail.origin are set once
+	// the payment exists. The operations guide's authorized/captured ratio is
+	// computed from it.
+	MetricOperations = "payrail.payment.operations"
+	// MetricOperationDuration is the duration of processor operations, with
+	// MetricOperations' attributes.
+	MetricOperationDuration = "payrail.payment.operation.duration"
+	// MetricIdempotency counts idempotency-key claims by
+	// payrail.idempotency.outcome: acquired, reacquired (a crashed request
+	// resumed), replay, in_progress (409 idempotency_key_in_use) and
+	// mismatch (409 idempotency_key_reused).
+	MetricIdempotency = "payrail.idempotency.requests"
+	// MetricHTTPProblems counts the HTTP API's error responses (RFC 9457
+	// problem documents) by http.request.method, http.route,
+	// http.response.status_code and payrail.error.code, such as the
+	// operations guide's 409 rate by code.
+	MetricHTTPProblems = "payrail.http.server.problems"
 )
 
 // telemetry holds the processor's tracer and instruments.
 type telemetry struct {
 	tracer     trace.Tracer
+	gate       otelgate.Gate // no spans, and no allocations, without an SDK
 	operations metric.Int64Counter
 	duration   metric.Float64Histogram
-	gwDuration metric.Float64Histogram
 	idem       metric.Int64Counter
+	problems   metric.Int64Counter
 
 	// opts caches measurement options per attribute combination: building
 	// an attribute.Set on every operation is a measurable share of the hot
 	// path. The cache is bounded; past the bound sets are built each time.
 	mu   sync.RWMutex
 	opts map[[4]string]metric.MeasurementOption
+
+	pmu   sync.RWMutex
+	popts map[problemKey][]metric.AddOption
+}
+
+type problemKey struct {
+	method, route string
+	status        int
+	code          Code
 }
 
 const maxCachedAttrSets = 4096
@@ -51,13 +96,6 @@ func (t *telemetry) attrs(op, outcome, gw, origin string) metric.MeasurementOpti
 			kvs = append(kvs, attrGateway.String(gw), attrOrigin.String(origin))
 		}
 		return kvs
-	})
-}
-
-// gwAttrs returns the measurement option for a gateway call's metrics.
-func (t *telemetry) gwAttrs(gw, op, errType string) metric.MeasurementOption {
-	return t.cached([4]string{"\x00gw", gw, op, errType}, func() []attribute.KeyValue {
-		return []attribute.KeyValue{attrGateway.String(gw), attrOperation.String(op), attrErrorType.String(errType)}
 	})
 }
 
@@ -79,36 +117,76 @@ func (t *telemetry) cached(k [4]string, build func() []attribute.KeyValue) metri
 
 func newTelemetry(tp trace.TracerProvider, mp metric.MeterProvider) (*telemetry, error) {
 	m := mp.Meter(instrumentationName)
-	t := &telemetry{tracer: tp.Tracer(instrumentationName), opts: map[[4]string]metric.MeasurementOption{}}
+	t := &telemetry{tracer: tp.Tracer(instrumentationName), opts: map[[4]string]metric.MeasurementOption{},
+		popts: map[problemKey][]metric.AddOption{}}
 	var err error
-	if t.operations, err = m.Int64Counter("payrail.payment.operations",
+	if t.operations, err = m.Int64Counter(MetricOperations,
 		metric.WithDescription("Payment operations by operation and outcome (authorized, captured, declined, failed, ...)."),
 		metric.WithUnit("{operation}")); err != nil {
 		return nil, err
 	}
-	if t.duration, err = m.Float64Histogram("payrail.payment.operation.duration",
+	if t.duration, err = m.Float64Histogram(MetricOperationDuration,
 		metric.WithDescription("Duration of payment operations in the processor."),
 		metric.WithUnit("s"),
 		metric.WithExplicitBucketBoundaries(0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.8, 1, 2.5, 5, 10)); err != nil {
 		return nil, err
 	}
-	if t.gwDuration, err = m.Float64Histogram("payrail.gateway.request.duration",
-		metric.WithDescription("Duration of gateway calls by gateway, operation and error class."),
-		metric.WithUnit("s"),
-		metric.WithExplicitBucketBoundaries(0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.8, 1, 2.5, 5, 10, 30)); err != nil {
-		return nil, err
-	}
-	if t.idem, err = m.Int64Counter("payrail.idempotency.requests",
+	if t.idem, err = m.Int64Counter(MetricIdempotency,
 		metric.WithDescription("Idempotent requests by outcome (acquired, reacquired, replay, in_progress, mismatch)."),
 		metric.WithUnit("{request}")); err != nil {
+		return nil, err
+	}
+	if t.problems, err = m.Int64Counter(MetricHTTPProblems,
+		metric.WithDescription("HTTP API error responses (problem documents) by method, route, status and error code."),
+		metric.WithUnit("{response}")); err != nil {
 		return nil, err
 	}
 	return t, nil
 }
 
+// problem counts an error response of the HTTP API.
+func (t *telemetry) problem(ctx context.Context, method, route string, status int, code Code) {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodOptions, http.MethodConnect, http.MethodTrace:
+	default:
+		method = "_OTHER" // client-chosen methods must not explode cardinality
+	}
+	k := problemKey{method, route, status, code}
+	t.pmu.RLock()
+	o, ok := t.popts[k]
+	t.pmu.RUnlock()
+	if !ok {
+		o = []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(
+			semconv.HTTPRequestMethodKey.String(method), semconv.HTTPRoute(route),
+			semconv.HTTPResponseStatusCode(status), attrErrCode.String(string(code))))}
+		t.pmu.Lock()
+		if len(t.popts) < maxCachedAttrSets {
+			t.popts[k] = o
+		}
+		t.pmu.Unlock()
+	}
+	t.problems.Add(ctx, 1, o...)
+}
+
+// spanNames are the processor's span names by operation: concatenating
+// them per call would allocate.
+var spanNames = map[string]string{
+	"authorize": "payments.authorize", "capture": "payments.capture", "void": "payments.void",
+	"refund": "payments.refund", "process": "payments.process",
+}
+
+// internalSpan is shared by every span start: variadic options built per
+// call would allocate.
+var internalSpan = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindInternal)}
+
 // start opens a span for a processor operation.
 func (t *telemetry) start(ctx context.Context, op string) (context.Context, trace.Span) {
-	ctx, span := t.tracer.Start(ctx, "payments."+op, trace.WithSpanKind(trace.SpanKindInternal))
+	name, ok := spanNames[op]
+	if !ok {
+		name = "payments." + op
+	}
+	ctx, span := t.gate.Start(ctx, t.tracer, name, internalSpan...)
 	if span.IsRecording() {
 		span.SetAttributes(attrOperation.String(op))
 	}
@@ -118,6 +196,11 @@ func (t *telemetry) start(ctx context.Context, op string) (context.Context, trac
 // end records the operation's outcome on the span and metrics.
 func (t *telemetry) end(ctx context.Context, span trace.Span, op string, start time.Time, o *outcome) {
 	outcome := o.outcomeLabel()
+	if o.replayed {
+		// A replay repeats a stored answer; counting its outcome again
+		// would inflate the authorized/captured figures.
+		outcome = "replayed"
+	}
 	var gw, origin string
 	if o.payment != nil {
 		gw, origin = o.payment.Gateway, o.payment.Origin
@@ -138,4 +221,27 @@ func (t *telemetry) end(ctx context.Context, span trace.Span, op string, start t
 		}
 	}
 	span.End()
+}
+
+// defaultBusTelemetry names the default in-memory bus "payments" in spans
+// and metrics and gives it the processor's OpenTelemetry providers, when
+// set (otherwise the bus uses the globals, as the processor does).
+func defaultBusTelemetry(tp trace.TracerProvider, mp metric.MeterProvider) []bus.SubscriptionOption {
+	opts := []bus.SubscriptionOption{bus.WithName("payments")}
+	if tp != nil {
+		opts = append(opts, bus.WithTracerProvider(tp))
+	}
+	if mp != nil {
+		opts = append(opts, bus.WithMeterProvider(mp))
+	}
+	return opts
+}
+
+// defaultTopicTelemetry is defaultBusTelemetry for the default topic.
+func defaultTopicTelemetry(tp trace.TracerProvider, mp metric.MeterProvider) []bus.TopicOption {
+	var out []bus.TopicOption
+	for _, o := range defaultBusTelemetry(tp, mp) {
+		out = append(out, o)
+	}
+	return out
 }

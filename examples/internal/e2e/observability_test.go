@@ -1,0 +1,583 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/payrail/payrail/bus"
+	"github.com/payrail/payrail/examples/deploy"
+	"github.com/payrail/payrail/examples/internal/config"
+	"github.com/payrail/payrail/examples/internal/server"
+	"github.com/payrail/payrail/internal/testkit"
+)
+
+// Secrets the test drives through the server and then looks for in every
+// log line, span, metric and scrape: none may appear.
+const (
+	obsAPIKey    = "sk_test_obsE2E_9f3c2a7b41d8e6"
+	obsAdminKey  = "sk_admin_obsE2E_5b8d1e4c7a2f90"
+	obsWrongKey  = "sk_live_obsE2E_wrong_0c6e3b9d27"
+	obsTokenPart = "t0kSecretPart7Q3"    // the secret part of a payment method token
+	obsPANMeta   = "4111111111111111"    // a PAN in metadata (refused: 422)
+	obsPANField  = "5555555555554444"    // a PAN in an unknown field (refused: 400)
+	obsPANSpaced = "4000 0566 5566 5556" // a PAN with spaces in metadata
+)
+
+// obsLogs collects the server's log output.
+type obsLogs struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *obsLogs) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *obsLogs) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// obsConfig isolates the test from the developer's environment and .env.
+func obsConfig(t *testing.T, env map[string]string) *config.Config {
+	t.Helper()
+	t.Chdir(t.TempDir())
+	for _, n := range config.Names() {
+		t.Setenv(n, "")
+	}
+	for _, n := range []string{"OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+		"OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "OTEL_TRACES_EXPORTER", "OTEL_METRICS_EXPORTER", "OTEL_LOGS_EXPORTER",
+		"OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES", "OTEL_SDK_DISABLED", "OTEL_TRACES_SAMPLER"} {
+		t.Setenv(n, "")
+	}
+	for k, v := range env {
+		t.Setenv(k, v)
+	}
+	cfg, err := config.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+type obsResp struct {
+	status int
+	header http.Header
+	body   map[string]any
+}
+
+func obsDo(t *testing.T, c *http.Client, method, u, key, idemKey, body string, headers ...string) obsResp {
+	t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, u, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	if idemKey != "" {
+		req.Header.Set("Idempotency-Key", idemKey)
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	res, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	r := obsResp{status: res.StatusCode, header: res.Header}
+	_ = json.Unmarshal(b, &r.body)
+	return r
+}
+
+// obsWaitStatus polls GET /payments/{id} until the payment has status.
+func obsWaitStatus(t *testing.T, c *http.Client, base, id, status string) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		r := obsDo(t, c, http.MethodGet, base+"/payments/"+id, obsAPIKey, "", "")
+		if r.status == http.StatusOK && r.body["status"] == status {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("payment %s: status %v (HTTP %d), want %s", id, r.body["status"], r.status, status)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// obsScrape returns the series names (with _bucket, _sum, _count, _total
+// suffixes, as PromQL sees them) of a Prometheus text exposition, and the
+// text.
+func obsScrape(t *testing.T, c *http.Client, u string) (map[string]bool, string) {
+	t.Helper()
+	res, err := c.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil || res.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %d %v", u, res.StatusCode, err)
+	}
+	names := map[string]bool{}
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		l := sc.Text()
+		if l == "" || l[0] == '#' {
+			continue
+		}
+		if i := strings.IndexAny(l, "{ "); i > 0 {
+			names[l[:i]] = true
+		}
+	}
+	return names, string(b)
+}
+
+// TestObservabilityEndToEnd runs the reference server (in-memory bus, its
+// worker in process, mock gateway) exporting over OTLP/gRPC to a real OTLP
+// receiver, drives sync, async, failing and malicious requests, and checks:
+// one async payment is one trace from the HTTP request through the bus to
+// the worker and the gateway; the guide's metrics arrive with their
+// attributes; every metric the dashboard and the alerting rules query is in
+// a real scrape of /metrics; and no log line, span, metric or scrape holds
+// an API key, a payment method token's secret part or a card number.
+func TestObservabilityEndToEnd(t *testing.T) {
+	repo, err := filepath.Abs("../../..") // before obsConfig changes the directory
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink := testkit.StartOTLPSink(t)
+	cfg := obsConfig(t, map[string]string{
+		"MESSAGE_BUS_ADAPTER":         "inmemory",
+		"PAYRAIL_API_KEYS":            obsAPIKey + ":merchant-obs",
+		"PAYRAIL_ADMIN_KEYS":          obsAdminKey,
+		"PAYMENTS_MAX_ATTEMPTS":       "2",
+		"LOG_LEVEL":                   "debug", // the most log lines to check for secrets
+		"SERVICE_NAME":                "payrail-e2e",
+		"OTEL_EXPORTER_OTLP_ENDPOINT": sink.GRPCEndpoint(),
+		"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+		"OTEL_BSP_SCHEDULE_DELAY":     "100",
+		"OTEL_METRIC_EXPORT_INTERVAL": "300",
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := "http://" + ln.Addr().String()
+	var logs obsLogs
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- server.Run(ctx, cfg, server.Deps{Listener: ln, Stdout: &logs}) }()
+	stopped := false
+	shutdown := func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		stop()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("server.Run: %v", err)
+			}
+		case <-time.After(60 * time.Second):
+			t.Error("server did not stop")
+		}
+	}
+	t.Cleanup(func() {
+		shutdown()
+		if t.Failed() {
+			t.Logf("server logs:\n%s", logs.String())
+		}
+	})
+	c := &http.Client{Timeout: 10 * time.Second}
+	obsWaitHealthy(t, c, base+"/healthz")
+
+	token := "pm_obs_" + obsTokenPart
+	// 1. The async payment whose trace is checked.
+	r := obsDo(t, c, http.MethodPost, base+"/payments", obsAPIKey, "obs-async-1",
+		`{"amount":4200,"currency":"GBP","payment_method":"`+token+`","origin":"pos","metadata":{"order":"A-1"}}`, "Prefer", "respond-async")
+	if r.status != http.StatusAccepted {
+		t.Fatalf("async create: %d %v", r.status, r.body)
+	}
+	asyncID, _ := r.body["id"].(string)
+	obsWaitStatus(t, c, base, asyncID, "captured")
+
+	// 2. Sync payments: approved, replayed, reused key (409), declined (402).
+	body := `{"amount":1999,"currency":"EUR","payment_method":"` + token + `","origin":"web"}`
+	if r := obsDo(t, c, http.MethodPost, base+"/payments", obsAPIKey, "obs-sync-1", body); r.status != http.StatusCreated {
+		t.Fatalf("sync create: %d %v", r.status, r.body)
+	}
+	if r := obsDo(t, c, http.MethodPost, base+"/payments", obsAPIKey, "obs-sync-1", body); r.status != http.StatusCreated || r.header.Get("Idempotent-Replayed") != "true" {
+		t.Fatalf("replay: %d %v", r.status, r.header)
+	}
+	if r := obsDo(t, c, http.MethodPost, base+"/payments", obsAPIKey, "obs-sync-1", strings.Replace(body, "1999", "2999", 1)); r.status != http.StatusConflict {
+		t.Fatalf("reused key: %d %v", r.status, r.body)
+	}
+	if r := obsDo(t, c, http.MethodPost, base+"/payments", obsAPIKey, "obs-decline-1",
+		`{"amount":1999,"currency":"EUR","payment_method":"pm_card_insufficientFunds"}`); r.status != http.StatusPaymentRequired {
+		t.Fatalf("decline: %d %v", r.status, r.body)
+	}
+
+	// 3. An async payment the gateway keeps failing: retried, then failed
+	// and dead-lettered.
+	r = obsDo(t, c, http.MethodPost, base+"/payments", obsAPIKey, "obs-async-fail",
+		`{"amount":500,"currency":"EUR","payment_method":"pm_card_processingError","origin":"pos"}`, "Prefer", "respond-async")
+	if r.status != http.StatusAccepted {
+		t.Fatalf("async failing create: %d %v", r.status, r.body)
+	}
+	obsWaitStatus(t, c, base, r.body["id"].(string), "failed")
+
+	// 4. Card numbers where they do not belong, and wrong keys.
+	if r := obsDo(t, c, http.MethodPost, base+"/payments", obsAPIKey, "obs-pan-meta",
+		`{"amount":100,"currency":"EUR","payment_method":"pm_card_visa","metadata":{"note":"card `+obsPANMeta+`","other":"`+obsPANSpaced+`"}}`); r.status != http.StatusUnprocessableEntity {
+		t.Fatalf("PAN in metadata: %d %v", r.status, r.body)
+	}
+	if r := obsDo(t, c, http.MethodPost, base+"/payments", obsAPIKey, "obs-pan-field",
+		`{"amount":100,"currency":"EUR","payment_method":"pm_card_visa","card_number":"`+obsPANField+`"}`); r.status != http.StatusBadRequest {
+		t.Fatalf("PAN in an unknown field: %d %v", r.status, r.body)
+	}
+	if r := obsDo(t, c, http.MethodPost, base+"/payments", obsAPIKey, "obs-pan-pm",
+		`{"amount":100,"currency":"EUR","payment_method":"`+obsPANField+`"}`); r.status != http.StatusUnprocessableEntity {
+		t.Fatalf("PAN as payment method: %d %v", r.status, r.body)
+	}
+	if r := obsDo(t, c, http.MethodGet, base+"/payments/"+asyncID, obsWrongKey, "", ""); r.status != http.StatusUnauthorized {
+		t.Fatalf("wrong key: %d", r.status)
+	}
+	if r := obsDo(t, c, http.MethodGet, base+"/admin/mode", obsAdminKey, "", ""); r.status != http.StatusOK {
+		t.Fatalf("admin: %d %v", r.status, r.body)
+	}
+
+	// 5. Every metric the dashboard and the alerts query is in a real
+	// scrape of /metrics, and the scrape holds no secret.
+	scraped, text := obsScrape(t, c, base+"/metrics")
+	obsCheckQueriedMetrics(t, repo, scraped)
+
+	// 6. The queue gauges are read at each periodic export while the bus
+	// is open: wait for one that saw the dead letter. Then stop: the server
+	// flushes the rest of its telemetry on the way out.
+	if !sink.Wait(15*time.Second, func() bool {
+		for _, p := range sink.MetricPoints() {
+			if p.Metric == "payrail.bus.dead_letters" && p.Value >= 1 {
+				return true
+			}
+		}
+		return false
+	}) {
+		t.Error("no periodic metric export with the DLQ gauge")
+	}
+	shutdown()
+	spans := sink.Spans()
+	points := sink.MetricPoints()
+
+	t.Run("one trace per async payment", func(t *testing.T) { obsCheckAsyncTrace(t, spans, asyncID) })
+	t.Run("guide metrics with attributes", func(t *testing.T) { obsCheckMetrics(t, points) })
+	t.Run("logs correlate with traces", func(t *testing.T) { obsCheckLogs(t, logs.String(), spans) })
+	t.Run("no secrets or card data", func(t *testing.T) {
+		// Positive controls: the search sees what was exported and logged,
+		// including the requests that carried card numbers.
+		if len(sink.Find(asyncID)) == 0 || !strings.Contains(logs.String(), "payrail server starting") {
+			t.Fatal("the searches find nothing, not even the payment id and the start-up line")
+		}
+		var refused int
+		for _, s := range spans {
+			if s.Kind == "server" && (s.Attrs["http.response.status_code"] == "422" || s.Attrs["http.response.status_code"] == "400") {
+				refused++
+			}
+		}
+		if refused < 3 {
+			t.Fatalf("%d spans of the refused card-number requests, want 3", refused)
+		}
+		for _, secret := range []string{obsAPIKey, obsAdminKey, obsWrongKey, obsTokenPart, obsPANMeta, obsPANField, obsPANSpaced,
+			strings.ReplaceAll(obsPANSpaced, " ", "")} {
+			if hits := sink.Find(secret); len(hits) > 0 {
+				t.Errorf("%q exported over OTLP:\n%s", secret, strings.Join(hits, "\n"))
+			}
+			if strings.Contains(logs.String(), secret) {
+				for _, l := range strings.Split(logs.String(), "\n") {
+					if strings.Contains(l, secret) {
+						t.Errorf("%q logged: %s", secret, l)
+					}
+				}
+			}
+			if strings.Contains(text, secret) {
+				t.Errorf("%q in /metrics", secret)
+			}
+		}
+	})
+}
+
+func obsWaitHealthy(t *testing.T, c *http.Client, u string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		res, err := c.Get(u)
+		if err == nil {
+			res.Body.Close()
+			if res.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not healthy: %v", u, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// obsCheckQueriedMetrics: every metric name in the dashboard's and the
+// rules' expressions is emitted (or defined by a recording rule).
+func obsCheckQueriedMetrics(t *testing.T, repo string, scraped map[string]bool) {
+	t.Helper()
+	queries, err := deploy.DashboardQueries()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rules, recorded, err := deploy.RuleExpressions()
+	if err != nil {
+		t.Fatal(err)
+	}
+	known := map[string]bool{"ALERTS": true} // Prometheus' own series of alert states
+	for _, r := range recorded {
+		known[r] = true
+	}
+	used := map[string][]string{}
+	for where, q := range queries {
+		for _, n := range deploy.MetricNames(q) {
+			used[n] = append(used[n], "dashboard "+where)
+		}
+	}
+	for where, q := range rules {
+		for _, n := range deploy.MetricNames(q) {
+			used[n] = append(used[n], "rule "+where)
+		}
+	}
+	// The PromQL quoted in the runbooks: emitted too, or (for series that
+	// exist only after an event this test does not cause, like a redrive)
+	// defined by the code's instruments.
+	defined := map[string]bool{}
+	for _, c := range []string{bus.MetricRedriven, bus.MetricSentMessages, bus.MetricConsumedMessages} {
+		defined[strings.ReplaceAll(c, ".", "_")+"_total"] = true
+	}
+	b, err := os.ReadFile(filepath.Join(repo, "docs/runbooks.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, m := range regexp.MustCompile("`([^`]+)`").FindAllStringSubmatch(string(b), -1) {
+		q := m[1]
+		if !regexp.MustCompile(`\b(rate|increase|histogram_quantile|sum by|max by)\s*\(|^[a-z_:]+\{`).MatchString(q) || strings.Contains(q, "&&") {
+			continue // not PromQL (TraceQL has &&; commands and names have neither)
+		}
+		n++
+		for _, name := range deploy.MetricNames(q) {
+			if !scraped[name] && !defined[name] {
+				used[name] = append(used[name], "docs/runbooks.md")
+			}
+		}
+	}
+	if n < 10 {
+		t.Errorf("docs/runbooks.md: only %d PromQL expressions found", n)
+	}
+	if len(used) < 10 {
+		t.Fatalf("only %d metric names found in the queries: %v", len(used), used)
+	}
+	var names []string
+	for n := range used {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		if !scraped[n] && !known[n] {
+			t.Errorf("metric %s is queried by %v but not emitted (not in the /metrics scrape)", n, used[n])
+		}
+	}
+	t.Logf("%d metric names queried by the dashboard and the rules, all emitted or recorded: %v", len(names), names)
+}
+
+// obsCheckAsyncTrace: the async payment's trace holds the HTTP server span,
+// the bus publish and process spans, the worker's span and the gateway
+// call, each a descendant of the previous.
+func obsCheckAsyncTrace(t *testing.T, spans []testkit.SinkSpan, paymentID string) {
+	var process *testkit.SinkSpan
+	for i, s := range spans {
+		if s.Name == "payments.process" && s.Attrs["payrail.payment.id"] == paymentID {
+			process = &spans[i]
+		}
+	}
+	if process == nil {
+		t.Fatalf("no payments.process span for %s among %d spans", paymentID, len(spans))
+	}
+	trace := testkit.Trace(spans, process.TraceID)
+	find := func(pred func(testkit.SinkSpan) bool, what string) testkit.SinkSpan {
+		t.Helper()
+		for _, s := range trace {
+			if pred(s) {
+				return s
+			}
+		}
+		var names []string
+		for _, s := range trace {
+			names = append(names, s.Kind+" "+s.Name)
+		}
+		t.Fatalf("trace %s has no %s; spans: %v", process.TraceID, what, names)
+		return testkit.SinkSpan{}
+	}
+	httpSpan := find(func(s testkit.SinkSpan) bool {
+		return s.Kind == "server" && s.Name == "POST /payments" && s.Attrs["http.response.status_code"] == "202"
+	}, "HTTP server span POST /payments (202)")
+	publish := find(func(s testkit.SinkSpan) bool { return s.Kind == "producer" && s.Name == "publish payments" }, "producer span publish payments")
+	busProcess := find(func(s testkit.SinkSpan) bool { return s.Kind == "consumer" && s.Name == "process payments" }, "consumer span process payments")
+	gw := find(func(s testkit.SinkSpan) bool {
+		return s.Kind == "client" && s.Name == "gateway.authorize" && s.Attrs["payrail.payment.id"] == paymentID
+	}, "client span gateway.authorize")
+	for _, link := range []struct {
+		ancestor, span testkit.SinkSpan
+	}{{httpSpan, publish}, {publish, busProcess}, {busProcess, *process}, {*process, gw}} {
+		if !testkit.IsAncestor(trace, link.ancestor.SpanID, link.span.SpanID) {
+			t.Errorf("%s is not under %s", link.span.Name, link.ancestor.Name)
+		}
+	}
+	if busProcess.ParentSpanID != publish.SpanID {
+		t.Error("the bus process span's parent is not the publish span (trace context not taken from the message)")
+	}
+	if httpSpan.ParentSpanID != "" {
+		t.Errorf("the HTTP span has a parent %s: the request carried no trace context", httpSpan.ParentSpanID)
+	}
+	if httpSpan.Attrs["url.path"] != "/payments" || publish.Attrs["messaging.system"] != "inmemory" ||
+		publish.Attrs["messaging.destination.name"] != "payments" || gw.Attrs["payrail.gateway"] != "mock" ||
+		process.Attrs["payrail.outcome"] != "captured" || process.Attrs["payrail.origin"] != "pos" {
+		t.Errorf("attributes: http %v\npublish %v\nprocess %v\ngateway %v", httpSpan.Attrs, publish.Attrs, process.Attrs, gw.Attrs)
+	}
+	for _, s := range trace {
+		if s.Resource["service.name"] != "payrail-e2e" {
+			t.Errorf("span %s from service %q, want payrail-e2e (SERVICE_NAME)", s.Name, s.Resource["service.name"])
+		}
+	}
+}
+
+// obsCheckMetrics: the operations guide's metrics arrived over OTLP with
+// the attributes the dashboard and alerts group by.
+func obsCheckMetrics(t *testing.T, points []testkit.SinkPoint) {
+	has := func(metric string, want map[string]string, ok func(testkit.SinkPoint) bool) {
+		t.Helper()
+		for _, p := range points {
+			if p.Metric != metric {
+				continue
+			}
+			match := true
+			for k, v := range want {
+				if p.Attrs[k] != v {
+					match = false
+					break
+				}
+			}
+			if match && (ok == nil || ok(p)) {
+				return
+			}
+		}
+		var seen []string
+		for _, p := range points {
+			if p.Metric == metric {
+				seen = append(seen, fmt.Sprint(p.Attrs))
+			}
+		}
+		slices.Sort(seen)
+		seen = slices.Compact(seen)
+		t.Errorf("no %s point with %v; points: %v", metric, want, seen)
+	}
+	positive := func(p testkit.SinkPoint) bool { return p.Value > 0 || p.Count > 0 }
+	has("http.server.request.duration", map[string]string{"http.route": "/payments", "http.request.method": "POST", "http.response.status_code": "202"}, positive)
+	has("http.server.request.duration", map[string]string{"http.route": "/payments", "http.response.status_code": "409"}, positive)
+	has("payrail.payment.operations", map[string]string{"payrail.operation": "process", "payrail.outcome": "captured", "payrail.gateway": "mock", "payrail.origin": "pos"}, positive)
+	has("payrail.payment.operations", map[string]string{"payrail.operation": "authorize", "payrail.outcome": "captured", "payrail.gateway": "mock", "payrail.origin": "web"}, positive)
+	has("payrail.payment.operations", map[string]string{"payrail.operation": "authorize", "payrail.outcome": "declined"}, positive)
+	has("payrail.payment.operations", map[string]string{"payrail.operation": "authorize", "payrail.outcome": "replayed"}, positive)
+	has("payrail.payment.operations", map[string]string{"payrail.operation": "process", "payrail.outcome": "failed"}, positive)
+	has("payrail.payment.operation.duration", map[string]string{"payrail.operation": "authorize", "payrail.gateway": "mock"}, positive)
+	has("payrail.gateway.request.duration", map[string]string{"payrail.gateway": "mock", "payrail.operation": "authorize"}, positive)
+	has("payrail.gateway.request.duration", map[string]string{"payrail.gateway": "mock", "error.type": "transient"}, positive)
+	has("payrail.gateway.request.duration", map[string]string{"payrail.gateway": "mock", "error.type": "declined"}, positive)
+	has("payrail.idempotency.requests", map[string]string{"payrail.idempotency.outcome": "mismatch"}, positive)
+	has("payrail.idempotency.requests", map[string]string{"payrail.idempotency.outcome": "replay"}, positive)
+	has("payrail.http.server.problems", map[string]string{"http.route": "/payments", "http.response.status_code": "409", "payrail.error.code": "idempotency_key_reused"}, positive)
+	has("payrail.http.server.problems", map[string]string{"http.response.status_code": "422", "payrail.error.code": "validation_failed"}, positive)
+	bus := map[string]string{"messaging.system": "inmemory"}
+	with := func(kv ...string) map[string]string {
+		m := map[string]string{"messaging.system": "inmemory"}
+		for i := 0; i+1 < len(kv); i += 2 {
+			m[kv[i]] = kv[i+1]
+		}
+		return m
+	}
+	has("messaging.client.sent.messages", with("messaging.destination.name", "payments"), positive)
+	has("messaging.client.consumed.messages", with("messaging.destination.subscription.name", "payments"), positive)
+	has("messaging.client.operation.duration", with("messaging.operation.name", "publish"), positive)
+	has("messaging.client.operation.duration", with("messaging.operation.name", "ack", "messaging.destination.subscription.name", "payments"), positive)
+	has("messaging.client.operation.duration", with("messaging.operation.name", "nack"), positive)
+	has("messaging.client.operation.duration", with("messaging.operation.name", "dead_letter"), positive)
+	has("messaging.process.duration", with("messaging.destination.subscription.name", "payments"), positive)
+	has("payrail.bus.delivery.lag", bus, positive)
+	has("payrail.bus.backlog", with("messaging.destination.subscription.name", "payments"), nil)
+	has("payrail.bus.in_flight", bus, nil)
+	has("payrail.bus.dead_letters", with("messaging.destination.subscription.name", "payments"), func(p testkit.SinkPoint) bool { return p.Value >= 1 })
+}
+
+// obsCheckLogs: every line is JSON; lines logged while handling a request
+// or a message carry the trace and span ids of an exported span.
+func obsCheckLogs(t *testing.T, logs string, spans []testkit.SinkSpan) {
+	ids := map[string]bool{}
+	for _, s := range spans {
+		ids[s.TraceID+"/"+s.SpanID] = true
+	}
+	var traced, correlated int
+	for _, l := range strings.Split(strings.TrimSpace(logs), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Errorf("log line is not JSON: %s", l)
+			continue
+		}
+		tid, _ := m["trace_id"].(string)
+		sid, _ := m["span_id"].(string)
+		if tid == "" {
+			continue
+		}
+		traced++
+		if ids[tid+"/"+sid] {
+			correlated++
+		}
+	}
+	// The failing async payment logs from the worker's span.
+	if traced == 0 || correlated == 0 {
+		t.Errorf("%d log lines with trace ids, %d of them matching an exported span; want some of each", traced, correlated)
+	}
+}

@@ -1,0 +1,250 @@
+package opsctl
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/payrail/payrail/bus"
+	"github.com/payrail/payrail/examples/internal/config"
+)
+
+// subOpener opens the worker's subscription; tests replace it.
+type subOpener func(ctx context.Context, cfg *config.Config) (*bus.Subscription, error)
+
+// openWorkerSubscription opens the subscription the worker consumes. The
+// in-memory bus is refused: it lives inside the server process.
+func openWorkerSubscription(ctx context.Context, cfg *config.Config) (*bus.Subscription, error) {
+	_, subURL, err := cfg.BusURLs()
+	if err != nil {
+		return nil, usagef("%v", err)
+	}
+	if scheme(subURL) == config.AdapterInMemory {
+		return nil, usagef("the in-memory bus lives inside the server process and cannot be reached from outside; " +
+			"its DLQ size is the metric payrail_bus_dead_letters on the server's /metrics. Set MESSAGE_BUS_ADAPTER (or BUS_SUBSCRIPTION_URL) to the deployment's bus")
+	}
+	sub, err := bus.OpenSubscription(ctx, subURL)
+	if err != nil {
+		if errors.Is(err, bus.ErrUnknownDriver) || errors.Is(err, bus.ErrInvalidURL) {
+			return nil, usagef("bus subscription %s: %v", config.Redact(subURL), err)
+		}
+		return nil, fmt.Errorf("bus subscription %s: %w", config.Redact(subURL), err)
+	}
+	return sub, nil
+}
+
+// busCommand runs "bus stats" and "bus dlq ls|redrive"; args follow "bus".
+func (c *cli) busCommand(args []string) error { return c.busWith(args, openWorkerSubscription) }
+
+func (c *cli) busWith(args []string, open subOpener) error {
+	if len(args) == 0 {
+		return usagef("bus needs a subcommand: stats, dlq ls, dlq redrive")
+	}
+	switch {
+	case args[0] == "stats":
+		return c.busStats(args[1:], open)
+	case args[0] == "dlq" && len(args) > 1 && (args[1] == "ls" || args[1] == "list"):
+		return c.dlqList(args[2:], open)
+	case args[0] == "dlq" && len(args) > 1 && args[1] == "redrive":
+		return c.dlqRedrive(args[2:], open)
+	}
+	return usagef("unknown command %q", "bus "+strings.Join(args, " "))
+}
+
+func (c *cli) busStats(args []string, open subOpener) error {
+	if pos, err := parse(c.flags("bus stats"), args); err != nil {
+		return err
+	} else if len(pos) > 0 {
+		return usagef("bus stats takes no arguments, got %q", pos)
+	}
+	sub, err := open(c.ctx, c.Config)
+	if err != nil {
+		return err
+	}
+	defer sub.Close()
+	st, err := sub.Stats(c.ctx)
+	if errors.Is(err, bus.ErrUnsupported) {
+		return fmt.Errorf("this bus (%s) cannot report queue counts; see docs/observability.md", c.Config.MessageBusAdapter)
+	}
+	if err != nil {
+		return err
+	}
+	count := func(n int64) string {
+		if n < 0 {
+			return "unknown"
+		}
+		return fmt.Sprint(n)
+	}
+	w := tabwriter.NewWriter(c.Stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(w, "BACKLOG\tIN FLIGHT\tDEAD LETTERS")
+	fmt.Fprintf(w, "%s\t%s\t%s\n", count(st.Backlog), count(st.InFlight), count(st.DeadLetters))
+	return w.Flush()
+}
+
+// deadLetterView is a dead letter as listed; the body (the payment command:
+// ids only, never card data) is shown with --body.
+type deadLetterView struct {
+	ID             string            `json:"id"`
+	Key            string            `json:"key,omitempty"`
+	PaymentID      string            `json:"payment_id,omitempty"`
+	Merchant       string            `json:"merchant,omitempty"`
+	Attempt        int               `json:"delivery_attempt"`
+	DeadLetteredAt *time.Time        `json:"dead_lettered_at,omitempty"`
+	Reason         string            `json:"reason"`
+	TraceParent    string            `json:"traceparent,omitempty"`
+	Attributes     map[string]string `json:"attributes,omitempty"`
+	Body           string            `json:"body,omitempty"`
+}
+
+func (c *cli) dlqList(args []string, open subOpener) error {
+	fs := c.flags("bus dlq ls")
+	limit := fs.Int("limit", 100, "list at most N dead letters")
+	body := fs.Bool("body", false, "also print each message body (the payment command)")
+	asJSON := fs.Bool("json", false, "one JSON object per line")
+	if pos, err := parse(fs, args); err != nil {
+		return err
+	} else if len(pos) > 0 {
+		return usagef("bus dlq ls takes no arguments, got %q", pos)
+	}
+	if *limit <= 0 {
+		return usagef("--limit must be positive")
+	}
+	sub, err := open(c.ctx, c.Config)
+	if err != nil {
+		return err
+	}
+	defer sub.Close()
+	dls, err := sub.DeadLetters(c.ctx, *limit)
+	if errors.Is(err, bus.ErrUnsupported) {
+		return fmt.Errorf("this bus (%s) does not expose its dead-letter queue to payrail; inspect it with the broker's own console", c.Config.MessageBusAdapter)
+	}
+	if err != nil {
+		return err
+	}
+	views := make([]deadLetterView, 0, len(dls))
+	for _, dl := range dls {
+		m := dl.Message
+		v := deadLetterView{ID: m.ID, Key: m.Key, Attempt: m.DeliveryAttempt, Reason: dl.Reason,
+			PaymentID: m.Attributes["payrail.payment_id"], Merchant: m.Attributes["payrail.merchant"],
+			TraceParent: m.Attributes["traceparent"]}
+		if !dl.DeadLetteredAt.IsZero() {
+			t := dl.DeadLetteredAt.UTC()
+			v.DeadLetteredAt = &t
+		}
+		for k, val := range m.Attributes {
+			switch k {
+			case "payrail.payment_id", "payrail.merchant", "traceparent":
+			default:
+				if v.Attributes == nil {
+					v.Attributes = map[string]string{}
+				}
+				v.Attributes[k] = val
+			}
+		}
+		if *body {
+			v.Body = string(m.Body)
+		}
+		views = append(views, v)
+	}
+	if *asJSON {
+		enc := json.NewEncoder(c.Stdout)
+		for _, v := range views {
+			if err := enc.Encode(v); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	w := tabwriter.NewWriter(c.Stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(w, "ID\tPAYMENT\tMERCHANT\tATTEMPT\tDEAD-LETTERED\tTRACE\tREASON")
+	for _, v := range views {
+		at := "-"
+		if v.DeadLetteredAt != nil {
+			at = v.DeadLetteredAt.Format(time.RFC3339)
+		}
+		trace := "-"
+		if parts := strings.Split(v.TraceParent, "-"); len(parts) == 4 {
+			trace = parts[1] // the trace id, to look the message's journey up in the tracing backend
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", v.ID, orDash(v.PaymentID), orDash(v.Merchant), v.Attempt, at, trace, v.Reason)
+		if *body {
+			fmt.Fprintf(w, "\tbody: %s\n", v.Body)
+		}
+		if len(v.Attributes) > 0 {
+			keys := make([]string, 0, len(v.Attributes))
+			for k := range v.Attributes {
+				keys = append(keys, k)
+			}
+			sort.Strings(keys)
+			var kv []string
+			for _, k := range keys {
+				kv = append(kv, k+"="+v.Attributes[k])
+			}
+			fmt.Fprintf(w, "\tattributes: %s\n", strings.Join(kv, " "))
+		}
+	}
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.Stdout, "-- %d dead letter(s)", len(views))
+	if len(views) == *limit {
+		fmt.Fprintf(c.Stdout, " (limit reached: --limit to see more)")
+	}
+	fmt.Fprintln(c.Stdout)
+	return nil
+}
+
+func (c *cli) dlqRedrive(args []string, open subOpener) error {
+	fs := c.flags("bus dlq redrive")
+	limit := fs.Int("limit", 0, "redrive at most N dead letters (default: all)")
+	apply := fs.Bool("apply", false, "redrive (default: print what would be redriven)")
+	if pos, err := parse(fs, args); err != nil {
+		return err
+	} else if len(pos) > 0 {
+		return usagef("bus dlq redrive takes no arguments, got %q", pos)
+	}
+	if *limit < 0 {
+		return usagef("--limit must not be negative")
+	}
+	sub, err := open(c.ctx, c.Config)
+	if err != nil {
+		return err
+	}
+	defer sub.Close()
+	if !*apply {
+		peek := *limit
+		if peek == 0 {
+			peek = 1000
+		}
+		dls, err := sub.DeadLetters(c.ctx, peek)
+		if errors.Is(err, bus.ErrUnsupported) {
+			return fmt.Errorf("this bus (%s) does not support redrive through payrail; use the broker's own redrive", c.Config.MessageBusAdapter)
+		}
+		if err != nil {
+			return err
+		}
+		for _, dl := range dls {
+			fmt.Fprintf(c.Stdout, "would redrive %s (payment %s): %s\n", dl.Message.ID, orDash(dl.Message.Attributes["payrail.payment_id"]), dl.Reason)
+		}
+		more := ""
+		if *limit == 0 && len(dls) == peek {
+			more = " or more"
+		}
+		fmt.Fprintf(c.Stdout, "-- dry run: %d%s dead letter(s) would be redriven; add --apply to redrive\n", len(dls), more)
+		return nil
+	}
+	n, err := sub.Redrive(c.ctx, *limit)
+	if errors.Is(err, bus.ErrUnsupported) {
+		return fmt.Errorf("this bus (%s) does not support redrive through payrail; use the broker's own redrive", c.Config.MessageBusAdapter)
+	}
+	if err != nil {
+		return fmt.Errorf("redrive (after %d moved): %w", n, err)
+	}
+	fmt.Fprintf(c.Stdout, "redrove %d dead letter(s); the worker processes them again (a redelivered command never charges twice)\n", n)
+	return nil
+}
