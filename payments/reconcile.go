@@ -1,0 +1,295 @@
+package payments
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/payrail/payrail/gateway"
+)
+
+// Reconciler settles payments left processing with an unknown outcome — a
+// gateway call that timed out after the request was sent, a 5xx of unknown
+// effect, a crash between calling the gateway and storing its answer — in
+// the background, through the gateway's Lookup with the payment's own
+// idempotency key:
+//
+//   - Lookup finds the authorization: the payment is settled with the
+//     gateway's answer (authorized, captured or declined).
+//   - Lookup says the gateway never processed the key: the authorization is
+//     resumed at the same gateway with the same idempotency key, exactly as
+//     a client retry would, so that a concurrent retry, redelivery or
+//     second reconciler can never make the provider charge twice. Payments
+//     older than the maximum age (default 24h, the usual lifetime of a
+//     provider's idempotency keys) are failed instead: nothing was charged.
+//   - Anything else (the gateway or its Lookup still failing): the payment
+//     stays processing and is retried with exponential back-off.
+//
+// Settlement is exactly once: the payment store's optimistic concurrency
+// lets only the first of concurrent settlements move the payment out of
+// processing; the others find it settled and change nothing. Several
+// reconcilers (one per replica) may run at once.
+//
+// Only payments that have not changed for the stale threshold are touched,
+// so that requests and workers still working on a payment are left alone;
+// the default threshold exceeds the longest a synchronous request can spend
+// on the gateway (attempts × (gateway timeout + back-off), twice).
+type Reconciler struct {
+	p           *Processor
+	log         *slog.Logger
+	every       time.Duration
+	staleAfter  time.Duration
+	maxAge      time.Duration
+	batch       int
+	concurrency int
+	backoff     RetryPolicy
+
+	mu    sync.Mutex
+	tries map[string]*reconcileTry // by payment id, for back-off
+}
+
+type reconcileTry struct {
+	attempts int
+	next     time.Time // not before
+	last     time.Time // last listed or attempted
+}
+
+// ReconcilerOption configures a Reconciler.
+type ReconcilerOption func(*Reconciler)
+
+// WithReconcileInterval sets how often Run sweeps (default 30s).
+func WithReconcileInterval(d time.Duration) ReconcilerOption {
+	return func(r *Reconciler) { r.every = d }
+}
+
+// WithReconcileStaleAfter sets how long a payment must have stayed
+// processing, unchanged, before the reconciler touches it (default:
+// 2 × attempts × (gateway timeout + maximum back-off) + 30s, at least 2m).
+func WithReconcileStaleAfter(d time.Duration) ReconcilerOption {
+	return func(r *Reconciler) { r.staleAfter = d }
+}
+
+// WithReconcileMaxAge sets the age (since creation) after which a payment
+// the gateway never processed is failed instead of resumed (default 24h).
+func WithReconcileMaxAge(d time.Duration) ReconcilerOption {
+	return func(r *Reconciler) { r.maxAge = d }
+}
+
+// WithReconcileBackoff sets the back-off between attempts on the same
+// payment: initial, doubling up to max (defaults 30s and 30m).
+func WithReconcileBackoff(initial, max time.Duration) ReconcilerOption {
+	return func(r *Reconciler) { r.backoff.InitialBackoff, r.backoff.MaxBackoff = initial, max }
+}
+
+// WithReconcileBatch sets how many stale payments a sweep examines, oldest
+// first (default 500), and how many it reconciles at once (default 4).
+func WithReconcileBatch(batch, concurrency int) ReconcilerOption {
+	return func(r *Reconciler) { r.batch, r.concurrency = batch, concurrency }
+}
+
+// WithReconcileLogger sets the reconciler's logger (default: the processor's).
+func WithReconcileLogger(l *slog.Logger) ReconcilerOption {
+	return func(r *Reconciler) { r.log = l }
+}
+
+// NewReconciler returns a reconciler for p's payments.
+func NewReconciler(p *Processor, opts ...ReconcilerOption) (*Reconciler, error) {
+	if p == nil {
+		return nil, errors.New("payments: NewReconciler with a nil processor")
+	}
+	perCall := time.Duration(p.retry.MaxAttempts) * (p.gatewayTimeout + p.retry.MaxBackoff)
+	r := &Reconciler{
+		p: p, log: p.log, every: 30 * time.Second, staleAfter: max(2*time.Minute, 2*perCall+30*time.Second),
+		maxAge: 24 * time.Hour, batch: 500, concurrency: 4,
+		backoff: RetryPolicy{InitialBackoff: 30 * time.Second, MaxBackoff: 30 * time.Minute, Multiplier: 2, Jitter: 0.2},
+		tries:   map[string]*reconcileTry{},
+	}
+	for _, o := range opts {
+		o(r)
+	}
+	switch {
+	case r.every <= 0, r.staleAfter <= 0, r.maxAge <= 0:
+		return nil, errors.New("payments: reconciler interval, stale threshold and maximum age must be positive")
+	case r.batch <= 0, r.concurrency <= 0:
+		return nil, errors.New("payments: reconciler batch and concurrency must be positive")
+	case r.backoff.InitialBackoff <= 0 || r.backoff.MaxBackoff < r.backoff.InitialBackoff:
+		return nil, errors.New("payments: reconciler back-off must be positive, max at least initial")
+	}
+	if r.log == nil {
+		r.log = slog.New(slog.DiscardHandler)
+	}
+	return r, nil
+}
+
+// WithReconciler makes the worker run r alongside it (Run starts and stops
+// it) and leaves processing payments to r: the recovery sweep then only
+// republishes pending payments, so stale processing payments are settled by
+// Lookup rather than by re-sending the authorization blind.
+func WithReconciler(r *Reconciler) WorkerOption { return func(w *Worker) { w.rec = r } }
+
+// Run sweeps at once and then at every interval until ctx is done, and
+// returns nil. Errors are logged and retried at the next sweep.
+func (r *Reconciler) Run(ctx context.Context) error {
+	t := time.NewTicker(r.every)
+	defer t.Stop()
+	for {
+		res, err := r.Sweep(ctx)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			r.log.WarnContext(ctx, "payments: reconciliation sweep failed", "error", err)
+		case res.Settled > 0 || res.Unresolved > 0:
+			r.log.InfoContext(ctx, "payments: reconciliation sweep", "settled", res.Settled, "unresolved", res.Unresolved)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// SweepResult counts what one sweep did.
+type SweepResult struct {
+	// Settled payments left processing: authorized, captured, declined or
+	// failed.
+	Settled int
+	// Unresolved payments are still processing (gateway or Lookup failing);
+	// they are retried after their back-off.
+	Unresolved int
+	// Deferred payments were skipped because their back-off has not passed.
+	Deferred int
+}
+
+// Sweep reconciles, once, the payments that have stayed processing longer
+// than the stale threshold (oldest first, up to the batch size), skipping
+// those still in back-off.
+func (r *Reconciler) Sweep(ctx context.Context) (SweepResult, error) {
+	var res SweepResult
+	if r.p.closed.Load() {
+		return res, ErrUnavailable
+	}
+	now := r.p.now()
+	stale, err := r.p.store.ListStale(ctx, []Status{StatusProcessing}, now.Add(-r.staleAfter), r.batch)
+	if err != nil {
+		return res, fmt.Errorf("payments: listing processing payments: %w", err)
+	}
+	r.mu.Lock()
+	due := stale[:0]
+	for _, pay := range stale {
+		t := r.tries[pay.ID]
+		if t == nil {
+			t = &reconcileTry{}
+			r.tries[pay.ID] = t
+		}
+		t.last = now
+		if now.Before(t.next) {
+			res.Deferred++
+			continue
+		}
+		due = append(due, pay)
+	}
+	r.mu.Unlock()
+
+	var mu sync.Mutex
+	sem := make(chan struct{}, r.concurrency)
+	var wg sync.WaitGroup
+	for _, pay := range due {
+		if ctx.Err() != nil {
+			break
+		}
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			settled := r.reconcile(ctx, pay)
+			mu.Lock()
+			if settled {
+				res.Settled++
+			} else {
+				res.Unresolved++
+			}
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+
+	// Forget payments not seen for longer than any back-off (settled by
+	// someone else), bounding the map.
+	r.mu.Lock()
+	forget := now.Add(-(r.staleAfter + r.backoff.MaxBackoff + 2*r.every))
+	for id, t := range r.tries {
+		if t.last.Before(forget) {
+			delete(r.tries, id)
+		}
+	}
+	r.mu.Unlock()
+	return res, ctx.Err()
+}
+
+// reconcile settles one processing payment if it can, and reports whether
+// it left processing.
+func (r *Reconciler) reconcile(ctx context.Context, pay *Payment) bool {
+	o, cause := r.attempt(ctx, pay)
+	if o != nil && o.payment != nil && o.payment.Status != StatusProcessing {
+		r.log.InfoContext(ctx, "payments: reconciled payment", "payment_id", pay.ID, "gateway", pay.Gateway,
+			"status", string(o.payment.Status))
+		r.mu.Lock()
+		delete(r.tries, pay.ID)
+		r.mu.Unlock()
+		return true
+	}
+	if cause == nil && o != nil && o.err != nil {
+		cause = o.err
+	}
+	r.mu.Lock()
+	t := r.tries[pay.ID]
+	if t == nil {
+		t = &reconcileTry{}
+		r.tries[pay.ID] = t
+	}
+	t.attempts++
+	delay := r.backoff.Backoff(t.attempts)
+	t.last = r.p.now()
+	t.next = t.last.Add(delay)
+	attempts := t.attempts
+	r.mu.Unlock()
+	r.log.WarnContext(ctx, "payments: payment outcome still unknown; will retry reconciliation",
+		"payment_id", pay.ID, "gateway", pay.Gateway, "attempts", attempts, "retry_in", delay.String(), "error", cause)
+	// Move it to the back of the stale list so that others get their turn.
+	if _, e := r.p.save(ctx, pay, func(q *Payment) error {
+		if q.Status != StatusProcessing {
+			return errUnchanged
+		}
+		q.UpdatedAt = r.p.now()
+		return nil
+	}); e != nil {
+		r.log.WarnContext(ctx, "payments: touching an unresolved payment failed", "payment_id", pay.ID, "error", e)
+	}
+	return false
+}
+
+// attempt runs one reconciliation step: Lookup, then settle, resume or fail.
+func (r *Reconciler) attempt(ctx context.Context, pay *Payment) (*outcome, error) {
+	g, ok := r.p.router.Gateway(pay.Gateway)
+	if !ok {
+		return nil, fmt.Errorf("gateway %q that processed the payment is not configured", pay.Gateway)
+	}
+	key := gatewayKey(pay.ID, opAuthorize)
+	tx, _, err := r.p.call(ctx, g, "lookup", 1, func(ctx context.Context) (*gateway.Transaction, error) {
+		return g.Lookup(ctx, key)
+	})
+	switch {
+	case err == nil:
+		return r.p.settleAuthorization(ctx, pay, tx), nil
+	case !errors.Is(err, gateway.ErrNotFound):
+		return nil, fmt.Errorf("lookup: %w", err)
+	case r.p.now().Sub(pay.CreatedAt) > r.maxAge:
+		return r.p.failPayment(ctx, pay, CodeGatewayUnavailable,
+			fmt.Errorf("the gateway never processed the payment; reconciliation stopped resuming it after %v", r.maxAge)), nil
+	}
+	// Never processed: resume with the same idempotency key. final=false:
+	// a failure leaves the payment processing for the next attempt.
+	return r.p.execAuthorize(ctx, pay, []*gateway.Gateway{g}, execOpts{attempts: 1, prior: true}), nil
+}
