@@ -33,6 +33,8 @@ type Subscription struct {
 	closed  bool
 	stop    chan struct{} // closed by Close to stop Receive loops
 	running sync.WaitGroup
+
+	tel *subTelemetry // telemetry.go
 }
 
 type subscriptionOptions struct {
@@ -41,6 +43,7 @@ type subscriptionOptions struct {
 	backoff      func(attempt int) time.Duration
 	maxExtension time.Duration
 	logger       *slog.Logger
+	tel          telemetryConfig // telemetry.go
 }
 
 // SubscriptionOption configures a Subscription.
@@ -120,7 +123,7 @@ func OpenSubscription(ctx context.Context, urlstr string, opts ...SubscriptionOp
 	if err != nil {
 		return nil, fmt.Errorf("bus: open subscription %s: %w", registry.Redact(u), err)
 	}
-	return NewSubscription(ds, opts...), nil
+	return NewSubscription(ds, append([]SubscriptionOption{withURL(u, true)}, opts...)...), nil
 }
 
 // NewSubscription wraps a driver subscription. Drivers use it for
@@ -143,7 +146,9 @@ func NewSubscription(d driver.Subscription, opts ...SubscriptionOption) *Subscri
 		o.maxAttempts = 10
 	}
 	caps.MaxAttempts = o.maxAttempts
-	return &Subscription{d: d, caps: caps, opts: o, stop: make(chan struct{})}
+	s := &Subscription{d: d, caps: caps, opts: o, stop: make(chan struct{})}
+	s.tel = newSubTelemetry(s)
+	return s
 }
 
 // Capabilities reports what the subscription supports. MaxAttempts is the
@@ -250,6 +255,7 @@ func (r *receiver) loop(ctx context.Context) error {
 				break fill
 			}
 		}
+		t0 := r.s.tel.receiveStart(ctx)
 		dms, err := r.s.d.ReceiveBatch(ctx, n)
 		if len(dms) > n { // a misbehaving driver: hand back the excess
 			for _, dm := range dms[n:] {
@@ -272,6 +278,7 @@ func (r *receiver) loop(ctx context.Context) error {
 			return err
 		}
 		// Messages returned alongside a transient error are valid deliveries.
+		r.s.tel.received(ctx, t0, dms)
 		for _, dm := range dms {
 			r.dispatch(r.s.wrap(dm))
 		}
@@ -302,6 +309,9 @@ func (r *receiver) dispatch(m *Message) {
 		if q, busy := r.keys[m.Key]; busy {
 			r.keys[m.Key] = append(q, m)
 			r.mu.Unlock()
+			if r.ext != nil {
+				r.ext.add(m) // keep it invisible while it waits its turn
+			}
 			return
 		}
 		r.keys[m.Key] = nil // mark busy
@@ -313,32 +323,56 @@ func (r *receiver) dispatch(m *Message) {
 
 // run handles m and then, for ordered keys, every message queued behind it.
 // If a message is not acked (nacked, or failed to settle) or the receive
-// loop is stopping, the rest of the key's queue is handed back in order.
+// loop is stopping, the rest of the key's queue is handed back in order
+// (except a redelivery of the nacked message itself, which runs next).
 func (r *receiver) run(m *Message) {
 	defer r.wg.Done()
 	for m != nil {
 		r.handle(m)
 		<-r.sem
 		if m.Key != "" && r.keys != nil && (m.outcome.Load() != outcomeAcked && m.outcome.Load() != outcomeDeadLettered || r.rctx.Err() != nil) {
-			r.handBack(m.Key)
-			return
+			m = r.handBack(m)
+			continue
 		}
 		m = r.next(m.Key)
 	}
 }
 
-// handBack nacks, without delay, every message queued behind key.
-func (r *receiver) handBack(key string) {
+// handBack nacks, without delay, every message queued behind m's key. A
+// redelivery of m itself already queued there (a broker that redelivers a
+// nacked message at once can deliver it while m's handler is still
+// returning) is not nacked, which would cost it a delivery attempt, but
+// returned to run next, in order, with the key kept busy. Otherwise, and
+// whenever the receive loop is stopping, the key is freed and nil returned.
+func (r *receiver) handBack(m *Message) *Message {
 	r.mu.Lock()
-	q := r.keys[key]
-	delete(r.keys, key)
+	q := r.keys[m.Key]
+	var again *Message
+	if r.rctx.Err() == nil {
+		for i, qm := range q {
+			if qm.ID == m.ID && qm.DeliveryAttempt > m.DeliveryAttempt {
+				again = qm
+				q = append(q[:i:i], q[i+1:]...)
+				break
+			}
+		}
+	}
+	if again != nil {
+		r.keys[m.Key] = nil // still busy: again runs next
+	} else {
+		delete(r.keys, m.Key)
+	}
 	r.mu.Unlock()
-	for _, m := range q {
-		if err := m.Nack(r.hctx, 0); err != nil {
-			r.settle(r.hctx, m, err)
+	for _, qm := range q {
+		if r.ext != nil {
+			r.ext.remove(qm)
+		}
+		if err := qm.Nack(r.hctx, 0); err != nil {
+			r.settle(r.hctx, qm, err)
 		}
 		<-r.sem
 	}
+	return again
 }
 
 func (r *receiver) next(key string) *Message {
@@ -356,22 +390,34 @@ func (r *receiver) next(key string) *Message {
 	return q[0]
 }
 
+// handle runs the handler for m under a process span when telemetry is on
+// (telemetry.go): its context carries the span, a child of the trace
+// context in m's attributes.
 func (r *receiver) handle(m *Message) {
+	if !r.s.tel.processing(r.hctx, m) {
+		r.handleIn(r.hctx, m)
+		return
+	}
+	ctx, proc := r.s.tel.process(r.hctx, m)
+	r.s.tel.end(ctx, proc, m, r.handleIn(ctx, m))
+}
+
+// handleIn calls the handler and settles m; it returns the handler's error.
+func (r *receiver) handleIn(ctx context.Context, m *Message) (err error) {
 	s := r.s
-	ctx := r.hctx
 	if m.DeliveryAttempt > s.opts.maxAttempts {
 		r.settle(ctx, m, m.DeadLetter(ctx, fmt.Sprintf("max delivery attempts exceeded (%d > %d)", m.DeliveryAttempt, s.opts.maxAttempts)))
-		return
+		return nil
 	}
 	if r.ext != nil {
 		r.ext.add(m)
 	}
-	err := callHandler(ctx, r.h, m)
+	err = callHandler(ctx, r.h, m)
 	if r.ext != nil {
 		r.ext.remove(m)
 	}
 	if m.Settled() {
-		return
+		return err
 	}
 	switch {
 	case err == nil:
@@ -383,6 +429,7 @@ func (r *receiver) handle(m *Message) {
 	default:
 		r.settle(ctx, m, m.Nack(ctx, s.opts.backoff(m.DeliveryAttempt)))
 	}
+	return err
 }
 
 func (r *receiver) settle(ctx context.Context, m *Message, err error) {
@@ -401,8 +448,9 @@ func callHandler(ctx context.Context, h Handler, m *Message) (err error) {
 	return h(ctx, m)
 }
 
-// extender keeps the messages of running handlers invisible: one goroutine
-// per Receive extends every message whose deadline is a third away.
+// extender keeps the messages of running handlers, and of messages queued
+// behind a running handler of their key, invisible: one goroutine per
+// Receive extends every message whose deadline is a third away.
 type extender struct {
 	d        driver.Extender
 	deadline time.Duration
@@ -422,10 +470,14 @@ func newExtender(d driver.Extender, deadline, maxExt time.Duration, log *slog.Lo
 	return &extender{d: d, deadline: deadline, maxExt: maxExt, log: log, done: make(chan struct{}), running: map[*Message]*extension{}}
 }
 
+// add starts extending m; a message already tracked (queued behind its
+// key, then started) keeps its original start time.
 func (e *extender) add(m *Message) {
 	now := time.Now()
 	e.mu.Lock()
-	e.running[m] = &extension{started: now, extended: now}
+	if _, ok := e.running[m]; !ok {
+		e.running[m] = &extension{started: now, extended: now}
+	}
 	e.mu.Unlock()
 }
 
@@ -480,13 +532,24 @@ func (s *Subscription) wrap(dm *driver.Message) *Message {
 	}
 }
 
-func (s *Subscription) ack(ctx context.Context, m *Message) error { return s.d.Ack(ctx, m.dm) }
+func (s *Subscription) ack(ctx context.Context, m *Message) error {
+	if s.tel.measuring(ctx) {
+		return s.tel.settle(ctx, settleAck, func() error { return s.d.Ack(ctx, m.dm) })
+	}
+	return s.d.Ack(ctx, m.dm)
+}
 
 func (s *Subscription) nack(ctx context.Context, m *Message, delay time.Duration) error {
+	if s.tel.measuring(ctx) {
+		return s.tel.settle(ctx, settleNack, func() error { return s.d.Nack(ctx, m.dm, delay) })
+	}
 	return s.d.Nack(ctx, m.dm, delay)
 }
 
 func (s *Subscription) deadLetter(ctx context.Context, m *Message, reason string) error {
+	if s.tel.measuring(ctx) {
+		return s.tel.settle(ctx, settleDeadLetter, func() error { return s.d.DeadLetter(ctx, m.dm, reason) })
+	}
 	return s.d.DeadLetter(ctx, m.dm, reason)
 }
 
@@ -533,7 +596,9 @@ func (s *Subscription) Redrive(ctx context.Context, max int) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	return q.Redrive(ctx, max)
+	n, err := q.Redrive(ctx, max)
+	s.tel.redriven(ctx, n)
+	return n, err
 }
 
 func (s *Subscription) dlq() (driver.DeadLetterQueue, error) {
@@ -594,6 +659,7 @@ func (s *Subscription) Close() error {
 	close(s.stop)
 	s.mu.Unlock()
 	s.running.Wait()
+	s.tel.close()
 	return s.d.Close()
 }
 

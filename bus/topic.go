@@ -13,14 +13,16 @@ import (
 
 // Topic publishes messages. It is safe for concurrent use.
 type Topic struct {
-	d driver.Topic
+	d   driver.Topic
+	tel *topicTelemetry
 
 	mu     sync.RWMutex // held for reading while sending, for writing by Close
 	closed bool
 }
 
 // OpenTopic opens the topic named by urlstr; the scheme selects the driver.
-func OpenTopic(ctx context.Context, urlstr string) (*Topic, error) {
+// Options configure its telemetry (see TopicOption).
+func OpenTopic(ctx context.Context, urlstr string, opts ...TopicOption) (*Topic, error) {
 	d, u, err := drivers.Lookup(urlstr)
 	if err != nil {
 		return nil, err
@@ -29,12 +31,15 @@ func OpenTopic(ctx context.Context, urlstr string) (*Topic, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bus: open topic %s: %w", registry.Redact(u), err)
 	}
-	return NewTopic(dt), nil
+	return NewTopic(dt, append([]TopicOption{withURL(u, false)}, opts...)...), nil
 }
 
 // NewTopic wraps a driver topic. Drivers use it for constructors that take
-// native clients instead of URLs.
-func NewTopic(d driver.Topic) *Topic { return &Topic{d: d} }
+// native clients instead of URLs; name the topic for telemetry with
+// WithName.
+func NewTopic(d driver.Topic, opts ...TopicOption) *Topic {
+	return &Topic{d: d, tel: newTopicTelemetry(d, opts)}
+}
 
 // Publish publishes m. If m.ID is empty a random ID is assigned to it. Publish
 // returns once the broker has accepted the message.
@@ -70,7 +75,8 @@ func (t *Topic) PublishBatch(ctx context.Context, ms []*Message) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return t.d.SendBatch(ctx, dms)
+	ctx, pub := t.tel.start(ctx, dms) // the publish span; its context goes into the attributes
+	return t.tel.end(ctx, pub, t.d.SendBatch(ctx, dms))
 }
 
 // Ping checks that the broker is reachable, for readiness probes. Drivers

@@ -87,16 +87,20 @@ func Drivers() []string { return drivers.Drivers() }
 var validName = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,62}$`)
 
 // Gateway is a payment provider opened by URL. It is safe for concurrent use.
+// Every call is traced as a client span "gateway.<operation>" and measured
+// in MetricRequestDuration (see telemetry.go).
 type Gateway struct {
 	name   string
 	d      driver.Gateway
 	closed atomic.Bool
+	tel    *telemetry
 }
 
 // Open opens the gateway named by urlstr; the scheme selects the driver. The
 // name query parameter (default: the scheme) is consumed here and not passed
-// to the driver.
-func Open(ctx context.Context, urlstr string) (*Gateway, error) {
+// to the driver. Options set the OpenTelemetry providers (default: the
+// globals).
+func Open(ctx context.Context, urlstr string, opts ...Option) (*Gateway, error) {
 	d, u, err := drivers.Lookup(urlstr)
 	if err != nil {
 		return nil, err
@@ -115,19 +119,25 @@ func Open(ctx context.Context, urlstr string) (*Gateway, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gateway: open %s: %w", registry.Redact(u), err)
 	}
-	return New(name, dg)
+	return New(name, dg, opts...)
 }
 
 // New wraps a driver gateway under name. Drivers use it for constructors
-// that take native clients instead of URLs.
-func New(name string, d driver.Gateway) (*Gateway, error) {
+// that take native clients instead of URLs. A Gateway wrapping another one (a
+// circuit breaker, say) is measured once: calls made through the outer
+// Gateway are traced and measured there, not again in the inner one.
+func New(name string, d driver.Gateway, opts ...Option) (*Gateway, error) {
 	if !validName.MatchString(name) {
 		return nil, fmt.Errorf("gateway: invalid name %q: want lower-case letters, digits, '.', '_' or '-'", name)
 	}
 	if d == nil {
 		return nil, errors.New("gateway: New with a nil driver")
 	}
-	return &Gateway{name: name, d: d}, nil
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return &Gateway{name: name, d: d, tel: newTelemetry(name, o)}, nil
 }
 
 // Name returns the gateway's name.
@@ -139,8 +149,9 @@ func (g *Gateway) Authorize(ctx context.Context, r *AuthorizeRequest) (*Transact
 	if g.closed.Load() {
 		return nil, ErrClosed
 	}
+	ctx, c := g.tel.start(ctx, opAuthorize, paymentID(r))
 	t, err := g.d.Authorize(ctx, r)
-	return t, classify(ctx, err)
+	return t, c.end(ctx, classify(ctx, err))
 }
 
 // Capture captures an authorized payment, fully or partially.
@@ -148,8 +159,9 @@ func (g *Gateway) Capture(ctx context.Context, r *CaptureRequest) (*Transaction,
 	if g.closed.Load() {
 		return nil, ErrClosed
 	}
+	ctx, c := g.tel.start(ctx, opCapture, paymentID(r))
 	t, err := g.d.Capture(ctx, r)
-	return t, classify(ctx, err)
+	return t, c.end(ctx, classify(ctx, err))
 }
 
 // Void cancels an uncaptured authorization.
@@ -157,8 +169,9 @@ func (g *Gateway) Void(ctx context.Context, r *VoidRequest) (*Transaction, error
 	if g.closed.Load() {
 		return nil, ErrClosed
 	}
+	ctx, c := g.tel.start(ctx, opVoid, paymentID(r))
 	t, err := g.d.Void(ctx, r)
-	return t, classify(ctx, err)
+	return t, c.end(ctx, classify(ctx, err))
 }
 
 // Refund refunds part or all of a captured payment.
@@ -166,8 +179,9 @@ func (g *Gateway) Refund(ctx context.Context, r *RefundRequest) (*Transaction, e
 	if g.closed.Load() {
 		return nil, ErrClosed
 	}
+	ctx, c := g.tel.start(ctx, opRefund, paymentID(r))
 	t, err := g.d.Refund(ctx, r)
-	return t, classify(ctx, err)
+	return t, c.end(ctx, classify(ctx, err))
 }
 
 // Lookup returns the outcome of the operation sent with idempotencyKey; an
@@ -176,8 +190,9 @@ func (g *Gateway) Lookup(ctx context.Context, idempotencyKey string) (*Transacti
 	if g.closed.Load() {
 		return nil, ErrClosed
 	}
+	ctx, c := g.tel.start(ctx, opLookup, "")
 	t, err := g.d.Lookup(ctx, idempotencyKey)
-	return t, classify(ctx, err)
+	return t, c.end(ctx, classify(ctx, err))
 }
 
 // Ping checks connectivity, for readiness probes; drivers that cannot check

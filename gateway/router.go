@@ -7,7 +7,10 @@ import (
 
 // RouteRequest is what a Router sees of a payment to choose its gateways.
 type RouteRequest struct {
-	Merchant string
+	// PaymentID is payrail's payment identifier; routers that split traffic
+	// by weight hash it, so that every attempt of a payment routes the same way.
+	PaymentID string
+	Merchant  string
 	// Origin is the channel (web, pos, partner-x...); routing by origin is the
 	// operations guide's gatewaySelector.
 	Origin   string
@@ -19,7 +22,8 @@ type RouteRequest struct {
 // preference, and finds a gateway by name for follow-up operations
 // (capture, void, refund, lookup go to the gateway that authorized).
 type Router interface {
-	// Route returns at least one gateway, most preferred first.
+	// Route returns at least one gateway, most preferred first. Callers
+	// must not modify the returned slice.
 	Route(ctx context.Context, r *RouteRequest) ([]*Gateway, error)
 	// Gateway returns the gateway with the given name.
 	Gateway(name string) (*Gateway, bool)
@@ -28,15 +32,18 @@ type Router interface {
 }
 
 // Single returns a Router that sends every payment to g.
-func Single(g *Gateway) Router { return single{g} }
+func Single(g *Gateway) Router { return single{g: g, chain: []*Gateway{g}} }
 
-type single struct{ g *Gateway }
+type single struct {
+	g     *Gateway
+	chain []*Gateway // returned by every Route; callers must not modify it
+}
 
 func (s single) Route(context.Context, *RouteRequest) ([]*Gateway, error) {
 	if s.g == nil {
 		return nil, errors.New("gateway: no gateway configured")
 	}
-	return []*Gateway{s.g}, nil
+	return s.chain, nil
 }
 
 func (s single) Gateway(name string) (*Gateway, bool) {

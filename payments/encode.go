@@ -11,7 +11,8 @@ import (
 // every operation (they are rendered once per request and stored for
 // idempotent replay), so they are encoded by hand instead of by reflection.
 // The output is byte-for-byte what encoding/json produces with HTML
-// escaping off, which encode_test.go checks, including by fuzzing.
+// escaping off (except that nil metadata is {}), which encode_test.go
+// checks, including by fuzzing.
 
 // MarshalJSON encodes the payment's API representation.
 func (p *Payment) MarshalJSON() ([]byte, error) { return p.appendJSON(make([]byte, 0, 640)), nil }
@@ -98,10 +99,11 @@ func (r *Refund) appendJSON(b []byte) []byte {
 	return append(b, '}')
 }
 
-// appendStringMap encodes m with sorted keys, as encoding/json does.
+// appendStringMap encodes m with sorted keys, as encoding/json does; a nil
+// map is encoded as {} (payments keep empty metadata as nil).
 func appendStringMap(b []byte, m map[string]string) []byte {
-	if m == nil {
-		return append(b, "null"...)
+	if len(m) == 0 {
+		return append(b, "{}"...)
 	}
 	var keysBuf [16]string
 	keys := keysBuf[:0]

@@ -13,6 +13,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/payrail/payrail/idempotency"
 )
 
@@ -87,7 +90,13 @@ type principalKey struct{}
 // 405 problem and an Allow header.
 func (h *Handler) route(pattern string, fn http.HandlerFunc, methods ...string) {
 	allow := strings.Join(methods, ", ")
+	route := attribute.String("http.route", pattern)
 	h.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		// A server span started by middleware outside this handler cannot
+		// know the route matched here: record it.
+		if span := trace.SpanFromContext(r.Context()); span.IsRecording() {
+			span.SetAttributes(route)
+		}
 		for _, m := range methods {
 			if r.Method == m || (m == http.MethodGet && r.Method == http.MethodHead) {
 				fn(w, r)
@@ -384,6 +393,9 @@ func (h *Handler) write(w http.ResponseWriter, r *http.Request, o *outcome, crea
 	}
 	if o.replayed {
 		hd.Set("Idempotent-Replayed", "true")
+	}
+	if o.err != nil && o.status >= 400 {
+		h.p.tel.problem(r.Context(), r.Method, r.Pattern, o.status, o.err.Code)
 	}
 	if o.status >= 500 {
 		h.log.WarnContext(r.Context(), "payments: request failed", "method", r.Method, "route", r.Pattern, "status", o.status, "code", errCode(o.err), "error", o.err)

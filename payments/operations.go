@@ -7,9 +7,6 @@ import (
 	"net/http"
 	"time"
 
-	"go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/trace"
-
 	"github.com/payrail/payrail/gateway"
 	"github.com/payrail/payrail/idempotency"
 )
@@ -58,7 +55,8 @@ func (p *Processor) sdkPayment(ctx context.Context, merchant string, o *outcome)
 			o.payment = pay
 		}
 	}
-	return o.paymentResult()
+	pay, err := o.paymentResult()
+	return pay.Clone(), err // callers get their own deep copy
 }
 
 func keyError(err error) *Error {
@@ -150,7 +148,7 @@ func (p *Processor) createPayment(ctx context.Context, c *claim, n *AuthorizeReq
 }
 
 func routeRequest(pay *Payment) *gateway.RouteRequest {
-	return &gateway.RouteRequest{Merchant: pay.Merchant, Origin: pay.Origin, Currency: pay.Currency, Amount: pay.Amount}
+	return &gateway.RouteRequest{PaymentID: pay.ID, Merchant: pay.Merchant, Origin: pay.Origin, Currency: pay.Currency, Amount: pay.Amount}
 }
 
 // resumeCreate continues a create-payment request whose first attempt
@@ -253,6 +251,14 @@ func (p *Processor) execAuthorize(ctx context.Context, pay *Payment, chain []*ga
 		errors.As(err, &ge)
 		switch {
 		case errors.Is(err, gateway.ErrDeclined):
+			next, o := p.cascadeSoftDecline(ctx, pay, g, ge, !eo.prior && i+1 < len(chain))
+			if o != nil {
+				return o
+			}
+			if next != nil {
+				pay = next // a soft decline the policy retries on the next gateway (routing.go)
+				continue
+			}
 			return p.settleAuthorization(ctx, pay, &gateway.Transaction{Status: gateway.StatusDeclined, DeclineCode: ge.DeclineCode})
 		case !ambiguous && !eo.prior && i+1 < len(chain):
 			p.log.WarnContext(ctx, "payments: gateway did not process the payment; trying the next",
@@ -294,6 +300,7 @@ func (p *Processor) settleAuthorization(ctx context.Context, pay *Payment, tx *g
 			return errUnchanged // settled by another worker or request
 		}
 		q.GatewayReference = tx.Reference
+		q.DeclineCode = "" // a soft decline at an earlier gateway no longer applies
 		switch tx.Status {
 		case gateway.StatusDeclined:
 			q.DeclineCode = tx.DeclineCode
@@ -322,6 +329,11 @@ func (p *Processor) failPayment(ctx context.Context, pay *Payment, code Code, ca
 		if q.Status != StatusProcessing && q.Status != StatusPending {
 			return errUnchanged
 		}
+		if q.Status == StatusProcessing && q.DeclineCode != "" {
+			// An earlier gateway soft-declined it (routing.go) and no later
+			// one charged it: the payment ends declined.
+			return q.transition(StatusDeclined, p.now())
+		}
 		q.FailureCode = string(code)
 		return q.transition(StatusFailed, p.now())
 	})
@@ -341,23 +353,23 @@ func (p *Processor) failPayment(ctx context.Context, pay *Payment, code Code, ca
 // nothing and returns the payment as read.
 var errUnchanged = errors.New("payments: unchanged")
 
-// save applies mutate to a copy of the payment and stores it with
-// optimistic concurrency. On a version conflict it re-reads the payment and
-// applies mutate again to the fresh state. The save is not cancelled with
-// ctx: a gateway's answer must not be lost to a client disconnecting.
+// save applies mutate to the payment and stores it with optimistic
+// concurrency. pay must be the caller's own copy: it is modified in place.
+// On a version conflict save re-reads the payment and applies mutate again
+// to the fresh state. The save is not cancelled with ctx: a gateway's answer
+// must not be lost to a client disconnecting.
 func (p *Processor) save(ctx context.Context, pay *Payment, mutate func(*Payment) error) (*Payment, *Error) {
 	ctx = context.WithoutCancel(ctx)
 	for range 8 {
-		q := pay.Clone()
-		if err := mutate(q); err != nil {
+		if err := mutate(pay); err != nil {
 			if errors.Is(err, errUnchanged) {
 				return pay, nil
 			}
 			return nil, asError(err)
 		}
-		err := p.store.Update(ctx, q)
+		err := p.store.Update(ctx, pay)
 		if err == nil {
-			return q, nil
+			return pay, nil
 		}
 		if !errors.Is(err, ErrStoreConflict) {
 			return nil, p.storeError(err, pay.ID)
@@ -376,20 +388,14 @@ func (p *Processor) save(ctx context.Context, pay *Payment, mutate func(*Payment
 // attempt failed in a way that may have had an effect.
 func (p *Processor) call(ctx context.Context, g *gateway.Gateway, op string, attempts int,
 	fn func(context.Context) (*gateway.Transaction, error)) (tx *gateway.Transaction, ambiguous bool, err error) {
-	ctx, span := p.tel.tracer.Start(ctx, "gateway."+op, trace.WithSpanKind(trace.SpanKindClient))
-	if span.IsRecording() {
-		span.SetAttributes(attrGateway.String(g.Name()), attrOperation.String(op))
-	}
-	defer span.End()
+	// Each attempt is traced and measured by the gateway itself: a client
+	// span "gateway.<op>" and payrail.gateway.request.duration.
 	for a := 1; ; a++ {
 		cctx, cancel := context.WithTimeout(ctx, p.gatewayTimeout)
-		t0 := time.Now()
 		tx, err = fn(cctx)
 		cancel()
-		errType := ""
 		var ge *gateway.Error
 		if err != nil {
-			errType = gatewayErrorType(err)
 			if errors.As(err, &ge) {
 				if !ge.NotProcessed && ge.Kind != gateway.KindDeclined && ge.Kind != gateway.KindNotFound {
 					ambiguous = true
@@ -398,7 +404,6 @@ func (p *Processor) call(ctx context.Context, g *gateway.Gateway, op string, att
 				ambiguous = true
 			}
 		}
-		p.tel.gwDuration.Record(ctx, time.Since(t0).Seconds(), p.tel.gwAttrs(g.Name(), op, errType))
 		if err == nil || !gateway.Retryable(err) || a >= attempts || ctx.Err() != nil {
 			break
 		}
@@ -415,10 +420,6 @@ func (p *Processor) call(ctx context.Context, g *gateway.Gateway, op string, att
 		case <-ctx.Done():
 			t.Stop()
 		}
-	}
-	if err != nil && span.IsRecording() {
-		span.SetStatus(codes.Error, "gateway error")
-		span.SetAttributes(attrErrorType.String(gatewayErrorType(err)))
 	}
 	return tx, ambiguous, err
 }
@@ -646,14 +647,4 @@ func (p *Processor) execFollowUp(ctx context.Context, pay *Payment, op, gwKey st
 		}
 	}
 	return succeeded(okStatus, saved, ref), true
-}
-
-// gatewayErrorType is the error.type attribute of a gateway failure: the
-// error class (declined, transient, invalid_request...).
-func gatewayErrorType(err error) string {
-	var ge *gateway.Error
-	if errors.As(err, &ge) {
-		return ge.Kind.String()
-	}
-	return "other"
 }

@@ -50,6 +50,10 @@ const (
 	contentProblem = "application/problem+json"
 )
 
+// jsonHeader is the stored header set of every success outcome. It is
+// shared and must never be modified.
+var jsonHeader = map[string]string{"Content-Type": contentJSON}
+
 // marshal encodes v like encoding/json but without HTML escaping, so stored
 // bodies are what a client would expect to read.
 func marshal(v any) []byte {
@@ -86,7 +90,7 @@ func succeeded(status int, pay *Payment, ref *Refund) *outcome {
 	} else {
 		body = append(pay.appendJSON(make([]byte, 0, 640)), '\n')
 	}
-	return &outcome{status: status, header: map[string]string{"Content-Type": contentJSON}, body: body, payment: pay, refund: ref}
+	return &outcome{status: status, header: jsonHeader, body: body, payment: pay, refund: ref}
 }
 
 // fromPayment renders the outcome a create-payment request has given the

@@ -87,13 +87,14 @@ type Payment struct {
 	// DeclineCode is the issuer's reason when Status is declined.
 	DeclineCode string `json:"decline_code,omitempty"`
 	// FailureCode says why the payment failed when Status is failed.
-	FailureCode    string            `json:"failure_code,omitempty"`
-	AmountCaptured int64             `json:"amount_captured"`
-	AmountRefunded int64             `json:"amount_refunded"`
-	Refunds        []Refund          `json:"refunds"`
-	Metadata       map[string]string `json:"metadata"`
-	CreatedAt      time.Time         `json:"created_at"`
-	UpdatedAt      time.Time         `json:"updated_at"`
+	FailureCode    string   `json:"failure_code,omitempty"`
+	AmountCaptured int64    `json:"amount_captured"`
+	AmountRefunded int64    `json:"amount_refunded"`
+	Refunds        []Refund `json:"refunds"`
+	// Metadata is nil when empty (encoded as {}); treat it as read-only.
+	Metadata  map[string]string `json:"metadata"`
+	CreatedAt time.Time         `json:"created_at"`
+	UpdatedAt time.Time         `json:"updated_at"`
 
 	// Version is the store's optimistic-concurrency counter; it is not part
 	// of the API representation.
@@ -119,6 +120,16 @@ func (p *Payment) Clone() *Payment {
 	c := *p
 	c.Refunds = slices.Clone(p.Refunds)
 	c.Metadata = maps.Clone(p.Metadata)
+	return &c
+}
+
+// snapshot returns a copy of p that shares its Metadata map (metadata is
+// never modified after a payment is created) but not its Refunds. Stores
+// and the processor pass snapshots internally; the SDK hands callers deep
+// copies.
+func (p *Payment) snapshot() *Payment {
+	c := *p
+	c.Refunds = slices.Clone(p.Refunds)
 	return &c
 }
 

@@ -224,8 +224,8 @@ func New(opts ...Option) (*Processor, error) {
 		if err != nil {
 			return nil, fmt.Errorf("payments: default in-memory bus: %w", err)
 		}
-		p.topic = bus.NewTopic(dt)
-		p.localSub = bus.NewSubscription(ds, append([]bus.SubscriptionOption{bus.WithLogger(p.log)}, o.localSubOpts...)...)
+		p.topic = bus.NewTopic(dt, defaultTopicTelemetry(o.tp, o.mp)...)
+		p.localSub = bus.NewSubscription(ds, append(append([]bus.SubscriptionOption{bus.WithLogger(p.log)}, defaultBusTelemetry(o.tp, o.mp)...), o.localSubOpts...)...)
 		p.owned = append(p.owned, p.topic.Close, p.localSub.Close)
 	}
 	tp, mp := o.tp, o.mp
@@ -272,7 +272,7 @@ func (p *Processor) Get(ctx context.Context, merchant, id string) (*Payment, err
 	if err != nil {
 		return nil, p.storeError(err, id)
 	}
-	return pay, nil
+	return pay.Clone(), nil // a deep copy: stores may share metadata maps
 }
 
 func (p *Processor) storeError(err error, id string) *Error {

@@ -136,8 +136,8 @@ func normalizeAuthorize(r *AuthorizeRequest) (*AuthorizeRequest, *Error) {
 	if len(fields) > 0 {
 		return nil, validationError(fields...)
 	}
-	if n.Metadata == nil {
-		n.Metadata = map[string]string{}
+	if len(n.Metadata) == 0 {
+		n.Metadata = nil // encoded as {}; saves a map per payment copy
 	}
 	return &n, nil
 }

@@ -92,6 +92,10 @@ func (memoryOpener) Open(_ context.Context, u *url.URL) (Store, error) {
 
 // MemoryStore is an in-process Store, the default. It keeps every payment
 // for the life of the process, sharded to keep lock contention low.
+//
+// Payments returned by Get and ListStale share their Metadata map with the
+// stored copy: treat it as read-only (the Processor never modifies metadata
+// after creation, and hands its own callers deep copies).
 type MemoryStore struct {
 	seed   maphash.Seed
 	shards [memShards]memShard
@@ -122,7 +126,7 @@ func (s *MemoryStore) Create(ctx context.Context, p *Payment) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	c := p.Clone()
+	c := p.snapshot()
 	c.Version = 1
 	sh := s.shard(p.ID)
 	sh.mu.Lock()
@@ -147,7 +151,7 @@ func (s *MemoryStore) Get(ctx context.Context, merchant, id string) (*Payment, e
 	if !ok || p.Merchant != merchant {
 		return nil, ErrStoreNotFound
 	}
-	return p.Clone(), nil // stored payments are never mutated in place
+	return p.snapshot(), nil // stored payments are never mutated in place
 }
 
 // Update implements Store.
@@ -155,7 +159,7 @@ func (s *MemoryStore) Update(ctx context.Context, p *Payment) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	c := p.Clone()
+	c := p.snapshot()
 	c.Version = p.Version + 1
 	sh := s.shard(p.ID)
 	sh.mu.Lock()
@@ -186,7 +190,7 @@ func (s *MemoryStore) ListStale(ctx context.Context, statuses []Status, before t
 		sh.mu.RLock()
 		for _, p := range sh.payments {
 			if slices.Contains(statuses, p.Status) && p.UpdatedAt.Before(before) {
-				out = append(out, p.Clone())
+				out = append(out, p.snapshot())
 			}
 		}
 		sh.mu.RUnlock()

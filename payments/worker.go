@@ -69,6 +69,7 @@ type Worker struct {
 
 	sweepEvery time.Duration
 	staleAfter time.Duration
+	rec        *Reconciler // WithReconciler (reconcile.go)
 }
 
 // WorkerOption configures a Worker.
@@ -117,6 +118,9 @@ func (w *Worker) Run(ctx context.Context) error {
 	if w.sweepEvery > 0 {
 		wg.Go(func() { w.sweepLoop(ctx) })
 	}
+	if w.rec != nil {
+		wg.Go(func() { _ = w.rec.Run(ctx) })
+	}
 	err := w.sub.Receive(ctx, w.Handle)
 	wg.Wait()
 	return err
@@ -142,7 +146,11 @@ func (w *Worker) sweepLoop(ctx context.Context) {
 // Recover republishes commands for payments that stayed pending or
 // processing longer than the stale threshold, and returns how many.
 func (w *Worker) Recover(ctx context.Context) (int, error) {
-	stale, err := w.p.store.ListStale(ctx, []Status{StatusPending, StatusProcessing}, w.p.now().Add(-w.staleAfter), 500)
+	statuses := []Status{StatusPending, StatusProcessing}
+	if w.rec != nil {
+		statuses = statuses[:1] // the reconciler settles processing payments through Lookup
+	}
+	stale, err := w.p.store.ListStale(ctx, statuses, w.p.now().Add(-w.staleAfter), 500)
 	if err != nil {
 		return 0, err
 	}
@@ -161,7 +169,12 @@ func (w *Worker) Recover(ctx context.Context) (int, error) {
 func (w *Worker) Handle(ctx context.Context, m *bus.Message) error {
 	start := time.Now()
 	ctx, span := w.p.tel.start(ctx, "process")
-	defer span.End()
+	ended := false
+	defer func() {
+		if !ended { // tel.end ends it on the main path
+			span.End()
+		}
+	}()
 	var cmd command
 	if err := json.Unmarshal(m.Body, &cmd); err != nil || cmd.Op != opAuthorize || cmd.PaymentID == "" || cmd.Merchant == "" {
 		w.log.ErrorContext(ctx, "payments: malformed command dead-lettered", "message_id", m.ID)
@@ -221,6 +234,7 @@ func (w *Worker) Handle(ctx context.Context, m *bus.Message) error {
 	// back-off, so a worker never blocks on a failing gateway.
 	o := w.p.execAuthorize(ctx, pay, chain, execOpts{attempts: 1, final: final, prior: m.DeliveryAttempt > 1 || prior})
 	w.p.tel.end(ctx, span, "process", start, o)
+	ended = true
 	switch {
 	case o.retry:
 		return m.Nack(ctx, w.p.retry.Backoff(m.DeliveryAttempt))

@@ -29,11 +29,13 @@ package mock
 import (
 	"context"
 	"fmt"
+	"hash/maphash"
 	"math/rand/v2"
 	"net/url"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/payrail/payrail/gateway"
@@ -95,31 +97,84 @@ type Mock struct {
 	latency  time.Duration
 	failRate float64
 
-	mu       sync.Mutex
-	rng      *rand.Rand
-	seq      uint64
-	payments map[string]*payment // by reference
-	keys     map[string]*entry   // by idempotency key
-	calls    map[string]int      // by operation
+	rngMu sync.Mutex
+	rng   *rand.Rand
+
+	seq    atomic.Uint64
+	calls  sync.Map // op -> *atomic.Int64
+	shards [mockShards]shard
+	pays   table // payments by the sequence number in their reference
+}
+
+// The mock's state is partitioned so that it does not serialise concurrent
+// callers: idempotency keys live in shards chosen by hash, and payments in
+// a table indexed by the sequence number of their reference, each with its
+// own lock.
+const mockShards = 16
+
+type shard struct {
+	mu   sync.Mutex
+	keys map[string]*entry // by idempotency key
 }
 
 type payment struct {
+	mu            sync.Mutex // guards tx
 	tx            driver.Transaction
 	paymentMethod string
 }
 
+const (
+	chunkBits = 12
+	maxChunks = 1 << 14 // room for 67M payments per mock
+	refPrefix = "pi_mock_"
+)
+
+// table is an append-only two-level array of payments.
+type table struct {
+	chunks [maxChunks]atomic.Pointer[[1 << chunkBits]atomic.Pointer[payment]]
+}
+
+func (t *table) put(seq uint64, p *payment) bool {
+	ci := seq >> chunkBits
+	if ci >= maxChunks {
+		return false
+	}
+	c := t.chunks[ci].Load()
+	if c == nil {
+		t.chunks[ci].CompareAndSwap(nil, new([1 << chunkBits]atomic.Pointer[payment]))
+		c = t.chunks[ci].Load()
+	}
+	c[seq&(1<<chunkBits-1)].Store(p)
+	return true
+}
+
+func (t *table) get(ref string) (*payment, bool) {
+	if !strings.HasPrefix(ref, refPrefix) {
+		return nil, false
+	}
+	seq, err := strconv.ParseUint(ref[len(refPrefix):], 10, 64)
+	if err != nil || seq>>chunkBits >= maxChunks {
+		return nil, false
+	}
+	c := t.chunks[seq>>chunkBits].Load()
+	if c == nil {
+		return nil, false
+	}
+	p := c[seq&(1<<chunkBits-1)].Load()
+	return p, p != nil
+}
+
 type entry struct {
-	fingerprint string
+	fingerprint fingerprint
 	tx          driver.Transaction // result (also for declines: Status declined)
 	err         *driver.Error      // decline or invalid-request error returned
 }
 
 // New returns a mock gateway driver; wrap it with gateway.New to use it.
 func New(opts ...Option) *Mock {
-	m := &Mock{
-		payments: map[string]*payment{},
-		keys:     map[string]*entry{},
-		calls:    map[string]int{},
+	m := &Mock{}
+	for i := range m.shards {
+		m.shards[i].keys = map[string]*entry{}
 	}
 	WithSeed(1)(m)
 	for _, o := range opts {
@@ -128,24 +183,39 @@ func New(opts ...Option) *Mock {
 	return m
 }
 
+var seed = maphash.MakeSeed()
+
+func (m *Mock) shard(k string) *shard { return &m.shards[maphash.String(seed, k)%mockShards] }
+
+// lockKey locks the shard of an idempotency key and returns it.
+func (m *Mock) lockKey(key string) *shard {
+	sh := m.shard(key)
+	sh.mu.Lock()
+	return sh
+}
+
 // Calls returns how many times the operation ("authorize", "capture",
 // "void", "refund", "lookup") was called, including replays and failures.
 func (m *Mock) Calls(op string) int {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.calls[op]
+	if c, ok := m.calls.Load(op); ok {
+		return int(c.(*atomic.Int64).Load())
+	}
+	return 0
 }
 
 // Processed returns how many distinct operations with the given prefix of
 // idempotency key the mock has processed (not counting replays).
 func (m *Mock) Processed(keyPrefix string) int {
-	m.mu.Lock()
-	defer m.mu.Unlock()
 	n := 0
-	for k := range m.keys {
-		if strings.HasPrefix(k, keyPrefix) {
-			n++
+	for i := range m.shards {
+		sh := &m.shards[i]
+		sh.mu.Lock()
+		for k := range sh.keys {
+			if strings.HasPrefix(k, keyPrefix) {
+				n++
+			}
 		}
+		sh.mu.Unlock()
 	}
 	return n
 }
@@ -153,10 +223,17 @@ func (m *Mock) Processed(keyPrefix string) int {
 // wait applies the configured latency and fault injection. It returns a
 // not-processed error if the call must fail before doing anything.
 func (m *Mock) wait(ctx context.Context, op string) error {
-	m.mu.Lock()
-	m.calls[op]++
-	fail := m.failRate > 0 && m.rng.Float64() < m.failRate
-	m.mu.Unlock()
+	c, ok := m.calls.Load(op)
+	if !ok {
+		c, _ = m.calls.LoadOrStore(op, new(atomic.Int64))
+	}
+	c.(*atomic.Int64).Add(1)
+	fail := false
+	if m.failRate > 0 {
+		m.rngMu.Lock()
+		fail = m.rng.Float64() < m.failRate
+		m.rngMu.Unlock()
+	}
 	if m.latency > 0 {
 		t := time.NewTimer(m.latency)
 		select {
@@ -175,16 +252,24 @@ func (m *Mock) wait(ctx context.Context, op string) error {
 }
 
 // replay returns the stored result for key, or ok=false if the key is new.
-// Callers hold m.mu.
-func (m *Mock) replay(key, fingerprint string) (*driver.Transaction, error, bool) {
+// Callers hold the key's shard lock.
+// fingerprint identifies the parameters of an operation, to refuse an
+// idempotency key reused with different ones. It is compared by value.
+type fingerprint struct {
+	op             string
+	amount         int64
+	currency, a, b string
+}
+
+func (sh *shard) replay(key string, fp fingerprint) (*driver.Transaction, error, bool) {
 	if key == "" {
 		return nil, nil, false
 	}
-	e, ok := m.keys[key]
+	e, ok := sh.keys[key]
 	if !ok {
 		return nil, nil, false
 	}
-	if e.fingerprint != fingerprint {
+	if e.fingerprint != fp {
 		return nil, &driver.Error{Kind: driver.KindInvalidRequest, Code: "idempotency_key_reused",
 			Message: "idempotency key reused with different parameters"}, true
 	}
@@ -195,15 +280,14 @@ func (m *Mock) replay(key, fingerprint string) (*driver.Transaction, error, bool
 	return &tx, nil, true
 }
 
-func (m *Mock) remember(key, fingerprint string, tx driver.Transaction, err *driver.Error) {
+func (sh *shard) remember(key string, fp fingerprint, tx driver.Transaction, err *driver.Error) {
 	if key != "" {
-		m.keys[key] = &entry{fingerprint: fingerprint, tx: tx, err: err}
+		sh.keys[key] = &entry{fingerprint: fp, tx: tx, err: err}
 	}
 }
 
 func (m *Mock) nextRef(prefix string) string {
-	m.seq++
-	return prefix + "_mock_" + strconv.FormatUint(m.seq, 10)
+	return prefix + "_mock_" + strconv.FormatUint(m.seq.Add(1), 10)
 }
 
 var declines = map[string]string{
@@ -226,10 +310,12 @@ func (m *Mock) Authorize(ctx context.Context, r *driver.AuthorizeRequest) (*driv
 		return nil, &driver.Error{Kind: driver.KindTransient, Code: "processing_error", NotProcessed: true,
 			Message: "an error occurred while processing the card"}
 	}
-	fp := "authorize|" + strconv.FormatInt(r.Amount, 10) + "|" + r.Currency + "|" + r.PaymentMethod + "|" + string(r.CaptureMethod)
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if tx, err, ok := m.replay(r.IdempotencyKey, fp); ok {
+	fp := fingerprint{op: "authorize", amount: r.Amount, currency: r.Currency, a: r.PaymentMethod, b: string(r.CaptureMethod)}
+	seq := m.seq.Add(1)
+	ref := refPrefix + strconv.FormatUint(seq, 10)
+	ks := m.lockKey(r.IdempotencyKey)
+	defer ks.mu.Unlock()
+	if tx, err, ok := ks.replay(r.IdempotencyKey, fp); ok {
 		return tx, err
 	}
 	if r.Amount <= 0 || r.Currency == "" {
@@ -238,14 +324,14 @@ func (m *Mock) Authorize(ctx context.Context, r *driver.AuthorizeRequest) (*driv
 	if !strings.HasPrefix(r.PaymentMethod, "pm_") {
 		return nil, invalid("payment_method_invalid", "unknown payment method token")
 	}
-	tx := driver.Transaction{Reference: m.nextRef("pi"), Amount: r.Amount, Currency: r.Currency}
+	tx := driver.Transaction{Reference: ref, Amount: r.Amount, Currency: r.Currency}
 	if code, declined := declines[r.PaymentMethod]; declined {
 		tx.Status = driver.StatusDeclined
 		tx.DeclineCode = code
 		derr := &driver.Error{Kind: driver.KindDeclined, Code: "card_declined", DeclineCode: code,
 			NotProcessed: true, Message: "the card was declined"}
-		m.payments[tx.Reference] = &payment{tx: tx, paymentMethod: r.PaymentMethod}
-		m.remember(r.IdempotencyKey, fp, tx, derr)
+		m.pays.put(seq, &payment{tx: tx, paymentMethod: r.PaymentMethod})
+		ks.remember(r.IdempotencyKey, fp, tx, derr)
 		return nil, derr
 	}
 	tx.Status = driver.StatusAuthorized
@@ -253,8 +339,10 @@ func (m *Mock) Authorize(ctx context.Context, r *driver.AuthorizeRequest) (*driv
 		tx.Status = driver.StatusCaptured
 		tx.AmountCaptured = r.Amount
 	}
-	m.payments[tx.Reference] = &payment{tx: tx, paymentMethod: r.PaymentMethod}
-	m.remember(r.IdempotencyKey, fp, tx, nil)
+	if !m.pays.put(seq, &payment{tx: tx, paymentMethod: r.PaymentMethod}) {
+		return nil, &driver.Error{Kind: driver.KindTransient, Code: "capacity", NotProcessed: true, Message: "mock: payment table full"}
+	}
+	ks.remember(r.IdempotencyKey, fp, tx, nil)
 	out := tx
 	return &out, nil
 }
@@ -264,16 +352,18 @@ func (m *Mock) Capture(ctx context.Context, r *driver.CaptureRequest) (*driver.T
 	if err := m.wait(ctx, "capture"); err != nil {
 		return nil, err
 	}
-	fp := fmt.Sprintf("capture|%s|%d|%s", r.Reference, r.Amount, r.Currency)
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if tx, err, ok := m.replay(r.IdempotencyKey, fp); ok {
+	fp := fingerprint{op: "capture", amount: r.Amount, currency: r.Currency, a: r.Reference}
+	ks := m.lockKey(r.IdempotencyKey)
+	defer ks.mu.Unlock()
+	if tx, err, ok := ks.replay(r.IdempotencyKey, fp); ok {
 		return tx, err
 	}
-	p, ok := m.payments[r.Reference]
+	p, ok := m.pays.get(r.Reference)
 	if !ok {
 		return nil, &driver.Error{Kind: driver.KindNotFound, Code: "resource_missing", Message: "no such payment"}
 	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	switch {
 	case p.tx.Status != driver.StatusAuthorized:
 		return nil, invalid("payment_unexpected_state", "only an authorized payment can be captured; it is "+string(p.tx.Status))
@@ -284,7 +374,7 @@ func (m *Mock) Capture(ctx context.Context, r *driver.CaptureRequest) (*driver.T
 	}
 	p.tx.Status = driver.StatusCaptured
 	p.tx.AmountCaptured = r.Amount
-	m.remember(r.IdempotencyKey, fp, p.tx, nil)
+	ks.remember(r.IdempotencyKey, fp, p.tx, nil)
 	out := p.tx
 	return &out, nil
 }
@@ -294,21 +384,23 @@ func (m *Mock) Void(ctx context.Context, r *driver.VoidRequest) (*driver.Transac
 	if err := m.wait(ctx, "void"); err != nil {
 		return nil, err
 	}
-	fp := "void|" + r.Reference
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if tx, err, ok := m.replay(r.IdempotencyKey, fp); ok {
+	fp := fingerprint{op: "void", a: r.Reference}
+	ks := m.lockKey(r.IdempotencyKey)
+	defer ks.mu.Unlock()
+	if tx, err, ok := ks.replay(r.IdempotencyKey, fp); ok {
 		return tx, err
 	}
-	p, ok := m.payments[r.Reference]
+	p, ok := m.pays.get(r.Reference)
 	if !ok {
 		return nil, &driver.Error{Kind: driver.KindNotFound, Code: "resource_missing", Message: "no such payment"}
 	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	if p.tx.Status != driver.StatusAuthorized {
 		return nil, invalid("payment_unexpected_state", "only an authorized payment can be voided; it is "+string(p.tx.Status))
 	}
 	p.tx.Status = driver.StatusVoided
-	m.remember(r.IdempotencyKey, fp, p.tx, nil)
+	ks.remember(r.IdempotencyKey, fp, p.tx, nil)
 	out := p.tx
 	return &out, nil
 }
@@ -318,16 +410,18 @@ func (m *Mock) Refund(ctx context.Context, r *driver.RefundRequest) (*driver.Tra
 	if err := m.wait(ctx, "refund"); err != nil {
 		return nil, err
 	}
-	fp := fmt.Sprintf("refund|%s|%d|%s", r.Reference, r.Amount, r.Currency)
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if tx, err, ok := m.replay(r.IdempotencyKey, fp); ok {
+	fp := fingerprint{op: "refund", amount: r.Amount, currency: r.Currency, a: r.Reference}
+	ks := m.lockKey(r.IdempotencyKey)
+	defer ks.mu.Unlock()
+	if tx, err, ok := ks.replay(r.IdempotencyKey, fp); ok {
 		return tx, err
 	}
-	p, ok := m.payments[r.Reference]
+	p, ok := m.pays.get(r.Reference)
 	if !ok {
 		return nil, &driver.Error{Kind: driver.KindNotFound, Code: "resource_missing", Message: "no such payment"}
 	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	switch {
 	case p.tx.Status != driver.StatusCaptured:
 		return nil, invalid("payment_unexpected_state", "only a captured payment can be refunded; it is "+string(p.tx.Status))
@@ -342,7 +436,7 @@ func (m *Mock) Refund(ctx context.Context, r *driver.RefundRequest) (*driver.Tra
 	}
 	tx := p.tx
 	tx.RefundReference = m.nextRef("re")
-	m.remember(r.IdempotencyKey, fp, tx, nil)
+	ks.remember(r.IdempotencyKey, fp, tx, nil)
 	return &tx, nil
 }
 
@@ -351,9 +445,10 @@ func (m *Mock) Lookup(ctx context.Context, key string) (*driver.Transaction, err
 	if err := m.wait(ctx, "lookup"); err != nil {
 		return nil, err
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	e, ok := m.keys[key]
+	sh := m.shard(key)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	e, ok := sh.keys[key]
 	if !ok {
 		return nil, &driver.Error{Kind: driver.KindNotFound, Code: "resource_missing", Message: "no operation with this idempotency key"}
 	}

@@ -147,3 +147,36 @@ func TestUnknownDriver(t *testing.T) {
 }
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
+
+// Concurrent operations on many keys and payments must not deadlock on the
+// mock's sharded state.
+func TestConcurrentUse(t *testing.T) {
+	g := open(t, "mock://")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	done := make(chan struct{})
+	for w := range 8 {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for i := range 500 {
+				key := strings.Repeat("k", w+1) + string(rune('a'+i%26)) + time.Now().String()
+				tx, err := g.Authorize(ctx, auth(key, "pm_card_visa", gateway.CaptureManual))
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if _, err := g.Capture(ctx, &gateway.CaptureRequest{IdempotencyKey: key + ":c", Reference: tx.Reference, Amount: 1000, Currency: "EUR"}); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	for range 8 {
+		select {
+		case <-done:
+		case <-ctx.Done():
+			t.Fatal("deadlock: concurrent authorizations did not finish")
+		}
+	}
+}

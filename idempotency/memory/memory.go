@@ -114,9 +114,12 @@ func clone(r *driver.Record) *driver.Record {
 }
 
 // Begin implements driver.Store.
-func (s *Store) Begin(_ context.Context, r *driver.BeginRequest) (*driver.BeginResult, error) {
+func (s *Store) Begin(ctx context.Context, r *driver.BeginRequest) (*driver.BeginResult, error) {
 	if s.closed.Load() {
 		return nil, driver.ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
 	}
 	k := id(r.Merchant, r.Key)
 	sh := s.shard(k)
@@ -210,9 +213,12 @@ func (sh *shard) owned(k, token string) (*driver.Record, error) {
 }
 
 // Complete implements driver.Store.
-func (s *Store) Complete(_ context.Context, merchant, key, token string, resp *driver.Response, now time.Time, ttl time.Duration) error {
+func (s *Store) Complete(ctx context.Context, merchant, key, token string, resp *driver.Response, now time.Time, ttl time.Duration) error {
 	if s.closed.Load() {
 		return driver.ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return err
 	}
 	k := id(merchant, key)
 	sh := s.shard(k)
@@ -230,9 +236,12 @@ func (s *Store) Complete(_ context.Context, merchant, key, token string, resp *d
 }
 
 // Release implements driver.Store.
-func (s *Store) Release(_ context.Context, merchant, key, token string) error {
+func (s *Store) Release(ctx context.Context, merchant, key, token string) error {
 	if s.closed.Load() {
 		return driver.ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return err
 	}
 	k := id(merchant, key)
 	sh := s.shard(k)
@@ -246,9 +255,12 @@ func (s *Store) Release(_ context.Context, merchant, key, token string) error {
 }
 
 // Extend implements driver.Store.
-func (s *Store) Extend(_ context.Context, merchant, key, token string, now time.Time, lease time.Duration) error {
+func (s *Store) Extend(ctx context.Context, merchant, key, token string, now time.Time, lease time.Duration) error {
 	if s.closed.Load() {
 		return driver.ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return err
 	}
 	k := id(merchant, key)
 	sh := s.shard(k)
@@ -263,9 +275,12 @@ func (s *Store) Extend(_ context.Context, merchant, key, token string, now time.
 }
 
 // List implements driver.Admin.
-func (s *Store) List(_ context.Context, f driver.Filter) ([]*driver.Record, error) {
+func (s *Store) List(ctx context.Context, f driver.Filter) ([]*driver.Record, error) {
 	if s.closed.Load() {
 		return nil, driver.ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
 	}
 	var out []*driver.Record
 	for i := range s.shards {
@@ -301,9 +316,12 @@ func (s *Store) List(_ context.Context, f driver.Filter) ([]*driver.Record, erro
 }
 
 // Get implements driver.Admin.
-func (s *Store) Get(_ context.Context, merchant, key string) (*driver.Record, error) {
+func (s *Store) Get(ctx context.Context, merchant, key string) (*driver.Record, error) {
 	if s.closed.Load() {
 		return nil, driver.ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
 	}
 	k := id(merchant, key)
 	sh := s.shard(k)
@@ -317,9 +335,12 @@ func (s *Store) Get(_ context.Context, merchant, key string) (*driver.Record, er
 }
 
 // Delete implements driver.Admin.
-func (s *Store) Delete(_ context.Context, r *driver.Record) error {
+func (s *Store) Delete(ctx context.Context, r *driver.Record) error {
 	if s.closed.Load() {
 		return driver.ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return err
 	}
 	k := id(r.Merchant, r.Key)
 	sh := s.shard(k)

@@ -136,12 +136,20 @@ func Redact(u *url.URL) string {
 	return out
 }
 
+// secretParam reports whether a query parameter name suggests a secret
+// value: names such as api_key, SharedAccessKey, token, password, secret,
+// sig. Ordinary parameters that merely contain such letters (sasl=scram...)
+// are left alone.
 func secretParam(name string) bool {
 	n := strings.ToLower(name)
-	for _, w := range []string{"key", "secret", "token", "password", "passwd", "sig", "credential", "sas", "auth"} {
+	for _, w := range []string{"secret", "password", "passwd", "token", "credential", "apikey", "accesskey", "privatekey"} {
 		if strings.Contains(n, w) {
 			return true
 		}
 	}
-	return false
+	switch n {
+	case "key", "sig", "signature", "sas", "auth", "pwd":
+		return true
+	}
+	return strings.HasSuffix(n, "key") // api_key, SharedAccessKey, client-key...
 }

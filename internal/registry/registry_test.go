@@ -65,10 +65,12 @@ func TestRegistry(t *testing.T) {
 
 func TestRedact(t *testing.T) {
 	for in, want := range map[string]string{
-		"stripe://?api_key=sk_live_abc&name=eu": "stripe://?api_key=xxxxx&name=eu",
-		"redis://user:pw@host:6379/0":           "redis://user:xxxxx@host:6379/0",
-		"kafka://b1:9092/payments?group=g":      "kafka://b1:9092/payments?group=g",
-		"servicebus://q?SharedAccessKey=abc":    "servicebus://q?SharedAccessKey=xxxxx",
+		"stripe://?api_key=sk_live_abc&name=eu":           "stripe://?api_key=xxxxx&name=eu",
+		"redis://user:pw@host:6379/0":                     "redis://user:xxxxx@host:6379/0",
+		"kafka://b1:9092/payments?group=g":                "kafka://b1:9092/payments?group=g",
+		"servicebus://q?SharedAccessKey=abc":              "servicebus://q?SharedAccessKey=xxxxx",
+		"kafka://b/t?sasl=scram-sha-512&sasl_password=pw": "kafka://b/t?sasl=scram-sha-512&sasl_password=xxxxx",
+		"x://h/?access_token=t&group=g":                   "x://h/?access_token=xxxxx&group=g",
 	} {
 		u, err := url.Parse(in)
 		if err != nil {

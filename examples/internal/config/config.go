@@ -34,9 +34,19 @@
 //
 //   - GATEWAY_URL (default mock://): the payment gateway. mock:// never
 //     moves money.
+//   - GATEWAY_URLS: more gateways for routing, comma-separated, each named
+//     with ?name= or written name=URL, e.g.
+//     "stripe-us=stripe://?api_key_env=STRIPE_US_KEY,mock://?name=mock".
+//     Opened at start; payments go to them only where the routing policy
+//     says so.
+//   - GATEWAY_ROUTES: the routing policy (docs/routing.md), inline JSON or
+//     the path of a JSON file; unset routes every payment to GATEWAY_URL's
+//     gateway. Operators replace it at runtime with PUT /admin/routes.
 //   - IDEMPOTENCY_URL (default memory://): the idempotency-key store.
-//   - PAYMENTS_STORE_URL (default memory://): the payment store; only
-//     memory:// is supported today.
+//   - PAYMENTS_STORE_URL (default memory://): the payment store, by
+//     registered scheme: memory:// (one process only) or
+//     postgres://user@host:5432/db (package payments/postgres; apply its
+//     schema with `opsctl db migrate --apply` first).
 //   - PAYMENTS_DEFAULT_MODE (default sync): sync or async, the mode of
 //     requests that do not send Prefer: respond-async.
 //   - PAYMENTS_MAX_ATTEMPTS (default 3): gateway attempts per synchronous
@@ -72,6 +82,7 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -174,6 +185,12 @@ type Config struct {
 
 	// GatewayURL opens the payment gateway (GATEWAY_URL).
 	GatewayURL string
+	// GatewayURLs open more gateways, for routing (GATEWAY_URLS): URLs
+	// naming their gateway with ?name=, normalised from the name=URL form.
+	GatewayURLs []string
+	// GatewayRoutes is the routing policy, inline JSON or a file path
+	// (GATEWAY_ROUTES); empty routes every payment to GATEWAY_URL's gateway.
+	GatewayRoutes string
 	// IdempotencyURL opens the idempotency store (IDEMPOTENCY_URL).
 	IdempotencyURL string
 	// PaymentsStoreURL names the payment store (PAYMENTS_STORE_URL).
@@ -210,7 +227,7 @@ func Names() []string {
 		"KAFKA_BROKERS", "KAFKA_GROUP_ID", "PUBSUB_PROJECT_ID",
 		"PAYMENTS_TOPIC", "PAYMENTS_SUBSCRIPTION", "PAYMENTS_QUEUE",
 		"BUS_TOPIC_URL", "BUS_SUBSCRIPTION_URL",
-		"GATEWAY_URL", "IDEMPOTENCY_URL", "PAYMENTS_STORE_URL",
+		"GATEWAY_URL", "GATEWAY_URLS", "GATEWAY_ROUTES", "IDEMPOTENCY_URL", "PAYMENTS_STORE_URL",
 		"PAYMENTS_DEFAULT_MODE", "PAYMENTS_MAX_ATTEMPTS", "WORKER_CONCURRENCY",
 		"PAYRAIL_API_KEYS", "PAYRAIL_ADMIN_KEYS",
 		"LOG_LEVEL", "SERVICE_NAME",
@@ -269,6 +286,8 @@ func Parse(lookup func(string) (string, bool)) (*Config, error) {
 		BusTopicURL:          p.url("BUS_TOPIC_URL", ""),
 		BusSubscriptionURL:   p.url("BUS_SUBSCRIPTION_URL", ""),
 		GatewayURL:           p.url("GATEWAY_URL", DefaultGatewayURL),
+		GatewayURLs:          p.gatewayURLs("GATEWAY_URLS"),
+		GatewayRoutes:        p.str("GATEWAY_ROUTES", ""),
 		IdempotencyURL:       p.url("IDEMPOTENCY_URL", DefaultIdempotencyURL),
 		PaymentsStoreURL:     p.url("PAYMENTS_STORE_URL", DefaultPaymentsStoreURL),
 		DefaultMode:          payments.Mode(p.oneOf("PAYMENTS_DEFAULT_MODE", string(DefaultMode), string(payments.ModeSync), string(payments.ModeAsync))),
@@ -379,6 +398,8 @@ func (c *Config) LogValue() slog.Value {
 		slog.String("bus_topic_url", Redact(c.BusTopicURL)),
 		slog.String("bus_subscription_url", Redact(c.BusSubscriptionURL)),
 		slog.String("gateway_url", Redact(c.GatewayURL)),
+		slog.Any("gateway_urls", redactAll(c.GatewayURLs)),
+		slog.String("gateway_routes", routesForLog(c.GatewayRoutes)),
 		slog.String("idempotency_url", Redact(c.IdempotencyURL)),
 		slog.String("payments_store_url", Redact(c.PaymentsStoreURL)),
 		slog.String("default_mode", string(c.DefaultMode)),
@@ -554,8 +575,10 @@ func (p *parser) adminKeys(name string) []string {
 
 // check validates relations between variables.
 func (p *parser) check(c *Config) {
-	if s := scheme(c.PaymentsStoreURL); s != "" && s != "memory" {
-		p.fail("PAYMENTS_STORE_URL", "scheme %q is not supported; only memory:// is available today", s)
+	p.checkRoutes(c) // routing.go
+	if s := scheme(c.PaymentsStoreURL); s != "" && !slices.Contains(payments.StoreDrivers(), s) {
+		p.fail("PAYMENTS_STORE_URL", "scheme %q has no payment store driver compiled in (registered: %s); add a blank import to examples/internal/drivers, such as github.com/payrail/payrail/payments/postgres",
+			s, strings.Join(payments.StoreDrivers(), ", "))
 	}
 	if c.PaymentsTopicARN != "" && !strings.HasPrefix(c.PaymentsTopicARN, "arn:") {
 		p.fail("PAYMENTS_TOPIC_ARN", "%q is not an ARN; want arn:aws:sns:<region>:<account>:<topic>", c.PaymentsTopicARN)

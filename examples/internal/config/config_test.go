@@ -128,7 +128,7 @@ func TestParseErrors(t *testing.T) {
 		{"bus url with inmemory", map[string]string{"BUS_TOPIC_URL": "kafka://b/payments"}, []string{"MESSAGE_BUS_ADAPTER", "BUS_TOPIC_URL"}, ""},
 		{"gateway url hides secret", map[string]string{"GATEWAY_URL": "sk_live_supersecret"}, []string{"GATEWAY_URL", "not a valid URL"}, "supersecret"},
 		{"idempotency url", map[string]string{"IDEMPOTENCY_URL": "memory"}, []string{"IDEMPOTENCY_URL"}, ""},
-		{"store not supported", map[string]string{"PAYMENTS_STORE_URL": "postgres://db/payments"}, []string{"PAYMENTS_STORE_URL", "only memory://"}, ""},
+		{"store not supported", map[string]string{"PAYMENTS_STORE_URL": "cassandra://db/payments"}, []string{"PAYMENTS_STORE_URL", "no payment store driver", "payments/postgres"}, ""},
 		{"mode", map[string]string{"PAYMENTS_DEFAULT_MODE": "batch"}, []string{"PAYMENTS_DEFAULT_MODE", "sync, async"}, ""},
 		{"attempts zero", map[string]string{"PAYMENTS_MAX_ATTEMPTS": "0"}, []string{"PAYMENTS_MAX_ATTEMPTS"}, ""},
 		{"attempts text", map[string]string{"PAYMENTS_MAX_ATTEMPTS": "three"}, []string{"PAYMENTS_MAX_ATTEMPTS"}, ""},

@@ -1,4 +1,4 @@
-package main
+package worker
 
 import (
 	"bytes"
@@ -15,6 +15,7 @@ import (
 
 	"github.com/payrail/payrail/bus"
 	"github.com/payrail/payrail/bus/inmemory"
+	"github.com/payrail/payrail/examples/internal/app"
 	"github.com/payrail/payrail/examples/internal/config"
 	"github.com/payrail/payrail/gateway"
 	"github.com/payrail/payrail/payments"
@@ -57,7 +58,8 @@ func TestRefusals(t *testing.T) {
 		{"adapter without bus URLs", map[string]string{"MESSAGE_BUS_ADAPTER": "pubsub"}, payments.NewMemoryStore(), []string{"BUS_TOPIC_URL", "BUS_SUBSCRIPTION_URL"}},
 		{"inmemory bus URL", map[string]string{"MESSAGE_BUS_ADAPTER": "kafka",
 			"BUS_TOPIC_URL": "inmemory://payments", "BUS_SUBSCRIPTION_URL": "inmemory://payments"}, payments.NewMemoryStore(), []string{"inside the API server process"}},
-		{"driver not compiled in", kafka, payments.NewMemoryStore(), []string{"bus/kafka"}},
+		{"driver not compiled in", map[string]string{"MESSAGE_BUS_ADAPTER": "kafka", // bus/kafka is compiled in; nats is not
+			"BUS_TOPIC_URL": "nats://localhost:4222/payments", "BUS_SUBSCRIPTION_URL": "nats://localhost:4222/payments"}, payments.NewMemoryStore(), []string{"bus/nats"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -68,11 +70,11 @@ func TestRefusals(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer ln.Close()
-			err = run(context.Background(), cfg, deps{MetricsListener: ln, Store: tt.store, Stdout: &out})
+			err = Run(context.Background(), cfg, Deps{MetricsListener: ln, Store: tt.store, Stdout: &out})
 			if err == nil {
 				t.Fatal("run succeeded; want a refusal")
 			}
-			if code := exitCode(err); code != 2 {
+			if code := app.ExitCode(err); code != 2 {
 				t.Errorf("exit code %d; want 2 (%v)", code, err)
 			}
 			for _, w := range tt.want {
@@ -130,7 +132,7 @@ func TestProcessesCommands(t *testing.T) {
 	defer cancel()
 	done := make(chan error, 1)
 	go func() {
-		done <- run(runCtx, cfg, deps{MetricsListener: ln, Store: store, Topic: topic, Subscription: sub, Stdout: &out})
+		done <- Run(runCtx, cfg, Deps{MetricsListener: ln, Store: store, Topic: topic, Subscription: sub, Stdout: &out})
 	}()
 
 	const n = 12

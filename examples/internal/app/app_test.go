@@ -1,0 +1,186 @@
+package app
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/payrail/payrail/examples/internal/config"
+)
+
+var errUnknownDriver = errors.New("unknown driver")
+
+func TestExitCode(t *testing.T) {
+	tests := []struct {
+		err  error
+		want int
+	}{
+		{errors.New("boom"), 1},
+		{ConfigError{errors.New("bad")}, 2},
+		{fmt.Errorf("wrapped: %w", ConfigError{errors.New("bad")}), 2},
+		{errors.Join(errors.New("boom"), ConfigError{errors.New("bad")}), 2},
+	}
+	for _, tt := range tests {
+		if got := ExitCode(tt.err); got != tt.want {
+			t.Errorf("ExitCode(%v) = %d; want %d", tt.err, got, tt.want)
+		}
+	}
+}
+
+func TestOpenError(t *testing.T) {
+	err := OpenError("GATEWAY_URL", fmt.Errorf("scheme stripe: %w", errUnknownDriver), errUnknownDriver)
+	if ExitCode(err) != 2 || !errors.Is(err, errUnknownDriver) || !strings.HasPrefix(err.Error(), "GATEWAY_URL: ") {
+		t.Errorf("unknown driver: %v (exit code %d); want a configuration error prefixed with the variable", err, ExitCode(err))
+	}
+	cause := errors.New("connection refused")
+	err = OpenError("IDEMPOTENCY_URL", cause, errUnknownDriver)
+	if ExitCode(err) != 1 || !errors.Is(err, cause) || err.Error() != "IDEMPOTENCY_URL: connection refused" {
+		t.Errorf("runtime failure: %v (exit code %d)", err, ExitCode(err))
+	}
+}
+
+func TestClosers(t *testing.T) {
+	var logs bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	var order []string
+	var cl Closers
+	failure := errors.New("stuck")
+	for _, name := range []string{"first", "second", "third"} {
+		cl.Add(name, func() error {
+			order = append(order, name)
+			if name == "second" {
+				return failure
+			}
+			return nil
+		})
+	}
+	err := cl.CloseAll(log)
+	if got := strings.Join(order, ","); got != "third,second,first" {
+		t.Errorf("closed in order %s; want third,second,first", got)
+	}
+	if !errors.Is(err, failure) || !strings.Contains(err.Error(), "closing second: stuck") {
+		t.Errorf("CloseAll() = %v; want the error of closing second", err)
+	}
+	for _, want := range []string{"shutdown: closed third", "shutdown: closing second failed", "shutdown: closed first"} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("logs lack %q:\n%s", want, &logs)
+		}
+	}
+	var empty Closers
+	if err := empty.CloseAll(log); err != nil {
+		t.Errorf("empty CloseAll() = %v", err)
+	}
+}
+
+func TestCloseListener(t *testing.T) {
+	ln, err := Listen(nil, "PORT", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	closeLn := CloseListener(ln)
+	if err := closeLn(); err != nil {
+		t.Fatalf("first close: %v", err)
+	}
+	if err := closeLn(); err != nil {
+		t.Fatalf("closing a closed listener: %v", err)
+	}
+	given, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer given.Close()
+	if got, err := Listen(given, "PORT", 1); got != given || err != nil {
+		t.Fatalf("Listen(given) = %v, %v; want the given listener", got, err)
+	}
+}
+
+func TestNewRegistry(t *testing.T) {
+	reg, err := NewRegistry()
+	if err != nil {
+		t.Fatal(err)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, mf := range mfs {
+		if mf.GetName() == "go_goroutines" {
+			found = true
+		}
+	}
+	if !found {
+		t.Error("registry lacks go_goroutines")
+	}
+}
+
+// testEnv isolates the test from the developer's environment and .env and
+// applies env.
+func testEnv(t *testing.T, env map[string]string) {
+	t.Helper()
+	t.Chdir(t.TempDir())
+	for _, n := range config.Names() {
+		t.Setenv(n, "")
+	}
+	for k, v := range env {
+		t.Setenv(k, v)
+	}
+}
+
+func TestMainExitCodes(t *testing.T) {
+	tests := []struct {
+		name string
+		env  map[string]string
+		err  error
+		want int
+	}{
+		{"clean", nil, nil, 0},
+		{"runtime failure", nil, errors.New("boom"), 1},
+		{"configuration error from run", nil, ConfigError{errors.New("bad")}, 2},
+		{"invalid configuration", map[string]string{"PORT": "not-a-port"}, nil, 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			testEnv(t, tt.env)
+			called := false
+			got := Main("payrail-test", func(ctx context.Context, cfg *config.Config) error {
+				called = true
+				if cfg == nil {
+					t.Error("run called with a nil configuration")
+				}
+				return tt.err
+			})
+			if got != tt.want {
+				t.Errorf("Main() = %d; want %d", got, tt.want)
+			}
+			if wantCalled := tt.env == nil; called != wantCalled {
+				t.Errorf("run called: %v; want %v", called, wantCalled)
+			}
+		})
+	}
+}
+
+func TestMainSignal(t *testing.T) {
+	testEnv(t, nil)
+	got := Main("payrail-test", func(ctx context.Context, _ *config.Config) error {
+		if err := syscall.Kill(syscall.Getpid(), syscall.SIGTERM); err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(5 * time.Second):
+			return errors.New("context not cancelled by SIGTERM")
+		}
+	})
+	if got != 0 {
+		t.Fatalf("Main() = %d; want 0", got)
+	}
+}

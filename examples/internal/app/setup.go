@@ -1,0 +1,163 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel"
+
+	"github.com/payrail/payrail/bus"
+	"github.com/payrail/payrail/examples/internal/config"
+	"github.com/payrail/payrail/gateway"
+	"github.com/payrail/payrail/idempotency"
+	"github.com/payrail/payrail/observability"
+	"github.com/payrail/payrail/payments"
+)
+
+const (
+	// GatewayTimeout bounds each gateway call.
+	GatewayTimeout = 30 * time.Second
+	// MaxBackoff bounds the delay between attempts of a gateway call, and
+	// before a failed command is redelivered.
+	MaxBackoff = 5 * time.Second
+)
+
+// Logger returns log if it is not nil, and otherwise a JSON logger writing
+// to stdout (os.Stdout if nil) at level.
+func Logger(log *slog.Logger, stdout io.Writer, level slog.Level) *slog.Logger {
+	if log != nil {
+		return log
+	}
+	if stdout == nil {
+		stdout = os.Stdout
+	}
+	return observability.NewLogger(stdout, level)
+}
+
+// Listen returns ln if it is not nil, and otherwise listens on TCP port,
+// which the environment variable variable configures.
+func Listen(ln net.Listener, variable string, port int) (net.Listener, error) {
+	if ln != nil {
+		return ln, nil
+	}
+	ln, err := net.Listen("tcp", ":"+strconv.Itoa(port))
+	if err != nil {
+		return nil, fmt.Errorf("listening on %s %d: %w", variable, port, err)
+	}
+	return ln, nil
+}
+
+// CloseListener returns a func for Closers.Add that closes ln, ignoring
+// that it may be closed already.
+func CloseListener(ln net.Listener) func() error {
+	return func() error {
+		if err := ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+			return err
+		}
+		return nil
+	}
+}
+
+// NewRegistry returns a Prometheus registry with the Go runtime and
+// process collectors registered.
+func NewRegistry() (*prometheus.Registry, error) {
+	reg := prometheus.NewRegistry()
+	for _, c := range []prometheus.Collector{
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("registering metrics: %w", err)
+		}
+	}
+	return reg, nil
+}
+
+// MetricsHandler serves reg's metrics in the Prometheus format (the
+// /metrics endpoint), logging its errors to log.
+func MetricsHandler(reg *prometheus.Registry, log *slog.Logger) http.Handler {
+	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{
+		Registry: reg,
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelError),
+	})
+}
+
+// SetupTelemetry sets up OpenTelemetry (observability.Setup) under
+// serviceName, the service name when neither OTEL_SERVICE_NAME nor
+// SERVICE_NAME is set: OTLP export per the OTEL_* environment, and metrics
+// exported to reg. It adds the "telemetry" closer to cl, which flushes and
+// shuts down within cfg.ShutdownTimeout.
+func SetupTelemetry(ctx context.Context, cfg *config.Config, serviceName string, reg *prometheus.Registry, cl *Closers) error {
+	shutdown, err := observability.Setup(ctx,
+		observability.WithServiceName(serviceName), observability.WithPrometheus(reg))
+	if err != nil {
+		return fmt.Errorf("telemetry: %w", err)
+	}
+	cl.Add("telemetry", func() error {
+		sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+		defer cancel()
+		return shutdown(sctx)
+	})
+	return nil
+}
+
+// MockGateway reports whether gatewayURL names the mock gateway.
+func MockGateway(gatewayURL string) bool {
+	u, err := url.Parse(gatewayURL)
+	return err == nil && u.Scheme == "mock"
+}
+
+// OpenIdempotency opens the idempotency store IDEMPOTENCY_URL names and
+// adds the "idempotency store" closer to cl.
+func OpenIdempotency(ctx context.Context, cfg *config.Config, cl *Closers) (*idempotency.Store, error) {
+	idem, err := idempotency.Open(ctx, cfg.IdempotencyURL)
+	if err != nil {
+		return nil, OpenError("IDEMPOTENCY_URL", err, idempotency.ErrUnknownDriver)
+	}
+	cl.Add("idempotency store", idem.Close)
+	return idem, nil
+}
+
+// OpenTopic opens the bus topic at topicURL. A bus driver that is not
+// compiled in is a ConfigError naming MESSAGE_BUS_ADAPTER.
+func OpenTopic(ctx context.Context, cfg *config.Config, topicURL string) (*bus.Topic, error) {
+	topic, err := bus.OpenTopic(ctx, topicURL)
+	if err == nil {
+		return topic, nil
+	}
+	if errors.Is(err, bus.ErrUnknownDriver) {
+		return nil, ConfigError{fmt.Errorf("MESSAGE_BUS_ADAPTER=%s: %w", cfg.MessageBusAdapter, err)}
+	}
+	return nil, fmt.Errorf("opening the bus topic: %w", err)
+}
+
+// ProcessorOptions returns the payments.New options both binaries use: the
+// gateway router (OpenRouter), idempotency store, payment store and logger
+// given, the retry policy, mode and gateway timeout from cfg, and the
+// global OpenTelemetry tracer and meter providers. The caller adds the bus
+// options.
+func ProcessorOptions(cfg *config.Config, gw gateway.Router, idem *idempotency.Store, store payments.Store, log *slog.Logger) []payments.Option {
+	return []payments.Option{
+		payments.WithRouter(gw),
+		payments.WithIdempotencyStore(idem),
+		payments.WithStore(store),
+		payments.WithLogger(log),
+		payments.WithRetryPolicy(payments.RetryPolicy{MaxAttempts: cfg.MaxAttempts, MaxBackoff: MaxBackoff}),
+		payments.WithMode(cfg.DefaultMode),
+		payments.WithGatewayTimeout(GatewayTimeout),
+		payments.WithTracerProvider(otel.GetTracerProvider()),
+		payments.WithMeterProvider(otel.GetMeterProvider()),
+	}
+}

@@ -1,0 +1,387 @@
+// Package server is payrail's reference API server, run by the command
+// examples/server: the payments HTTP API (package payments) wired entirely
+// from environment variables. The variables are documented in package
+// examples/internal/config and in .env.example at the repository root.
+// Tests may call Run directly, passing a listener and stores in Deps.
+//
+// Run it locally, with in-memory adapters and the mock gateway:
+//
+//	cp .env.example .env
+//	go run ./examples/server
+//
+//	curl -i localhost:8080/payments -H 'Content-Type: application/json' \
+//	  -H 'Idempotency-Key: order-1' -d '{"amount":1999,"currency":"EUR","payment_method":"pm_card_visa"}'
+//
+// # Deployment shapes
+//
+// With MESSAGE_BUS_ADAPTER=inmemory (the default) the processor keeps a
+// private in-memory bus and the worker that completes async payments runs
+// inside this process; run a single replica, since the bus, the payment
+// store and (with IDEMPOTENCY_URL=memory://) the idempotency keys live in
+// its memory.
+//
+// With any other adapter this process only publishes async payment commands
+// to the bus; run examples/worker next to it to consume them. The adapter's
+// driver package must be compiled in with a blank import in package
+// examples/internal/drivers.
+//
+// # Endpoints
+//
+// The payments API (see payments.Handler), /healthz, /readyz, and /metrics
+// in the Prometheus format. The API is traced with OpenTelemetry (spans are
+// named after the route, such as "POST /payments"); set
+// OTEL_EXPORTER_OTLP_ENDPOINT to export traces and metrics over OTLP.
+//
+// # Shutdown
+//
+// On SIGTERM or SIGINT the server stops gracefully, logging each step:
+// /readyz starts failing; the listener closes and in-flight requests finish
+// (up to SHUTDOWN_TIMEOUT); the in-process worker, if any, drains the queue
+// of accepted async payments (up to SHUTDOWN_TIMEOUT) and finishes its
+// in-flight commands; then the processor, bus, stores, gateway and telemetry
+// are closed. A second signal kills the process at once.
+//
+// Behind a load balancer, give it time to notice the failing /readyz before
+// the listener closes: in Kubernetes, a preStop hook such as "sleep 5".
+// Each of the three phases may take up to SHUTDOWN_TIMEOUT, so set
+// terminationGracePeriodSeconds above three times SHUTDOWN_TIMEOUT plus
+// that pause (or lower SHUTDOWN_TIMEOUT).
+//
+// Run returns nil after a clean shutdown and an app.ConfigError on a
+// configuration error: with app.Main, the exit status is 0 after a clean
+// shutdown, 1 on a runtime failure, 2 on a configuration error.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+
+	"github.com/payrail/payrail/bus"
+	"github.com/payrail/payrail/examples/internal/app"
+	"github.com/payrail/payrail/examples/internal/config"
+	"github.com/payrail/payrail/payments"
+
+	// Drivers, registered by URL scheme; add yours to package drivers.
+	_ "github.com/payrail/payrail/examples/internal/drivers"
+)
+
+const (
+	// serviceName is the service name when neither OTEL_SERVICE_NAME nor
+	// SERVICE_NAME is set.
+	serviceName = "payrail-server"
+
+	readHeaderTimeout = 10 * time.Second
+	readTimeout       = 30 * time.Second
+	idleTimeout       = 2 * time.Minute
+	maxHeaderBytes    = 64 << 10
+
+	// drainPoll is how often shutdown checks the in-process queue.
+	drainPoll = 25 * time.Millisecond
+)
+
+// Deps are the dependencies Run takes from its caller instead of building
+// them from the configuration; the zero value builds everything.
+type Deps struct {
+	// Listener is the API listener (default: TCP on PORT). Run closes it.
+	Listener net.Listener
+	// Store is the payment store (default: from PAYMENTS_STORE_URL). Run
+	// does not close it.
+	Store payments.Store
+	// Logger is the logger (default: JSON on Stdout at LOG_LEVEL).
+	Logger *slog.Logger
+	// Stdout receives the default logger's output (default: os.Stdout).
+	Stdout io.Writer
+}
+
+// Run serves the API until ctx is done, then shuts down gracefully. It
+// returns nil after a clean shutdown, and an app.ConfigError if cfg cannot
+// work.
+func Run(ctx context.Context, cfg *config.Config, d Deps) (err error) {
+	log := app.Logger(d.Logger, d.Stdout, cfg.LogLevel)
+	log.Info("payrail server starting", "config", cfg)
+
+	var cl app.Closers
+	defer func() { err = errors.Join(err, cl.CloseAll(log)) }()
+
+	ln, err := app.Listen(d.Listener, "PORT", cfg.Port)
+	if err != nil {
+		return err
+	}
+	cl.Add("listener", app.CloseListener(ln))
+
+	// Telemetry: OTLP export per the OTEL_* environment, and /metrics.
+	reg, err := app.NewRegistry()
+	if err != nil {
+		return err
+	}
+	if err := app.SetupTelemetry(ctx, cfg, serviceName, reg, &cl); err != nil {
+		return err
+	}
+
+	gw, err := app.OpenRouter(ctx, cfg, log, &cl) // GATEWAY_URL, GATEWAY_URLS, GATEWAY_ROUTES
+	if err != nil {
+		return err
+	}
+
+	idem, err := app.OpenIdempotency(ctx, cfg, &cl)
+	if err != nil {
+		return err
+	}
+	if strings.HasPrefix(cfg.IdempotencyURL, "memory:") && !cfg.InMemoryBus() {
+		log.Warn("IDEMPOTENCY_URL is memory://: idempotency keys are not shared between replicas; use a shared store when running more than one")
+	}
+
+	store := d.Store
+	if store == nil {
+		if store, err = openStore(ctx, cfg); err != nil {
+			return err
+		}
+		cl.Add("payment store", store.Close)
+	}
+
+	popts := app.ProcessorOptions(cfg, gw, idem, store, log)
+	if cfg.InMemoryBus() {
+		// Without WithTopic, payments.New creates a private in-memory bus
+		// that NewWorker consumes in this process.
+		popts = append(popts, payments.WithLocalSubscriptionOptions(bus.WithConcurrency(cfg.WorkerConcurrency)))
+		log.Info("message bus: in-memory, private to this process; async payments are completed by the in-process worker")
+	} else {
+		topicURL, _, err := cfg.BusURLs()
+		if err != nil {
+			return app.ConfigError{Err: err}
+		}
+		topic, err := app.OpenTopic(ctx, cfg, topicURL)
+		if err != nil {
+			return err
+		}
+		cl.Add("bus topic", topic.Close)
+		popts = append(popts, payments.WithTopic(topic))
+		log.Info("message bus: publishing async payment commands; run examples/worker to process them",
+			"adapter", cfg.MessageBusAdapter, "topic", config.Redact(topicURL))
+	}
+	p, err := payments.New(popts...)
+	if err != nil {
+		return fmt.Errorf("payments processor: %w", err)
+	}
+	cl.Add("processor", p.Close)
+
+	var worker *payments.Worker
+	if cfg.InMemoryBus() {
+		// The worker also runs the reconciler, which settles payments left
+		// processing with an unknown outcome through the gateway's Lookup.
+		rec, err := payments.NewReconciler(p, payments.WithReconcileLogger(log))
+		if err != nil {
+			return fmt.Errorf("reconciler: %w", err)
+		}
+		if worker, err = payments.NewWorker(p, payments.WithWorkerLogger(log), payments.WithReconciler(rec)); err != nil {
+			return fmt.Errorf("in-process worker: %w", err)
+		}
+	}
+
+	auth, err := authenticator(cfg, log)
+	if err != nil {
+		return app.ConfigError{Err: err}
+	}
+	api := payments.NewHandler(p, auth, payments.WithHandlerLogger(log))
+	if err := app.MountRoutingAdmin(api, gw); err != nil { // /admin/routes, /admin/gateways
+		return fmt.Errorf("routing admin: %w", err)
+	}
+
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", app.MetricsHandler(reg, log))
+	mux.Handle("/", otelhttp.NewHandler(api, "payrail",
+		otelhttp.WithSpanNameFormatter(spanName),
+		otelhttp.WithFilter(notProbe)))
+
+	srv := &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout(cfg.MaxAttempts),
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		// BaseContext stays context.Background: request contexts must not
+		// be cancelled by the shutdown signal, so that in-flight payments
+		// finish.
+	}
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	log.Info("listening", "addr", ln.Addr().String(), "mode", string(cfg.DefaultMode),
+		"adapter", cfg.MessageBusAdapter, "in_process_worker", worker != nil)
+
+	workerCtx, stopWorker := context.WithCancel(context.Background())
+	defer stopWorker()
+	var workerDone chan error
+	if worker != nil {
+		workerDone = make(chan error, 1)
+		go func() { workerDone <- worker.Run(workerCtx) }()
+		log.Info("in-process worker started")
+	}
+
+	var failure error
+	select {
+	case <-ctx.Done():
+		log.Info("shutdown: signal received, stopping gracefully", "timeout", cfg.ShutdownTimeout.String())
+	case err := <-serveErr:
+		failure = fmt.Errorf("http server: %w", err)
+		log.Error("http server failed; shutting down", "error", err)
+	case err := <-workerDone:
+		workerDone = nil
+		failure = fmt.Errorf("in-process worker stopped: %w", err)
+		log.Error("in-process worker stopped unexpectedly; shutting down", "error", err)
+	}
+
+	// 1. Fail readiness, then stop accepting and finish in-flight requests.
+	api.SetDraining(true)
+	log.Info("shutdown: draining; /readyz reports 503")
+	if err := shutdownHTTP(srv, cfg.ShutdownTimeout, log); err != nil {
+		failure = errors.Join(failure, err)
+	}
+
+	// 2. Let the in-process worker finish every accepted async payment.
+	if workerDone != nil {
+		if err := stopInProcessWorker(worker, workerDone, stopWorker, cfg.ShutdownTimeout, log); err != nil {
+			failure = errors.Join(failure, err)
+		}
+	}
+
+	// 3. Close the processor, bus, stores, gateway and telemetry (deferred).
+	return failure
+}
+
+// shutdownHTTP stops the listener and waits up to timeout for in-flight
+// requests, then closes the connections still open.
+func shutdownHTTP(srv *http.Server, timeout time.Duration, log *slog.Logger) error {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		log.Error("shutdown: in-flight requests did not finish in time; closing their connections", "error", err)
+		_ = srv.Close()
+		return fmt.Errorf("http shutdown: %w", err)
+	}
+	log.Info("shutdown: HTTP server stopped; in-flight requests finished")
+	return nil
+}
+
+// stopInProcessWorker waits up to timeout for the worker's queue to have
+// nothing queued or in flight, then stops the worker and waits up to
+// timeout for its in-flight commands to finish.
+func stopInProcessWorker(w *payments.Worker, done <-chan error, stop context.CancelFunc, timeout time.Duration, log *slog.Logger) error {
+	var errs []error
+	sub := w.Subscription()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	err := waitIdle(ctx, sub, log)
+	cancel()
+	if err != nil {
+		log.Error("shutdown: the in-process queue did not drain in time", "error", err)
+		errs = append(errs, fmt.Errorf("draining the in-process queue: %w", err))
+	} else {
+		log.Info("shutdown: in-process queue drained")
+	}
+
+	stop()
+	select {
+	case err := <-done:
+		if err != nil {
+			errs = append(errs, fmt.Errorf("in-process worker: %w", err))
+		}
+		log.Info("shutdown: in-process worker stopped")
+	case <-time.After(timeout):
+		log.Error("shutdown: the in-process worker did not stop in time; its in-flight commands are abandoned")
+		errs = append(errs, errors.New("in-process worker did not stop within SHUTDOWN_TIMEOUT"))
+	}
+	if st, err := sub.Stats(context.Background()); err == nil && st.Backlog+st.InFlight > 0 {
+		log.Error("shutdown: async payments left unprocessed; they stay pending in the payment store",
+			"queued", st.Backlog, "in_flight", st.InFlight)
+	}
+	return errors.Join(errs...)
+}
+
+// waitIdle polls sub until it has nothing queued (ready, delayed for retry
+// or held behind an ordering key) and nothing in flight.
+func waitIdle(ctx context.Context, sub *bus.Subscription, log *slog.Logger) error {
+	t := time.NewTicker(drainPoll)
+	defer t.Stop()
+	logged := false
+	for {
+		st, err := sub.Stats(ctx)
+		if err != nil {
+			return err
+		}
+		if st.Backlog == 0 && st.InFlight == 0 {
+			return nil
+		}
+		if !logged {
+			log.Info("shutdown: waiting for the in-process worker to finish accepted async payments",
+				"queued", st.Backlog, "in_flight", st.InFlight)
+			logged = true
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%d queued and %d in flight: %w", st.Backlog, st.InFlight, ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+// authenticator returns API-key authentication if keys are configured, and
+// the development authenticator otherwise.
+func authenticator(cfg *config.Config, log *slog.Logger) (payments.Authenticator, error) {
+	if !cfg.AuthEnabled() {
+		log.Warn("dev mode: every request is merchant dev",
+			"hint", "set PAYRAIL_API_KEYS (and PAYRAIL_ADMIN_KEYS) to require API keys")
+		return payments.DevAuthenticator(), nil
+	}
+	auth, err := payments.APIKeys(cfg.APIKeys, cfg.AdminKeys)
+	if err != nil {
+		return nil, fmt.Errorf("PAYRAIL_API_KEYS/PAYRAIL_ADMIN_KEYS: %w", err)
+	}
+	log.Info("authentication: API keys required", "merchant_keys", len(cfg.APIKeys), "admin_keys", len(cfg.AdminKeys))
+	return auth, nil
+}
+
+// openStore opens the payment store PAYMENTS_STORE_URL names, by its
+// registered scheme (see examples/internal/drivers).
+func openStore(ctx context.Context, cfg *config.Config) (payments.Store, error) {
+	s, err := payments.OpenStore(ctx, cfg.PaymentsStoreURL)
+	if err != nil {
+		return nil, app.OpenError("PAYMENTS_STORE_URL", err, payments.ErrUnknownStoreDriver)
+	}
+	return s, nil
+}
+
+// spanName names server spans after the matched route: "POST /payments",
+// "GET /payments/{id}". Requests that match no route are named by method
+// only, which keeps span names low-cardinality.
+func spanName(_ string, r *http.Request) string {
+	switch {
+	case r.Pattern == "" || r.Pattern == "/":
+		return r.Method
+	case strings.Contains(r.Pattern, " "): // the pattern names its method
+		return r.Pattern
+	}
+	return r.Method + " " + r.Pattern
+}
+
+// notProbe keeps health probes out of traces and HTTP metrics.
+func notProbe(r *http.Request) bool {
+	return r.URL.Path != "/healthz" && r.URL.Path != "/readyz"
+}
+
+// writeTimeout covers a synchronous payment's worst case: every gateway
+// attempt timing out, with back-off, and then a reconciling lookup doing
+// the same.
+func writeTimeout(attempts int) time.Duration {
+	return 2*time.Duration(attempts)*(app.GatewayTimeout+app.MaxBackoff) + 10*time.Second
+}
