@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"time"
 
 	"cloud.google.com/go/pubsub/v2"
 	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
@@ -20,6 +21,7 @@ const nativeReason = "dead-lettered by Pub/Sub's dead-letter policy: the maximum
 // DeadLetter publishes the message to the dead-letter topic, with the
 // reason and attempt as attributes, then acks it.
 func (s *subscription) DeadLetter(ctx context.Context, m *driver.Message, reason string) error {
+	defer s.forgetDLQCount()
 	d, err := s.take(m, stateSettling)
 	if err != nil {
 		return err
@@ -168,6 +170,7 @@ func deadLetterOf(rm *pubsubpb.ReceivedMessage) *driver.DeadLetter {
 // topic, for this subscription only, and acks them on the dead-letter
 // subscription. A crash between the two redrives them again.
 func (s *subscription) Redrive(ctx context.Context, max int) (int, error) {
+	defer s.forgetDLQCount()
 	if err := s.dlqUsable(); err != nil {
 		return 0, err
 	}
@@ -231,4 +234,12 @@ func cmpErr(first, err error) error {
 		return first
 	}
 	return err
+}
+
+// forgetDLQCount drops the cached dead-letter count after this handle
+// changed the dead-letter queue, so the next Stats counts again.
+func (s *subscription) forgetDLQCount() {
+	s.dlqMu.Lock()
+	s.dlqAt = time.Time{}
+	s.dlqMu.Unlock()
 }

@@ -70,6 +70,12 @@ type subscription struct {
 	maxAttempts int
 	ackDeadline time.Duration
 
+	// dlqCount caches the dead-letter count: counting pulls up to 1001
+	// messages, too costly for every metrics scrape (see Stats).
+	dlqMu    sync.Mutex
+	dlqCount int64
+	dlqAt    time.Time
+
 	handoff chan *delivery
 	closing chan struct{}
 	tick    time.Duration
@@ -632,17 +638,31 @@ func (s *subscription) Stats(ctx context.Context) (driver.Stats, error) {
 	if s.dlqSub == "" {
 		return st, nil
 	}
+	s.dlqMu.Lock()
+	defer s.dlqMu.Unlock()
+	if time.Since(s.dlqAt) < dlqCountTTL {
+		st.DeadLetters = s.dlqCount
+		return st, nil
+	}
 	const limit = 1000
 	n := 0
 	err := s.pullDLQ(ctx, limit+1, func(*pubsubpb.ReceivedMessage) { n++ })
 	if err != nil {
 		return driver.Stats{}, err
 	}
+	s.dlqCount = -1 // more than limit: unknown
 	if n <= limit {
-		st.DeadLetters = int64(n)
+		s.dlqCount = int64(n)
 	}
+	s.dlqAt = time.Now()
+	st.DeadLetters = s.dlqCount
 	return st, nil
 }
+
+// dlqCountTTL is how long Stats reuses a dead-letter count: counting pulls
+// the dead-letter subscription, which metrics exporters would otherwise do
+// on every collection.
+const dlqCountTTL = 15 * time.Second
 
 // As converts to *pubsub.Client or *pubsub.Subscriber.
 func (s *subscription) As(i any) bool {
