@@ -150,11 +150,13 @@ func WithStore(s Store) Option { return func(o *options) { o.store = s } }
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
 
 // WithTracerProvider sets the OpenTelemetry tracer provider (default: the
-// global one).
+// global one). It applies to the processor and its default in-memory bus;
+// gateways, stores and buses opened separately take their own providers
+// (or use the globals).
 func WithTracerProvider(tp trace.TracerProvider) Option { return func(o *options) { o.tp = tp } }
 
 // WithMeterProvider sets the OpenTelemetry meter provider (default: the
-// global one).
+// global one), with the same scope as WithTracerProvider.
 func WithMeterProvider(mp metric.MeterProvider) Option { return func(o *options) { o.mp = mp } }
 
 // WithRetryPolicy sets how transient gateway failures are retried.

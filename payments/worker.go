@@ -156,6 +156,14 @@ func (w *Worker) Recover(ctx context.Context) (int, error) {
 	}
 	n := 0
 	for _, pay := range stale {
+		if pay.Status == StatusProcessing && w.p.now().Sub(pay.CreatedAt) > maxBlindRetryAge {
+			// Providers forget idempotency keys after about a day (Stripe:
+			// 24h); re-sending the authorization then could charge twice.
+			// Only a Lookup-based Reconciler may settle it.
+			w.log.WarnContext(ctx, "payments: processing payment too old to retry blindly; attach a Reconciler",
+				"payment_id", pay.ID, "created_at", pay.CreatedAt)
+			continue
+		}
 		if err := w.p.publish(ctx, pay); err != nil {
 			return n, err
 		}
@@ -163,6 +171,10 @@ func (w *Worker) Recover(ctx context.Context) (int, error) {
 	}
 	return n, nil
 }
+
+// maxBlindRetryAge bounds how old a processing payment may be for the
+// recovery sweep to republish its command without a Lookup.
+const maxBlindRetryAge = 12 * time.Hour
 
 // Handle processes one command message; Run calls it for each delivery. It
 // settles the message itself.
