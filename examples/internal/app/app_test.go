@@ -13,6 +13,10 @@ import (
 	"time"
 
 	"github.com/payrail/payrail/examples/internal/config"
+	"github.com/payrail/payrail/payments"
+
+	// The drivers OpenBackends opens by default.
+	_ "github.com/payrail/payrail/examples/internal/drivers"
 )
 
 var errUnknownDriver = errors.New("unknown driver")
@@ -182,5 +186,57 @@ func TestMainSignal(t *testing.T) {
 	})
 	if got != 0 {
 		t.Fatalf("Main() = %d; want 0", got)
+	}
+}
+
+func TestOpenBackends(t *testing.T) {
+	testEnv(t, nil) // the defaults: mock gateway, memory:// idempotency and payment stores
+	cfg, err := config.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	var logs bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+
+	// A given payment store is used, and not closed.
+	given := payments.NewMemoryStore()
+	var cl Closers
+	b, err := OpenBackends(ctx, cfg, given, log, &cl)
+	if err != nil || b.Router == nil || b.Idempotency == nil || b.Store != given {
+		t.Fatalf("OpenBackends(given store) = %+v, %v", b, err)
+	}
+	if err := cl.CloseAll(log); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"shutdown: closed gateways", "shutdown: closed idempotency store"} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("logs lack %q:\n%s", want, &logs)
+		}
+	}
+	if strings.Contains(logs.String(), "payment store") {
+		t.Errorf("the given payment store was closed:\n%s", &logs)
+	}
+
+	// Without one, PAYMENTS_STORE_URL's is opened, and closed.
+	logs.Reset()
+	cl = Closers{}
+	if b, err = OpenBackends(ctx, cfg, nil, log, &cl); err != nil || b.Store == nil {
+		t.Fatalf("OpenBackends(nil) = %+v, %v", b, err)
+	}
+	if err := cl.CloseAll(log); err != nil || !strings.Contains(logs.String(), "shutdown: closed payment store") {
+		t.Errorf("CloseAll() = %v; logs:\n%s", err, &logs)
+	}
+
+	// A payment store driver that is not compiled in: a configuration
+	// error naming the variable, and what was opened is closed by cl.
+	cfg.PaymentsStoreURL = "nosuchstore://"
+	cl = Closers{}
+	_, err = OpenBackends(ctx, cfg, nil, log, &cl)
+	if ExitCode(err) != 2 || !strings.HasPrefix(err.Error(), "PAYMENTS_STORE_URL: ") {
+		t.Errorf("OpenBackends(nosuchstore://) = %v; want a configuration error naming PAYMENTS_STORE_URL", err)
+	}
+	if err := cl.CloseAll(log); err != nil {
+		t.Error(err)
 	}
 }

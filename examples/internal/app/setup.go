@@ -21,6 +21,7 @@ import (
 	"github.com/payrail/payrail/bus"
 	"github.com/payrail/payrail/examples/internal/config"
 	"github.com/payrail/payrail/gateway"
+	"github.com/payrail/payrail/gateway/routing"
 	"github.com/payrail/payrail/idempotency"
 	"github.com/payrail/payrail/observability"
 	"github.com/payrail/payrail/payments"
@@ -160,4 +161,99 @@ func ProcessorOptions(cfg *config.Config, gw gateway.Router, idem *idempotency.S
 		payments.WithTracerProvider(otel.GetTracerProvider()),
 		payments.WithMeterProvider(otel.GetMeterProvider()),
 	}
+}
+
+// Endpoint is the listener a binary serves on: the API's for the server,
+// /metrics and /healthz for the worker.
+type Endpoint struct {
+	// Listener is the caller's listener, or nil to listen on TCP Port.
+	Listener net.Listener
+	// Variable is the environment variable that configures Port, named in
+	// errors.
+	Variable string
+	// Port is the TCP port to listen on when Listener is nil.
+	Port int
+	// Name names the listener in shutdown logs.
+	Name string
+}
+
+// ListenWithTelemetry starts what a binary sets up first: the listener of
+// e (Listen), closed by cl under e.Name, and a Prometheus registry
+// (NewRegistry) to which telemetry (SetupTelemetry, under serviceName)
+// exports metrics.
+func ListenWithTelemetry(ctx context.Context, cfg *config.Config, serviceName string, e Endpoint, cl *Closers) (net.Listener, *prometheus.Registry, error) {
+	ln, err := Listen(e.Listener, e.Variable, e.Port)
+	if err != nil {
+		return nil, nil, err
+	}
+	cl.Add(e.Name, CloseListener(ln))
+	reg, err := NewRegistry()
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := SetupTelemetry(ctx, cfg, serviceName, reg, cl); err != nil {
+		return nil, nil, err
+	}
+	return ln, reg, nil
+}
+
+// Backends are the payments processor's dependencies that both binaries
+// open from the configuration.
+type Backends struct {
+	// Router routes payments to the gateways (OpenRouter).
+	Router *routing.Router
+	// Idempotency is the idempotency store (OpenIdempotency).
+	Idempotency *idempotency.Store
+	// Store is the payment store.
+	Store payments.Store
+}
+
+// OpenBackends opens the gateway router (GATEWAY_URL, GATEWAY_URLS,
+// GATEWAY_ROUTES), the idempotency store (IDEMPOTENCY_URL) and, unless
+// store is given, the payment store PAYMENTS_STORE_URL names, adding their
+// closers to cl (a given store is not closed).
+func OpenBackends(ctx context.Context, cfg *config.Config, store payments.Store, log *slog.Logger, cl *Closers) (Backends, error) {
+	gw, err := OpenRouter(ctx, cfg, log, cl)
+	if err != nil {
+		return Backends{}, err
+	}
+	idem, err := OpenIdempotency(ctx, cfg, cl)
+	if err != nil {
+		return Backends{}, err
+	}
+	if store == nil {
+		if store, err = payments.OpenStore(ctx, cfg.PaymentsStoreURL); err != nil {
+			return Backends{}, OpenError("PAYMENTS_STORE_URL", err, payments.ErrUnknownStoreDriver)
+		}
+		cl.Add("payment store", store.Close)
+	}
+	return Backends{Router: gw, Idempotency: idem, Store: store}, nil
+}
+
+// NewProcessor creates the payments processor over b with the options of
+// ProcessorOptions followed by busOpts, and adds the "processor" closer to
+// cl.
+func (b Backends) NewProcessor(cfg *config.Config, log *slog.Logger, cl *Closers, busOpts ...payments.Option) (*payments.Processor, error) {
+	p, err := payments.New(append(ProcessorOptions(cfg, b.Router, b.Idempotency, b.Store, log), busOpts...)...)
+	if err != nil {
+		return nil, fmt.Errorf("payments processor: %w", err)
+	}
+	cl.Add("processor", p.Close)
+	return p, nil
+}
+
+// NewWorker returns a worker for p, with opts, logging to log, that also
+// runs the reconciler, which settles payments left processing with an
+// unknown outcome through the gateway's Lookup. The worker's own error is
+// prefixed with name.
+func NewWorker(p *payments.Processor, log *slog.Logger, name string, opts ...payments.WorkerOption) (*payments.Worker, error) {
+	rec, err := payments.NewReconciler(p, payments.WithReconcileLogger(log))
+	if err != nil {
+		return nil, fmt.Errorf("reconciler: %w", err)
+	}
+	w, err := payments.NewWorker(p, append(opts, payments.WithWorkerLogger(log), payments.WithReconciler(rec))...)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return w, nil
 }

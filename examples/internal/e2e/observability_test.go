@@ -6,8 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -15,15 +13,14 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/payrail/payrail/bus"
 	"github.com/payrail/payrail/examples/deploy"
-	"github.com/payrail/payrail/examples/internal/config"
-	"github.com/payrail/payrail/examples/internal/server"
+	"github.com/payrail/payrail/examples/internal/apptest"
 	"github.com/payrail/payrail/internal/testkit"
+	"github.com/payrail/payrail/payments"
 )
 
 // Secrets the test drives through the server and then looks for in every
@@ -38,117 +35,39 @@ const (
 	obsPANSpaced = "4000 0566 5566 5556" // a PAN with spaces in metadata
 )
 
-// obsLogs collects the server's log output.
-type obsLogs struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *obsLogs) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *obsLogs) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-// obsConfig isolates the test from the developer's environment and .env.
-func obsConfig(t *testing.T, env map[string]string) *config.Config {
-	t.Helper()
-	t.Chdir(t.TempDir())
-	for _, n := range config.Names() {
-		t.Setenv(n, "")
-	}
-	for _, n := range []string{"OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-		"OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "OTEL_TRACES_EXPORTER", "OTEL_METRICS_EXPORTER", "OTEL_LOGS_EXPORTER",
-		"OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES", "OTEL_SDK_DISABLED", "OTEL_TRACES_SAMPLER"} {
-		t.Setenv(n, "")
-	}
-	for k, v := range env {
-		t.Setenv(k, v)
-	}
-	cfg, err := config.Load()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cfg
-}
-
-type obsResp struct {
-	status int
-	header http.Header
-	body   map[string]any
-}
-
-func obsDo(t *testing.T, c *http.Client, method, u, key, idemKey, body string, headers ...string) obsResp {
-	t.Helper()
-	var rd io.Reader
-	if body != "" {
-		rd = strings.NewReader(body)
-	}
-	req, err := http.NewRequest(method, u, rd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
+// obsDo sends a request to st with the API key key and the idempotency
+// key idemKey, if not empty, and the header pairs given.
+func obsDo(st *stack, method, path, key, idemKey, body string, headers ...string) response {
+	st.tb.Helper()
+	var h []string
 	if key != "" {
-		req.Header.Set("Authorization", "Bearer "+key)
+		h = append(h, "Authorization", "Bearer "+key)
 	}
 	if idemKey != "" {
-		req.Header.Set("Idempotency-Key", idemKey)
+		h = append(h, "Idempotency-Key", idemKey)
 	}
-	for i := 0; i+1 < len(headers); i += 2 {
-		req.Header.Set(headers[i], headers[i+1])
-	}
-	res, err := c.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	b, _ := io.ReadAll(res.Body)
-	r := obsResp{status: res.StatusCode, header: res.Header}
-	_ = json.Unmarshal(b, &r.body)
-	return r
+	return st.Do(method, path, body, append(h, headers...)...)
 }
 
 // obsWaitStatus polls GET /payments/{id} until the payment has status.
-func obsWaitStatus(t *testing.T, c *http.Client, base, id, status string) {
+func obsWaitStatus(t *testing.T, st *stack, id string, status payments.Status) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		r := obsDo(t, c, http.MethodGet, base+"/payments/"+id, obsAPIKey, "", "")
-		if r.status == http.StatusOK && r.body["status"] == status {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("payment %s: status %v (HTTP %d), want %s", id, r.body["status"], r.status, status)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	st.waitFinal(ctx, map[string]payments.Status{"/payments/" + id: status}, "Authorization", "Bearer "+obsAPIKey)
 }
 
 // obsScrape returns the series names (with _bucket, _sum, _count, _total
 // suffixes, as PromQL sees them) of a Prometheus text exposition, and the
 // text.
-func obsScrape(t *testing.T, c *http.Client, u string) (map[string]bool, string) {
+func obsScrape(t *testing.T, st *stack, path string) (map[string]bool, string) {
 	t.Helper()
-	res, err := c.Get(u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	b, err := io.ReadAll(res.Body)
-	if err != nil || res.StatusCode != http.StatusOK {
-		t.Fatalf("GET %s: %d %v", u, res.StatusCode, err)
+	r := st.Do(http.MethodGet, path, "")
+	if r.Status != http.StatusOK {
+		t.Fatalf("GET %s: %d", path, r.Status)
 	}
 	names := map[string]bool{}
-	sc := bufio.NewScanner(bytes.NewReader(b))
+	sc := bufio.NewScanner(bytes.NewReader(r.Body))
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
 		l := sc.Text()
@@ -159,7 +78,7 @@ func obsScrape(t *testing.T, c *http.Client, u string) (map[string]bool, string)
 			names[l[:i]] = true
 		}
 	}
-	return names, string(b)
+	return names, string(r.Body)
 }
 
 // TestObservabilityEndToEnd runs the reference server (in-memory bus, its
@@ -171,12 +90,12 @@ func obsScrape(t *testing.T, c *http.Client, u string) (map[string]bool, string)
 // a real scrape of /metrics; and no log line, span, metric or scrape holds
 // an API key, a payment method token's secret part or a card number.
 func TestObservabilityEndToEnd(t *testing.T) {
-	repo, err := filepath.Abs("../../..") // before obsConfig changes the directory
+	repo, err := filepath.Abs("../../..") // before apptest.Config changes the directory
 	if err != nil {
 		t.Fatal(err)
 	}
 	sink := testkit.StartOTLPSink(t)
-	cfg := obsConfig(t, map[string]string{
+	cfg := apptest.Config(t, map[string]string{
 		"MESSAGE_BUS_ADAPTER":         "inmemory",
 		"PAYRAIL_API_KEYS":            obsAPIKey + ":merchant-obs",
 		"PAYRAIL_ADMIN_KEYS":          obsAdminKey,
@@ -188,98 +107,67 @@ func TestObservabilityEndToEnd(t *testing.T) {
 		"OTEL_BSP_SCHEDULE_DELAY":     "100",
 		"OTEL_METRIC_EXPORT_INTERVAL": "300",
 	})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	base := "http://" + ln.Addr().String()
-	var logs obsLogs
-	ctx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- server.Run(ctx, cfg, server.Deps{Listener: ln, Stdout: &logs}) }()
-	stopped := false
-	shutdown := func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		stop()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("server.Run: %v", err)
-			}
-		case <-time.After(60 * time.Second):
-			t.Error("server did not stop")
-		}
-	}
-	t.Cleanup(func() {
-		shutdown()
-		if t.Failed() {
-			t.Logf("server logs:\n%s", logs.String())
-		}
-	})
-	c := &http.Client{Timeout: 10 * time.Second}
-	obsWaitHealthy(t, c, base+"/healthz")
+	st := startStack(t, cfg, stackOptions{})
+	logs := st.ServerLogs
 
 	token := "pm_obs_" + obsTokenPart
 	// 1. The async payment whose trace is checked.
-	r := obsDo(t, c, http.MethodPost, base+"/payments", obsAPIKey, "obs-async-1",
+	r := obsDo(st, http.MethodPost, "/payments", obsAPIKey, "obs-async-1",
 		`{"amount":4200,"currency":"GBP","payment_method":"`+token+`","origin":"pos","metadata":{"order":"A-1"}}`, "Prefer", "respond-async")
-	if r.status != http.StatusAccepted {
-		t.Fatalf("async create: %d %v", r.status, r.body)
+	if r.Status != http.StatusAccepted {
+		t.Fatalf("async create: %d %v", r.Status, r.JSON)
 	}
-	asyncID, _ := r.body["id"].(string)
-	obsWaitStatus(t, c, base, asyncID, "captured")
+	asyncID, _ := r.JSON["id"].(string)
+	obsWaitStatus(t, st, asyncID, payments.StatusCaptured)
 
 	// 2. Sync payments: approved, replayed, reused key (409), declined (402).
 	body := `{"amount":1999,"currency":"EUR","payment_method":"` + token + `","origin":"web"}`
-	if r := obsDo(t, c, http.MethodPost, base+"/payments", obsAPIKey, "obs-sync-1", body); r.status != http.StatusCreated {
-		t.Fatalf("sync create: %d %v", r.status, r.body)
+	if r := obsDo(st, http.MethodPost, "/payments", obsAPIKey, "obs-sync-1", body); r.Status != http.StatusCreated {
+		t.Fatalf("sync create: %d %v", r.Status, r.JSON)
 	}
-	if r := obsDo(t, c, http.MethodPost, base+"/payments", obsAPIKey, "obs-sync-1", body); r.status != http.StatusCreated || r.header.Get("Idempotent-Replayed") != "true" {
-		t.Fatalf("replay: %d %v", r.status, r.header)
+	if r := obsDo(st, http.MethodPost, "/payments", obsAPIKey, "obs-sync-1", body); r.Status != http.StatusCreated || r.Header.Get("Idempotent-Replayed") != "true" {
+		t.Fatalf("replay: %d %v", r.Status, r.Header)
 	}
-	if r := obsDo(t, c, http.MethodPost, base+"/payments", obsAPIKey, "obs-sync-1", strings.Replace(body, "1999", "2999", 1)); r.status != http.StatusConflict {
-		t.Fatalf("reused key: %d %v", r.status, r.body)
+	if r := obsDo(st, http.MethodPost, "/payments", obsAPIKey, "obs-sync-1", strings.Replace(body, "1999", "2999", 1)); r.Status != http.StatusConflict {
+		t.Fatalf("reused key: %d %v", r.Status, r.JSON)
 	}
-	if r := obsDo(t, c, http.MethodPost, base+"/payments", obsAPIKey, "obs-decline-1",
-		`{"amount":1999,"currency":"EUR","payment_method":"pm_card_insufficientFunds"}`); r.status != http.StatusPaymentRequired {
-		t.Fatalf("decline: %d %v", r.status, r.body)
+	if r := obsDo(st, http.MethodPost, "/payments", obsAPIKey, "obs-decline-1",
+		`{"amount":1999,"currency":"EUR","payment_method":"pm_card_insufficientFunds"}`); r.Status != http.StatusPaymentRequired {
+		t.Fatalf("decline: %d %v", r.Status, r.JSON)
 	}
 
 	// 3. An async payment the gateway keeps failing: retried, then failed
 	// and dead-lettered.
-	r = obsDo(t, c, http.MethodPost, base+"/payments", obsAPIKey, "obs-async-fail",
+	r = obsDo(st, http.MethodPost, "/payments", obsAPIKey, "obs-async-fail",
 		`{"amount":500,"currency":"EUR","payment_method":"pm_card_processingError","origin":"pos"}`, "Prefer", "respond-async")
-	if r.status != http.StatusAccepted {
-		t.Fatalf("async failing create: %d %v", r.status, r.body)
+	if r.Status != http.StatusAccepted {
+		t.Fatalf("async failing create: %d %v", r.Status, r.JSON)
 	}
-	obsWaitStatus(t, c, base, r.body["id"].(string), "failed")
+	obsWaitStatus(t, st, r.JSON["id"].(string), payments.StatusFailed)
 
 	// 4. Card numbers where they do not belong, and wrong keys.
-	if r := obsDo(t, c, http.MethodPost, base+"/payments", obsAPIKey, "obs-pan-meta",
-		`{"amount":100,"currency":"EUR","payment_method":"pm_card_visa","metadata":{"note":"card `+obsPANMeta+`","other":"`+obsPANSpaced+`"}}`); r.status != http.StatusUnprocessableEntity {
-		t.Fatalf("PAN in metadata: %d %v", r.status, r.body)
+	if r := obsDo(st, http.MethodPost, "/payments", obsAPIKey, "obs-pan-meta",
+		`{"amount":100,"currency":"EUR","payment_method":"pm_card_visa","metadata":{"note":"card `+obsPANMeta+`","other":"`+obsPANSpaced+`"}}`); r.Status != http.StatusUnprocessableEntity {
+		t.Fatalf("PAN in metadata: %d %v", r.Status, r.JSON)
 	}
-	if r := obsDo(t, c, http.MethodPost, base+"/payments", obsAPIKey, "obs-pan-field",
-		`{"amount":100,"currency":"EUR","payment_method":"pm_card_visa","card_number":"`+obsPANField+`"}`); r.status != http.StatusBadRequest {
-		t.Fatalf("PAN in an unknown field: %d %v", r.status, r.body)
+	if r := obsDo(st, http.MethodPost, "/payments", obsAPIKey, "obs-pan-field",
+		`{"amount":100,"currency":"EUR","payment_method":"pm_card_visa","card_number":"`+obsPANField+`"}`); r.Status != http.StatusBadRequest {
+		t.Fatalf("PAN in an unknown field: %d %v", r.Status, r.JSON)
 	}
-	if r := obsDo(t, c, http.MethodPost, base+"/payments", obsAPIKey, "obs-pan-pm",
-		`{"amount":100,"currency":"EUR","payment_method":"`+obsPANField+`"}`); r.status != http.StatusUnprocessableEntity {
-		t.Fatalf("PAN as payment method: %d %v", r.status, r.body)
+	if r := obsDo(st, http.MethodPost, "/payments", obsAPIKey, "obs-pan-pm",
+		`{"amount":100,"currency":"EUR","payment_method":"`+obsPANField+`"}`); r.Status != http.StatusUnprocessableEntity {
+		t.Fatalf("PAN as payment method: %d %v", r.Status, r.JSON)
 	}
-	if r := obsDo(t, c, http.MethodGet, base+"/payments/"+asyncID, obsWrongKey, "", ""); r.status != http.StatusUnauthorized {
-		t.Fatalf("wrong key: %d", r.status)
+	if r := obsDo(st, http.MethodGet, "/payments/"+asyncID, obsWrongKey, "", ""); r.Status != http.StatusUnauthorized {
+		t.Fatalf("wrong key: %d", r.Status)
 	}
-	if r := obsDo(t, c, http.MethodGet, base+"/admin/mode", obsAdminKey, "", ""); r.status != http.StatusOK {
-		t.Fatalf("admin: %d %v", r.status, r.body)
+	if r := obsDo(st, http.MethodGet, "/admin/mode", obsAdminKey, "", ""); r.Status != http.StatusOK {
+		t.Fatalf("admin: %d %v", r.Status, r.JSON)
 	}
 
 	// 5. Every metric the dashboard and the alerts query is in a real
 	// scrape of /metrics, and the scrape holds no secret.
-	scraped, text := obsScrape(t, c, base+"/metrics")
+	scraped, text := obsScrape(t, st, "/metrics")
 	obsCheckQueriedMetrics(t, repo, scraped)
 
 	// 6. The queue gauges are read at each periodic export while the bus
@@ -295,7 +183,7 @@ func TestObservabilityEndToEnd(t *testing.T) {
 	}) {
 		t.Error("no periodic metric export with the DLQ gauge")
 	}
-	shutdown()
+	st.Stop()
 	spans := sink.Spans()
 	points := sink.MetricPoints()
 
@@ -334,24 +222,6 @@ func TestObservabilityEndToEnd(t *testing.T) {
 			}
 		}
 	})
-}
-
-func obsWaitHealthy(t *testing.T, c *http.Client, u string) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		res, err := c.Get(u)
-		if err == nil {
-			res.Body.Close()
-			if res.StatusCode == http.StatusOK {
-				return
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s not healthy: %v", u, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // obsCheckQueriedMetrics: every metric name in the dashboard's and the

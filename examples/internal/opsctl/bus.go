@@ -22,12 +22,8 @@ func (c *cli) busProvision(args []string) error {
 	maxAttempts := fs.Int("max-attempts", 0, "dead-letter policy MaxDeliveryAttempts, 5-100 (default 5)")
 	ackDeadline := fs.Duration("ack-deadline", 0, "subscription ack deadline (default 30s)")
 	dlqTopic := fs.String("dead-letter-topic", "", "dead-letter topic ID (default <subscription>.dlq)")
-	pos, err := parse(fs, args)
-	if err != nil {
+	if err := parseNoArgs(fs, args); err != nil {
 		return err
-	}
-	if len(pos) > 0 {
-		return usagef("bus provision takes no arguments, got %q", pos)
 	}
 	_, subURL, err := c.Config.BusURLs()
 	if err != nil {

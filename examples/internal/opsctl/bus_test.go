@@ -1,7 +1,6 @@
 package opsctl_test
 
 import (
-	"bytes"
 	"context"
 	"strings"
 	"testing"
@@ -10,23 +9,11 @@ import (
 	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
 	"cloud.google.com/go/pubsub/v2/pstest"
 
-	"github.com/payrail/payrail/examples/internal/config"
 	"github.com/payrail/payrail/examples/internal/opsctl"
 )
 
-// busRun executes opsctl against a pstest server (Google's in-process
-// Pub/Sub) reached through PUBSUB_EMULATOR_HOST.
-func busRun(t *testing.T, env map[string]string, args ...string) (int, string, string) {
-	t.Helper()
-	cfg, err := config.Parse(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
-	if err != nil {
-		t.Fatalf("config: %v", err)
-	}
-	var out, errOut bytes.Buffer
-	code := opsctl.Run(context.Background(), opsctl.Env{Config: cfg, Stdout: &out, Stderr: &errOut}, args)
-	return code, out.String(), errOut.String()
-}
-
+// TestBusProvisionPubSub runs opsctl against a pstest server (Google's
+// in-process Pub/Sub) reached through PUBSUB_EMULATOR_HOST.
 func TestBusProvisionPubSub(t *testing.T) {
 	srv := pstest.NewServer()
 	t.Cleanup(func() { _ = srv.Close() })
@@ -39,7 +26,7 @@ func TestBusProvisionPubSub(t *testing.T) {
 	}
 
 	// Dry run: reports, creates nothing.
-	code, out, errOut := busRun(t, env, "bus", "provision")
+	code, out, errOut := run(t, env, "bus", "provision")
 	if code != opsctl.ExitOK {
 		t.Fatalf("dry run = %d, stderr %s", code, errOut)
 	}
@@ -62,7 +49,7 @@ func TestBusProvisionPubSub(t *testing.T) {
 	}
 
 	// Apply, with a policy of 7 attempts.
-	code, out, errOut = busRun(t, env, "bus", "provision", "--apply", "--max-attempts", "7")
+	code, out, errOut = run(t, env, "bus", "provision", "--apply", "--max-attempts", "7")
 	if code != opsctl.ExitOK {
 		t.Fatalf("apply = %d, stderr %s", code, errOut)
 	}
@@ -78,17 +65,17 @@ func TestBusProvisionPubSub(t *testing.T) {
 	}
 
 	// Again: everything exists.
-	code, out, _ = busRun(t, env, "bus", "provision", "--apply", "--max-attempts", "7")
+	code, out, _ = run(t, env, "bus", "provision", "--apply", "--max-attempts", "7")
 	if code != opsctl.ExitOK || strings.Count(out, "exists") != 4 {
 		t.Errorf("second apply = %d:\n%s; want 4 existing resources", code, out)
 	}
 
 	// Below the service's minimum of 5 attempts: a usage error, nothing sent.
-	if code, _, errOut := busRun(t, env, "bus", "provision", "--apply", "--max-attempts", "3"); code != opsctl.ExitUsage || !strings.Contains(errOut, "5 to 100") {
+	if code, _, errOut := run(t, env, "bus", "provision", "--apply", "--max-attempts", "3"); code != opsctl.ExitUsage || !strings.Contains(errOut, "5 to 100") {
 		t.Errorf("--max-attempts 3 = %d %s; want a usage error", code, errOut)
 	}
 	// Another adapter: refused.
-	if code, _, errOut := busRun(t, map[string]string{"MESSAGE_BUS_ADAPTER": "kafka", "KAFKA_BROKERS": "localhost:9092"}, "bus", "provision"); code != opsctl.ExitUsage || !strings.Contains(errOut, "pubsub") {
+	if code, _, errOut := run(t, map[string]string{"MESSAGE_BUS_ADAPTER": "kafka", "KAFKA_BROKERS": "localhost:9092"}, "bus", "provision"); code != opsctl.ExitUsage || !strings.Contains(errOut, "pubsub") {
 		t.Errorf("kafka adapter = %d %s; want a usage error naming pubsub", code, errOut)
 	}
 }

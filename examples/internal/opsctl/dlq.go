@@ -2,7 +2,6 @@ package opsctl
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -57,10 +56,8 @@ func (c *cli) busWith(args []string, open subOpener) error {
 }
 
 func (c *cli) busStats(args []string, open subOpener) error {
-	if pos, err := parse(c.flags("bus stats"), args); err != nil {
+	if err := parseNoArgs(c.flags("bus stats"), args); err != nil {
 		return err
-	} else if len(pos) > 0 {
-		return usagef("bus stats takes no arguments, got %q", pos)
 	}
 	sub, err := open(c.ctx, c.Config)
 	if err != nil {
@@ -106,10 +103,8 @@ func (c *cli) dlqList(args []string, open subOpener) error {
 	limit := fs.Int("limit", 100, "list at most N dead letters")
 	body := fs.Bool("body", false, "also print each message body (the payment command)")
 	asJSON := fs.Bool("json", false, "one JSON object per line")
-	if pos, err := parse(fs, args); err != nil {
+	if err := parseNoArgs(fs, args); err != nil {
 		return err
-	} else if len(pos) > 0 {
-		return usagef("bus dlq ls takes no arguments, got %q", pos)
 	}
 	if *limit <= 0 {
 		return usagef("--limit must be positive")
@@ -152,13 +147,7 @@ func (c *cli) dlqList(args []string, open subOpener) error {
 		views = append(views, v)
 	}
 	if *asJSON {
-		enc := json.NewEncoder(c.Stdout)
-		for _, v := range views {
-			if err := enc.Encode(v); err != nil {
-				return err
-			}
-		}
-		return nil
+		return writeJSONLines(c.Stdout, views)
 	}
 	w := tabwriter.NewWriter(c.Stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(w, "ID\tPAYMENT\tMERCHANT\tATTEMPT\tDEAD-LETTERED\tTRACE\tREASON")
@@ -203,10 +192,8 @@ func (c *cli) dlqRedrive(args []string, open subOpener) error {
 	fs := c.flags("bus dlq redrive")
 	limit := fs.Int("limit", 0, "redrive at most N dead letters (default: all)")
 	apply := fs.Bool("apply", false, "redrive (default: print what would be redriven)")
-	if pos, err := parse(fs, args); err != nil {
+	if err := parseNoArgs(fs, args); err != nil {
 		return err
-	} else if len(pos) > 0 {
-		return usagef("bus dlq redrive takes no arguments, got %q", pos)
 	}
 	if *limit < 0 {
 		return usagef("--limit must not be negative")

@@ -1,7 +1,6 @@
 package opsctl_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,26 +10,17 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kfake"
-
 	"github.com/payrail/payrail/bus"
-	"github.com/payrail/payrail/bus/kafka"
-	"github.com/payrail/payrail/examples/internal/config"
+	"github.com/payrail/payrail/examples/internal/apptest"
 	"github.com/payrail/payrail/examples/internal/opsctl"
 )
 
-// dlqRun executes opsctl with the environment env.
+// dlqRun executes opsctl with the environment env, for up to a minute.
 func dlqRun(t *testing.T, env map[string]string, args ...string) (int, string, string) {
 	t.Helper()
-	cfg, err := config.Parse(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
-	if err != nil {
-		t.Fatalf("config: %v", err)
-	}
-	var out, errOut bytes.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	code := opsctl.Run(ctx, opsctl.Env{Config: cfg, Stdout: &out, Stderr: &errOut}, args)
-	return code, out.String(), errOut.String()
+	return runContext(t, ctx, env, args...)
 }
 
 // TestBusDLQ dead-letters payment commands on a Kafka cluster (kfake, an
@@ -38,21 +28,13 @@ func dlqRun(t *testing.T, env map[string]string, args ...string) (int, string, s
 // redrives them with opsctl bus stats / dlq ls / dlq redrive, as the
 // runbook "messages stuck in the queue" does.
 func TestBusDLQ(t *testing.T) {
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.DefaultNumPartitions(2))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cluster.Close)
-	brokers := strings.Join(cluster.ListenAddrs(), ",")
+	const topicName, group = "payments-dlq-cli", "payments-worker-dlq-cli"
+	brokers := apptest.Kafka(t, 2, topicName)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	const topicName, group = "payments-dlq-cli", "payments-worker-dlq-cli"
-	if err := kafka.EnsureTopic(ctx, "kafka://"+brokers+"/"+topicName); err != nil {
-		t.Fatalf("EnsureTopic: %v", err)
-	}
 	env := map[string]string{"MESSAGE_BUS_ADAPTER": "kafka", "KAFKA_BROKERS": brokers,
 		"PAYMENTS_TOPIC": topicName, "KAFKA_GROUP_ID": group}
-	cfg, err := config.Parse(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	cfg, err := parseEnv(env)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -198,6 +198,19 @@ func parse(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
+// parseNoArgs parses the flags of a command that takes no positional
+// arguments.
+func parseNoArgs(fs *flag.FlagSet, args []string) error {
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usagef("%s takes no arguments, got %q", fs.Name(), pos)
+	}
+	return nil
+}
+
 // openKeys opens the idempotency store; memory:// is refused, since it
 // lives inside the server process.
 func (c *cli) openKeys() (*idempotency.Store, error) {
@@ -319,12 +332,8 @@ func (c *cli) keysList(args []string) error {
 	onlyStuck := fs.Bool("stuck", false, "only in-progress records whose lease lapsed")
 	limit := fs.Int("limit", 100, "at most this many records")
 	asJSON := fs.Bool("json", false, "one JSON object per line")
-	pos, err := parse(fs, args)
-	if err != nil {
+	if err := parseNoArgs(fs, args); err != nil {
 		return err
-	}
-	if len(pos) > 0 {
-		return usagef("keys ls takes no arguments, got %q", pos)
 	}
 	st, err := validState(*state)
 	if err != nil {
@@ -351,13 +360,11 @@ func (c *cli) keysList(args []string) error {
 		return fmt.Errorf("listing keys: %w", err)
 	}
 	if *asJSON {
-		enc := json.NewEncoder(c.Stdout)
-		for _, r := range recs {
-			if err := enc.Encode(view(r, now, false)); err != nil {
-				return err
-			}
+		views := make([]recordView, len(recs))
+		for i, r := range recs {
+			views[i] = view(r, now, false)
 		}
-		return nil
+		return writeJSONLines(c.Stdout, views)
 	}
 	tw := tabwriter.NewWriter(c.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "MERCHANT\tKEY\tSTATE\tFLAGS\tRESOURCE\tLEASE_EXPIRES\tEXPIRES")
@@ -379,6 +386,17 @@ func (c *cli) keysList(args []string) error {
 	return nil
 }
 
+// writeJSONLines writes each of vs to w as a JSON object on a line.
+func writeJSONLines[T any](w io.Writer, vs []T) error {
+	enc := json.NewEncoder(w)
+	for _, v := range vs {
+		if err := enc.Encode(v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func orDash(s string) string {
 	if s == "" {
 		return "-"
@@ -386,41 +404,47 @@ func orDash(s string) string {
 	return s
 }
 
-func oneKey(cmd string, pos []string, merchant string) (string, error) {
-	if merchant == "" {
-		return "", usagef("%s needs --merchant", cmd)
+// readKey parses the flags of a command on one key (fs, given its other
+// flags, gets --merchant here; the KEY is the one positional argument),
+// opens the idempotency store and reads the key's record. A missing record
+// is an error whose message ends with notFound. The caller closes the
+// store.
+func (c *cli) readKey(fs *flag.FlagSet, args []string, notFound string) (*idempotency.Store, *idempotency.Record, error) {
+	merchant := fs.String("merchant", "", "the key's merchant (required)")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return nil, nil, err
+	}
+	if *merchant == "" {
+		return nil, nil, usagef("%s needs --merchant", fs.Name())
 	}
 	if len(pos) != 1 {
-		return "", usagef("%s needs exactly one KEY argument", cmd)
+		return nil, nil, usagef("%s needs exactly one KEY argument", fs.Name())
 	}
-	return pos[0], nil
+	s, err := c.openKeys()
+	if err != nil {
+		return nil, nil, err
+	}
+	r, err := s.Get(c.ctx, *merchant, pos[0])
+	if err != nil {
+		_ = s.Close()
+		if errors.Is(err, idempotency.ErrNotFound) {
+			return nil, nil, fmt.Errorf("no record for merchant %q key %q%s", *merchant, pos[0], notFound)
+		}
+		return nil, nil, fmt.Errorf("reading the key: %w", err)
+	}
+	return s, r, nil
 }
 
 func (c *cli) keysShow(args []string) error {
 	fs := c.flags("keys show")
-	merchant := fs.String("merchant", "", "the key's merchant (required)")
 	body := fs.Bool("body", false, "also print the stored response body")
 	asJSON := fs.Bool("json", false, "print JSON")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	key, err := oneKey("keys show", pos, *merchant)
-	if err != nil {
-		return err
-	}
-	s, err := c.openKeys()
+	s, r, err := c.readKey(fs, args, "")
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	r, err := s.Get(c.ctx, *merchant, key)
-	if errors.Is(err, idempotency.ErrNotFound) {
-		return fmt.Errorf("no record for merchant %q key %q", *merchant, key)
-	}
-	if err != nil {
-		return fmt.Errorf("reading the key: %w", err)
-	}
 	now := c.Now()
 	v := view(r, now, *body)
 	if *asJSON {
@@ -467,12 +491,8 @@ func (c *cli) keysPurge(args []string) error {
 	fs := c.flags("keys purge")
 	merchant := fs.String("merchant", "", "only this merchant's keys")
 	apply := fs.Bool("apply", false, "delete (default: dry run)")
-	pos, err := parse(fs, args)
-	if err != nil {
+	if err := parseNoArgs(fs, args); err != nil {
 		return err
-	}
-	if len(pos) > 0 {
-		return usagef("keys purge takes no arguments, got %q", pos)
 	}
 	s, err := c.openKeys()
 	if err != nil {
@@ -515,29 +535,13 @@ func (c *cli) keysPurge(args []string) error {
 
 func (c *cli) keysRelease(args []string) error {
 	fs := c.flags("keys release")
-	merchant := fs.String("merchant", "", "the key's merchant (required)")
 	force := fs.Bool("force", false, "release even if the lease is live or the payment exists")
 	apply := fs.Bool("apply", false, "release (default: dry run)")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	key, err := oneKey("keys release", pos, *merchant)
-	if err != nil {
-		return err
-	}
-	s, err := c.openKeys()
+	s, r, err := c.readKey(fs, args, ": nothing to release")
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	r, err := s.Get(c.ctx, *merchant, key)
-	if errors.Is(err, idempotency.ErrNotFound) {
-		return fmt.Errorf("no record for merchant %q key %q: nothing to release", *merchant, key)
-	}
-	if err != nil {
-		return fmt.Errorf("reading the key: %w", err)
-	}
 	now := c.Now()
 	if r.State != idempotency.StateInProgress {
 		return fmt.Errorf("refused: %s %s is %s, not in progress: its stored result is replayed to retries (expired records are removed by `keys purge`)", r.Merchant, r.Key, r.State)
@@ -601,12 +605,8 @@ func (c *cli) paymentExists(r *idempotency.Record) (string, error) {
 func (c *cli) dbMigrate(args []string) error {
 	fs := c.flags("db migrate")
 	apply := fs.Bool("apply", false, "apply (default: print the SQL)")
-	pos, err := parse(fs, args)
-	if err != nil {
+	if err := parseNoArgs(fs, args); err != nil {
 		return err
-	}
-	if len(pos) > 0 {
-		return usagef("db migrate takes no arguments, got %q", pos)
 	}
 	type target struct {
 		variable, url string

@@ -40,15 +40,26 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// parseEnv parses the configuration from the variables of env alone.
+func parseEnv(env map[string]string) (*config.Config, error) {
+	return config.Parse(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+}
+
 // run executes opsctl with env vars and returns its status and output.
 func run(t *testing.T, env map[string]string, args ...string) (int, string, string) {
 	t.Helper()
-	cfg, err := config.Parse(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	return runContext(t, context.Background(), env, args...)
+}
+
+// runContext is run with the context ctx.
+func runContext(t *testing.T, ctx context.Context, env map[string]string, args ...string) (int, string, string) {
+	t.Helper()
+	cfg, err := parseEnv(env)
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}
 	var out, errOut bytes.Buffer
-	code := opsctl.Run(context.Background(), opsctl.Env{Config: cfg, Stdout: &out, Stderr: &errOut}, args)
+	code := opsctl.Run(ctx, opsctl.Env{Config: cfg, Stdout: &out, Stderr: &errOut}, args)
 	return code, out.String(), errOut.String()
 }
 

@@ -48,12 +48,8 @@ func (c *cli) busProvisionSNSSQS(args []string) error {
 	maxReceive := fs.Int("max-receive-count", defMax, "receives after which SQS moves a message to the dead-letter queue")
 	visibility := fs.Duration("visibility", 30*time.Second, "the queue's visibility timeout (the worker's ack deadline)")
 	apply := fs.Bool("apply", false, "create or update (default: print what would be done)")
-	pos, err := parse(fs, args)
-	if err != nil {
+	if err := parseNoArgs(fs, args); err != nil {
 		return err
-	}
-	if len(pos) > 0 {
-		return usagef("bus provision takes no arguments, got %q", pos)
 	}
 	if *maxReceive < cfg.MaxAttempts {
 		return usagef("--max-receive-count %d is below PAYMENTS_MAX_ATTEMPTS %d: SQS would move messages to the dead-letter queue before the worker's last attempt", *maxReceive, cfg.MaxAttempts)

@@ -1,7 +1,6 @@
 package opsctl_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"strings"
@@ -13,23 +12,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/payrail/payrail/bus"
-	"github.com/payrail/payrail/examples/internal/config"
 	"github.com/payrail/payrail/examples/internal/opsctl"
 	"github.com/payrail/payrail/internal/testkit"
 	"github.com/payrail/payrail/internal/testkit/fauxqs"
 )
-
-// snssqsRun executes opsctl with the configuration env.
-func snssqsRun(t *testing.T, env map[string]string, args ...string) (int, string, string) {
-	t.Helper()
-	cfg, err := config.Parse(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
-	if err != nil {
-		t.Fatalf("config: %v", err)
-	}
-	var out, errOut bytes.Buffer
-	code := opsctl.Run(context.Background(), opsctl.Env{Config: cfg, Stdout: &out, Stderr: &errOut}, args)
-	return code, out.String(), errOut.String()
-}
 
 // TestBusProvisionSNSSQS provisions through opsctl against fauxqs (an
 // SNS/SQS emulator reached through AWS_ENDPOINT_URL), then configures the
@@ -50,7 +36,7 @@ func TestBusProvisionSNSSQS(t *testing.T) {
 	env := map[string]string{"MESSAGE_BUS_ADAPTER": "sns-sqs", "QUEUE_TYPE": "fifo", "PAYMENTS_MAX_ATTEMPTS": "3"}
 
 	// Dry run: the plan, nothing created.
-	code, out, errOut := snssqsRun(t, env, "bus", "provision", "--name", "ops-pay")
+	code, out, errOut := run(t, env, "bus", "provision", "--name", "ops-pay")
 	if code != opsctl.ExitOK {
 		t.Fatalf("dry run = %d, stderr %s", code, errOut)
 	}
@@ -64,15 +50,15 @@ func TestBusProvisionSNSSQS(t *testing.T) {
 	}
 
 	// Refused: SQS would dead-letter before the worker's last attempt.
-	if code, _, errOut := snssqsRun(t, env, "bus", "provision", "--name", "ops-pay", "--max-receive-count", "2"); code != opsctl.ExitUsage || !strings.Contains(errOut, "PAYMENTS_MAX_ATTEMPTS") {
+	if code, _, errOut := run(t, env, "bus", "provision", "--name", "ops-pay", "--max-receive-count", "2"); code != opsctl.ExitUsage || !strings.Contains(errOut, "PAYMENTS_MAX_ATTEMPTS") {
 		t.Errorf("--max-receive-count 2 = %d, %s", code, errOut)
 	}
-	if code, _, errOut := snssqsRun(t, env, "bus", "provision", "--name", "bad name"); code != opsctl.ExitUsage {
+	if code, _, errOut := run(t, env, "bus", "provision", "--name", "bad name"); code != opsctl.ExitUsage {
 		t.Errorf("--name 'bad name' = %d, %s", code, errOut)
 	}
 
 	// Apply, then configure the deployment from the printed variables.
-	code, out, errOut = snssqsRun(t, env, "bus", "provision", "--name", "ops-pay", "--apply")
+	code, out, errOut = run(t, env, "bus", "provision", "--name", "ops-pay", "--apply")
 	if code != opsctl.ExitOK {
 		t.Fatalf("apply = %d, stderr %s", code, errOut)
 	}
@@ -87,7 +73,7 @@ func TestBusProvisionSNSSQS(t *testing.T) {
 		t.Fatalf("apply printed %v:\n%s", printed, out)
 	}
 	printed["PAYMENTS_MAX_ATTEMPTS"] = "3"
-	cfg, err := config.Parse(func(k string) (string, bool) { v, ok := printed[k]; return v, ok })
+	cfg, err := parseEnv(printed)
 	if err != nil {
 		t.Fatalf("the printed configuration does not load: %v", err)
 	}
@@ -112,7 +98,7 @@ func TestBusProvisionSNSSQS(t *testing.T) {
 		t.Fatal(err)
 	}
 	// bus stats (dlq.go) reads the provisioned queue.
-	code, out, errOut = snssqsRun(t, printed, "bus", "stats")
+	code, out, errOut = run(t, printed, "bus", "stats")
 	if code != opsctl.ExitOK || !strings.Contains(out, "BACKLOG") {
 		t.Fatalf("bus stats = %d, %s %s", code, out, errOut)
 	}
@@ -134,7 +120,7 @@ func TestBusProvisionSNSSQS(t *testing.T) {
 	stop()
 	var ls string
 	for range 50 { // the dead-lettering settles just after the handler returns
-		if code, ls, errOut = snssqsRun(t, printed, "bus", "dlq", "ls"); code == opsctl.ExitOK && strings.Contains(ls, "gateway says no") {
+		if code, ls, errOut = run(t, printed, "bus", "dlq", "ls"); code == opsctl.ExitOK && strings.Contains(ls, "gateway says no") {
 			break
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -142,12 +128,12 @@ func TestBusProvisionSNSSQS(t *testing.T) {
 	if !strings.Contains(ls, "gateway says no") || !strings.Contains(ls, "1 dead letter") {
 		t.Fatalf("bus dlq ls = %d:\n%s%s", code, ls, errOut)
 	}
-	if code, out, errOut := snssqsRun(t, printed, "bus", "dlq", "redrive", "--apply"); code != opsctl.ExitOK || !strings.Contains(out, "redrove 1") {
+	if code, out, errOut := run(t, printed, "bus", "dlq", "redrive", "--apply"); code != opsctl.ExitOK || !strings.Contains(out, "redrove 1") {
 		t.Fatalf("bus dlq redrive --apply = %d: %s%s", code, out, errOut)
 	}
 
 	// Again: idempotent.
-	if code, _, errOut := snssqsRun(t, env, "bus", "provision", "--name", "ops-pay", "--apply"); code != opsctl.ExitOK {
+	if code, _, errOut := run(t, env, "bus", "provision", "--name", "ops-pay", "--apply"); code != opsctl.ExitOK {
 		t.Errorf("second apply = %d, %s", code, errOut)
 	}
 }

@@ -112,27 +112,14 @@ func Run(ctx context.Context, cfg *config.Config, d Deps) (err error) {
 	var cl app.Closers
 	defer func() { err = errors.Join(err, cl.CloseAll(log)) }()
 
-	ln, err := app.Listen(d.Listener, "PORT", cfg.Port)
-	if err != nil {
-		return err
-	}
-	cl.Add("listener", app.CloseListener(ln))
-
 	// Telemetry: OTLP export per the OTEL_* environment, and /metrics.
-	reg, err := app.NewRegistry()
-	if err != nil {
-		return err
-	}
-	if err := app.SetupTelemetry(ctx, cfg, serviceName, reg, &cl); err != nil {
-		return err
-	}
-
-	gw, err := app.OpenRouter(ctx, cfg, log, &cl) // GATEWAY_URL, GATEWAY_URLS, GATEWAY_ROUTES
+	ln, reg, err := app.ListenWithTelemetry(ctx, cfg, serviceName,
+		app.Endpoint{Listener: d.Listener, Variable: "PORT", Port: cfg.Port, Name: "listener"}, &cl)
 	if err != nil {
 		return err
 	}
 
-	idem, err := app.OpenIdempotency(ctx, cfg, &cl)
+	b, err := app.OpenBackends(ctx, cfg, d.Store, log, &cl)
 	if err != nil {
 		return err
 	}
@@ -140,15 +127,7 @@ func Run(ctx context.Context, cfg *config.Config, d Deps) (err error) {
 		log.Warn("IDEMPOTENCY_URL is memory://: idempotency keys are not shared between replicas; use a shared store when running more than one")
 	}
 
-	store := d.Store
-	if store == nil {
-		if store, err = openStore(ctx, cfg); err != nil {
-			return err
-		}
-		cl.Add("payment store", store.Close)
-	}
-
-	popts := app.ProcessorOptions(cfg, gw, idem, store, log)
+	var popts []payments.Option
 	if cfg.InMemoryBus() {
 		// Without WithTopic, payments.New creates a private in-memory bus
 		// that NewWorker consumes in this process.
@@ -168,22 +147,15 @@ func Run(ctx context.Context, cfg *config.Config, d Deps) (err error) {
 		log.Info("message bus: publishing async payment commands; run examples/worker to process them",
 			"adapter", cfg.MessageBusAdapter, "topic", config.Redact(topicURL))
 	}
-	p, err := payments.New(popts...)
+	p, err := b.NewProcessor(cfg, log, &cl, popts...)
 	if err != nil {
-		return fmt.Errorf("payments processor: %w", err)
+		return err
 	}
-	cl.Add("processor", p.Close)
 
 	var worker *payments.Worker
 	if cfg.InMemoryBus() {
-		// The worker also runs the reconciler, which settles payments left
-		// processing with an unknown outcome through the gateway's Lookup.
-		rec, err := payments.NewReconciler(p, payments.WithReconcileLogger(log))
-		if err != nil {
-			return fmt.Errorf("reconciler: %w", err)
-		}
-		if worker, err = payments.NewWorker(p, payments.WithWorkerLogger(log), payments.WithReconciler(rec)); err != nil {
-			return fmt.Errorf("in-process worker: %w", err)
+		if worker, err = app.NewWorker(p, log, "in-process worker"); err != nil {
+			return err
 		}
 	}
 
@@ -192,7 +164,7 @@ func Run(ctx context.Context, cfg *config.Config, d Deps) (err error) {
 		return app.ConfigError{Err: err}
 	}
 	api := payments.NewHandler(p, auth, payments.WithHandlerLogger(log))
-	if err := app.MountRoutingAdmin(api, gw); err != nil { // /admin/routes, /admin/gateways
+	if err := app.MountRoutingAdmin(api, b.Router); err != nil { // /admin/routes, /admin/gateways
 		return fmt.Errorf("routing admin: %w", err)
 	}
 
@@ -349,16 +321,6 @@ func authenticator(cfg *config.Config, log *slog.Logger) (payments.Authenticator
 	}
 	log.Info("authentication: API keys required", "merchant_keys", len(cfg.APIKeys), "admin_keys", len(cfg.AdminKeys))
 	return auth, nil
-}
-
-// openStore opens the payment store PAYMENTS_STORE_URL names, by its
-// registered scheme (see examples/internal/drivers).
-func openStore(ctx context.Context, cfg *config.Config) (payments.Store, error) {
-	s, err := payments.OpenStore(ctx, cfg.PaymentsStoreURL)
-	if err != nil {
-		return nil, app.OpenError("PAYMENTS_STORE_URL", err, payments.ErrUnknownStoreDriver)
-	}
-	return s, nil
 }
 
 // spanName names server spans after the matched route: "POST /payments",

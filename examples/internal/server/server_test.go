@@ -16,27 +16,9 @@ import (
 	"time"
 
 	"github.com/payrail/payrail/examples/internal/app"
-	"github.com/payrail/payrail/examples/internal/config"
+	"github.com/payrail/payrail/examples/internal/apptest"
 	"github.com/payrail/payrail/payments"
 )
-
-// syncBuffer is a bytes.Buffer safe for the server's concurrent logging.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // countingStore counts created payments: async ones are created pending,
 // sync ones processing.
@@ -57,34 +39,12 @@ func (s *countingStore) Create(ctx context.Context, p *payments.Payment) error {
 	return err
 }
 
-// testConfig isolates the test from the developer's environment and .env,
-// applies env and loads the configuration.
-func testConfig(t *testing.T, env map[string]string) *config.Config {
-	t.Helper()
-	t.Chdir(t.TempDir())
-	for _, n := range config.Names() {
-		t.Setenv(n, "")
-	}
-	for _, n := range []string{"OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-		"OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "OTEL_TRACES_EXPORTER", "OTEL_METRICS_EXPORTER", "OTEL_SERVICE_NAME"} {
-		t.Setenv(n, "")
-	}
-	for k, v := range env {
-		t.Setenv(k, v)
-	}
-	cfg, err := config.Load()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cfg
-}
-
 type testServer struct {
 	t      *testing.T
 	base   string
 	client *http.Client
 	store  *countingStore
-	logs   *syncBuffer
+	logs   *apptest.SyncBuffer
 	cancel context.CancelFunc
 	done   chan error
 }
@@ -93,7 +53,7 @@ type testServer struct {
 // until it serves /healthz.
 func start(t *testing.T, env map[string]string) *testServer {
 	t.Helper()
-	cfg := testConfig(t, env)
+	cfg := apptest.Config(t, env)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -104,7 +64,7 @@ func start(t *testing.T, env map[string]string) *testServer {
 		base:   "http://" + ln.Addr().String(),
 		client: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}},
 		store:  &countingStore{MemoryStore: payments.NewMemoryStore()},
-		logs:   &syncBuffer{},
+		logs:   &apptest.SyncBuffer{},
 		cancel: cancel,
 		done:   make(chan error, 1),
 	}
@@ -532,12 +492,12 @@ func TestConfigErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg := testConfig(t, tt.env)
+			cfg := apptest.Config(t, tt.env)
 			ln, err := net.Listen("tcp", "127.0.0.1:0")
 			if err != nil {
 				t.Fatal(err)
 			}
-			var logs syncBuffer
+			var logs apptest.SyncBuffer
 			err = Run(context.Background(), cfg, Deps{Listener: ln, Stdout: &logs})
 			if err == nil || !strings.Contains(err.Error(), tt.want) || app.ExitCode(err) != 2 {
 				t.Fatalf("Run() = %v (exit code %d); want a configuration error mentioning %q", err, app.ExitCode(err), tt.want)

@@ -129,17 +129,9 @@ func Run(ctx context.Context, cfg *config.Config, d Deps) (err error) {
 	var cl app.Closers
 	defer func() { err = errors.Join(err, cl.CloseAll(log)) }()
 
-	ln, err := app.Listen(d.MetricsListener, "METRICS_PORT", cfg.MetricsPort)
+	ln, reg, err := app.ListenWithTelemetry(ctx, cfg, serviceName,
+		app.Endpoint{Listener: d.MetricsListener, Variable: "METRICS_PORT", Port: cfg.MetricsPort, Name: "metrics listener"}, &cl)
 	if err != nil {
-		return err
-	}
-	cl.Add("metrics listener", app.CloseListener(ln))
-
-	reg, err := app.NewRegistry()
-	if err != nil {
-		return err
-	}
-	if err := app.SetupTelemetry(ctx, cfg, serviceName, reg, &cl); err != nil {
 		return err
 	}
 
@@ -174,23 +166,11 @@ func Run(ctx context.Context, cfg *config.Config, d Deps) (err error) {
 	})
 	log.Info("serving /metrics and /healthz", "addr", ln.Addr().String())
 
-	gw, err := app.OpenRouter(ctx, cfg, log, &cl) // GATEWAY_URL, GATEWAY_URLS, GATEWAY_ROUTES
+	// Without d.Store, the payment store is opened from PAYMENTS_STORE_URL:
+	// check refused memory://, so it is a shared store.
+	b, err := app.OpenBackends(ctx, cfg, d.Store, log, &cl)
 	if err != nil {
 		return err
-	}
-
-	idem, err := app.OpenIdempotency(ctx, cfg, &cl)
-	if err != nil {
-		return err
-	}
-
-	store := d.Store
-	if store == nil {
-		// check refused memory://: this is a shared store.
-		if store, err = payments.OpenStore(ctx, cfg.PaymentsStoreURL); err != nil {
-			return app.OpenError("PAYMENTS_STORE_URL", err, payments.ErrUnknownStoreDriver)
-		}
-		cl.Add("payment store", store.Close)
 	}
 
 	topic, sub := d.Topic, d.Subscription
@@ -209,20 +189,13 @@ func Run(ctx context.Context, cfg *config.Config, d Deps) (err error) {
 			"topic", config.Redact(topicURL), "subscription", config.Redact(subURL), "concurrency", cfg.WorkerConcurrency)
 	}
 
-	p, err := payments.New(append(app.ProcessorOptions(cfg, gw, idem, store, log), payments.WithTopic(topic))...)
+	p, err := b.NewProcessor(cfg, log, &cl, payments.WithTopic(topic))
 	if err != nil {
-		return fmt.Errorf("payments processor: %w", err)
+		return err
 	}
-	cl.Add("processor", p.Close)
-	// The worker also runs the reconciler, which settles payments left
-	// processing with an unknown outcome through the gateway's Lookup.
-	rec, err := payments.NewReconciler(p, payments.WithReconcileLogger(log))
+	w, err := app.NewWorker(p, log, "worker", payments.WithSubscription(sub))
 	if err != nil {
-		return fmt.Errorf("reconciler: %w", err)
-	}
-	w, err := payments.NewWorker(p, payments.WithSubscription(sub), payments.WithWorkerLogger(log), payments.WithReconciler(rec))
-	if err != nil {
-		return fmt.Errorf("worker: %w", err)
+		return err
 	}
 
 	runCtx, stopRun := context.WithCancel(ctx)

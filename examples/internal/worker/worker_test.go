@@ -9,39 +9,16 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/payrail/payrail/bus"
 	"github.com/payrail/payrail/bus/inmemory"
 	"github.com/payrail/payrail/examples/internal/app"
-	"github.com/payrail/payrail/examples/internal/config"
+	"github.com/payrail/payrail/examples/internal/apptest"
 	"github.com/payrail/payrail/gateway"
 	"github.com/payrail/payrail/payments"
 )
-
-// testConfig isolates the test from the developer's environment and .env,
-// applies env and loads the configuration.
-func testConfig(t *testing.T, env map[string]string) *config.Config {
-	t.Helper()
-	t.Chdir(t.TempDir())
-	for _, n := range config.Names() {
-		t.Setenv(n, "")
-	}
-	for _, n := range []string{"OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-		"OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "OTEL_TRACES_EXPORTER", "OTEL_METRICS_EXPORTER", "OTEL_SERVICE_NAME"} {
-		t.Setenv(n, "")
-	}
-	for k, v := range env {
-		t.Setenv(k, v)
-	}
-	cfg, err := config.Load()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cfg
-}
 
 func TestRefusals(t *testing.T) {
 	kafka := map[string]string{"MESSAGE_BUS_ADAPTER": "kafka",
@@ -63,7 +40,7 @@ func TestRefusals(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg := testConfig(t, tt.env)
+			cfg := apptest.Config(t, tt.env)
 			var out bytes.Buffer
 			ln, err := net.Listen("tcp", "127.0.0.1:0")
 			if err != nil {
@@ -90,7 +67,7 @@ func TestRefusals(t *testing.T) {
 // standing in for an external bus, with the payment store it shares with an
 // API-side processor.
 func TestProcessesCommands(t *testing.T) {
-	cfg := testConfig(t, map[string]string{
+	cfg := apptest.Config(t, map[string]string{
 		"MESSAGE_BUS_ADAPTER": "kafka",
 		"GATEWAY_URL":         "mock://?latency=20ms",
 		"WORKER_CONCURRENCY":  "4",
@@ -127,7 +104,7 @@ func TestProcessesCommands(t *testing.T) {
 		t.Fatal(err)
 	}
 	base := "http://" + ln.Addr().String()
-	var out syncBuffer
+	var out apptest.SyncBuffer
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	done := make(chan error, 1)
@@ -199,22 +176,4 @@ func get(t *testing.T, u string) (int, string) {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b)
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent logging.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
