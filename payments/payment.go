@@ -123,16 +123,6 @@ func (p *Payment) Clone() *Payment {
 	return &c
 }
 
-// snapshot returns a copy of p that shares its Metadata map (metadata is
-// never modified after a payment is created) but not its Refunds. Stores
-// and the processor pass snapshots internally; the SDK hands callers deep
-// copies.
-func (p *Payment) snapshot() *Payment {
-	c := *p
-	c.Refunds = slices.Clone(p.Refunds)
-	return &c
-}
-
 // transition moves p to status to at now, or returns a *Error with
 // CodeInvalidTransition.
 func (p *Payment) transition(to Status, now time.Time) error {

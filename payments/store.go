@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/maphash"
 	"net/url"
 	"slices"
 	"sync"
@@ -97,28 +96,36 @@ func (memoryOpener) Open(_ context.Context, u *url.URL) (Store, error) {
 // stored copy: treat it as read-only (the Processor never modifies metadata
 // after creation, and hands its own callers deep copies).
 type MemoryStore struct {
-	seed   maphash.Seed
 	shards [memShards]memShard
 }
 
 const memShards = 32
 
+// memShard holds payments by value: storing a copy costs no allocation.
+// Refunds slices are cloned on the way in and out (refunds are appended to);
+// Metadata maps are shared read-only.
 type memShard struct {
 	mu       sync.RWMutex
-	payments map[string]*Payment // by id
+	payments map[string]Payment // by id
 }
 
 // NewMemoryStore returns an empty MemoryStore.
 func NewMemoryStore() *MemoryStore {
-	s := &MemoryStore{seed: maphash.MakeSeed()}
+	s := &MemoryStore{}
 	for i := range s.shards {
-		s.shards[i].payments = map[string]*Payment{}
+		s.shards[i].payments = map[string]Payment{}
 	}
 	return s
 }
 
+// shard picks a shard from the last bytes of the id, cheaply: payment ids
+// end in random characters.
 func (s *MemoryStore) shard(id string) *memShard {
-	return &s.shards[maphash.String(s.seed, id)%memShards]
+	var h uint32
+	for i := max(0, len(id)-8); i < len(id); i++ {
+		h = h*31 + uint32(id[i])
+	}
+	return &s.shards[h%memShards]
 }
 
 // Create implements Store.
@@ -126,7 +133,8 @@ func (s *MemoryStore) Create(ctx context.Context, p *Payment) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	c := p.snapshot()
+	c := *p
+	c.Refunds = slices.Clone(p.Refunds)
 	c.Version = 1
 	sh := s.shard(p.ID)
 	sh.mu.Lock()
@@ -151,7 +159,8 @@ func (s *MemoryStore) Get(ctx context.Context, merchant, id string) (*Payment, e
 	if !ok || p.Merchant != merchant {
 		return nil, ErrStoreNotFound
 	}
-	return p.snapshot(), nil // stored payments are never mutated in place
+	p.Refunds = slices.Clone(p.Refunds)
+	return &p, nil
 }
 
 // Update implements Store.
@@ -159,7 +168,8 @@ func (s *MemoryStore) Update(ctx context.Context, p *Payment) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	c := p.snapshot()
+	c := *p
+	c.Refunds = slices.Clone(p.Refunds)
 	c.Version = p.Version + 1
 	sh := s.shard(p.ID)
 	sh.mu.Lock()
@@ -190,7 +200,8 @@ func (s *MemoryStore) ListStale(ctx context.Context, statuses []Status, before t
 		sh.mu.RLock()
 		for _, p := range sh.payments {
 			if slices.Contains(statuses, p.Status) && p.UpdatedAt.Before(before) {
-				out = append(out, p.snapshot())
+				p.Refunds = slices.Clone(p.Refunds)
+				out = append(out, &p)
 			}
 		}
 		sh.mu.RUnlock()
