@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -72,9 +73,11 @@ type telemetry struct {
 
 	// opts caches measurement options per attribute combination: building
 	// an attribute.Set on every operation is a measurable share of the hot
-	// path. The cache is bounded; past the bound sets are built each time.
-	mu   sync.RWMutex
-	opts map[[4]string]metric.MeasurementOption
+	// path. A sync.Map keeps cache hits free of shared writes (an RWMutex's
+	// reader count bounces between cores). The cache is bounded; past the
+	// bound sets are built each time.
+	opts  sync.Map // [4]string -> metric.MeasurementOption
+	nopts atomic.Int32
 
 	pmu   sync.RWMutex
 	popts map[problemKey][]metric.AddOption
@@ -100,25 +103,21 @@ func (t *telemetry) attrs(op, outcome, gw, origin string) metric.MeasurementOpti
 }
 
 func (t *telemetry) cached(k [4]string, build func() []attribute.KeyValue) metric.MeasurementOption {
-	t.mu.RLock()
-	o, ok := t.opts[k]
-	t.mu.RUnlock()
-	if ok {
-		return o
+	if o, ok := t.opts.Load(k); ok {
+		return o.(metric.MeasurementOption)
 	}
-	o = metric.WithAttributeSet(attribute.NewSet(build()...))
-	t.mu.Lock()
-	if len(t.opts) < maxCachedAttrSets {
-		t.opts[k] = o
+	o := metric.WithAttributeSet(attribute.NewSet(build()...))
+	if t.nopts.Load() < maxCachedAttrSets {
+		if _, loaded := t.opts.LoadOrStore(k, o); !loaded {
+			t.nopts.Add(1)
+		}
 	}
-	t.mu.Unlock()
 	return o
 }
 
 func newTelemetry(tp trace.TracerProvider, mp metric.MeterProvider) (*telemetry, error) {
 	m := mp.Meter(instrumentationName)
-	t := &telemetry{tracer: tp.Tracer(instrumentationName), opts: map[[4]string]metric.MeasurementOption{},
-		popts: map[problemKey][]metric.AddOption{}}
+	t := &telemetry{tracer: tp.Tracer(instrumentationName), popts: map[problemKey][]metric.AddOption{}}
 	var err error
 	if t.operations, err = m.Int64Counter(MetricOperations,
 		metric.WithDescription("Payment operations by operation and outcome (authorized, captured, declined, failed, ...)."),
