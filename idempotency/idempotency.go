@@ -111,14 +111,18 @@ func ValidateKey(key string) error {
 // Fingerprint digests a request: its method, path and canonical body. Two
 // requests with the same fingerprint are the same request.
 func Fingerprint(method, path string, canonicalBody []byte) string {
-	h := sha256.New()
-	h.Write([]byte(method))
-	h.Write([]byte{0})
-	h.Write([]byte(path))
-	h.Write([]byte{0})
-	h.Write(canonicalBody)
-	var sum [sha256.Size]byte
-	return hex.EncodeToString(h.Sum(sum[:0]))
+	// One contiguous buffer (on the stack for ordinary requests) and one
+	// allocation for the result.
+	var buf [512]byte
+	b := append(buf[:0], method...)
+	b = append(b, 0)
+	b = append(b, path...)
+	b = append(b, 0)
+	b = append(b, canonicalBody...)
+	sum := sha256.Sum256(b)
+	var dst [2 * sha256.Size]byte
+	hex.Encode(dst[:], sum[:])
+	return string(dst[:])
 }
 
 // NewToken returns a random lease token: 128 bits from math/rand/v2's
@@ -129,7 +133,9 @@ func NewToken() string {
 	var b [16]byte
 	binary.LittleEndian.PutUint64(b[:8], mrand.Uint64())
 	binary.LittleEndian.PutUint64(b[8:], mrand.Uint64())
-	return hex.EncodeToString(b[:])
+	var dst [32]byte
+	hex.Encode(dst[:], b[:])
+	return string(dst[:])
 }
 
 // Store is an idempotency store opened by URL. It is safe for concurrent use.
@@ -215,43 +221,83 @@ func (s *Store) Extend(ctx context.Context, merchant, key, token string, now tim
 // until the returned stop function is called. now supplies the clock.
 // Renewal errors are reported to onErr (which may be nil); after
 // ErrLeaseLost renewal stops. One background goroutine per Store serves all
-// leases, so holding a lease costs no timer of its own.
+// leases, so holding a lease costs no timer of its own. Hold does the same
+// without allocating.
 func (s *Store) KeepAlive(ctx context.Context, merchant, key, token string, lease time.Duration, now func() time.Time, onErr func(error)) (stop func()) {
-	if lease <= 0 {
-		lease = DefaultLease
+	h := new(Hold)
+	var report func(context.Context, error)
+	if onErr != nil {
+		report = func(_ context.Context, err error) { onErr(err) }
 	}
-	l := &heldLease{ctx: context.WithoutCancel(ctx), merchant: merchant, key: key, token: token,
-		lease: lease, now: now, onErr: onErr, renewed: time.Now()}
-	s.leases.add(s, l)
-	return func() { s.leases.remove(l) }
+	s.Hold(ctx, h, merchant, key, token, lease, now, report)
+	return h.Stop
 }
 
-type heldLease struct {
-	ctx                  context.Context
+// A Hold keeps the lease of an in-progress record alive between Store.Hold
+// and Stop. Its zero value is ready to use; it can be embedded in a
+// per-request struct so that holding a lease allocates nothing. A Hold must
+// not be copied or reused while held.
+type Hold struct {
+	s                    *Store
+	ctx                  context.Context // the holder's; renewals detach its cancellation
 	merchant, key, token string
 	lease                time.Duration
 	now                  func() time.Time
-	onErr                func(error)
-	renewed              time.Time // wall clock of the last renewal
+	onErr                func(context.Context, error)
+
+	// Guarded by the renewer's mutex.
+	renewed    time.Time // wall clock of the last renewal; zero until the renewer first sees the hold
+	held       bool
+	prev, next *Hold // the renewer's list
+}
+
+// Hold renews the lease of the record owned by token every lease/3 until
+// h.Stop is called; see KeepAlive. Renewal errors are reported to onErr
+// (which may be nil) with ctx.
+func (s *Store) Hold(ctx context.Context, h *Hold, merchant, key, token string, lease time.Duration, now func() time.Time, onErr func(context.Context, error)) {
+	if lease <= 0 {
+		lease = DefaultLease
+	}
+	if now == nil {
+		now = time.Now
+	}
+	*h = Hold{s: s, ctx: ctx, merchant: merchant, key: key, token: token,
+		lease: lease, now: now, onErr: onErr}
+	s.leases.add(s, h)
+}
+
+// Stop ends the renewals started by Store.Hold. It is safe to call more
+// than once, and on a Hold never held.
+func (h *Hold) Stop() {
+	if h.s != nil {
+		h.s.leases.remove(h)
+	}
 }
 
 // renewer renews held leases from one goroutine, started on first use.
+// Holds are kept in an intrusive list: holding and stopping cost a few
+// pointer writes under the mutex, no hashing and no allocation.
 type renewer struct {
 	mu      sync.Mutex
-	held    map[*heldLease]struct{}
+	head    *Hold
+	n       int
 	tick    time.Duration
 	running bool
 	wake    chan struct{}
 }
 
-func (r *renewer) add(s *Store, l *heldLease) {
+func (r *renewer) add(s *Store, l *Hold) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.held == nil {
-		r.held = map[*heldLease]struct{}{}
+	if r.wake == nil {
 		r.wake = make(chan struct{}, 1)
 	}
-	r.held[l] = struct{}{}
+	l.held, l.prev, l.next = true, nil, r.head
+	if r.head != nil {
+		r.head.prev = l
+	}
+	r.head = l
+	r.n++
 	t := max(l.lease/6, 5*time.Millisecond)
 	if r.tick == 0 || t < r.tick {
 		r.tick = t
@@ -266,16 +312,37 @@ func (r *renewer) add(s *Store, l *heldLease) {
 	}
 }
 
-func (r *renewer) remove(l *heldLease) {
+func (r *renewer) remove(l *Hold) {
 	r.mu.Lock()
-	delete(r.held, l)
+	r.unlink(l)
 	r.mu.Unlock()
 }
 
+// unlink takes l off the list if it is on it. Callers hold r.mu.
+func (r *renewer) unlink(l *Hold) {
+	if !l.held {
+		return
+	}
+	if l.prev != nil {
+		l.prev.next = l.next
+	} else {
+		r.head = l.next
+	}
+	if l.next != nil {
+		l.next.prev = l.prev
+	}
+	l.held, l.prev, l.next = false, nil, nil
+	r.n--
+}
+
+// loop renews, every tick, the holds last renewed lease/3 ago or more. A
+// hold's clock starts when the loop first sees it (at most one tick, a
+// sixth of the lease, after it was taken), so renewals come well before
+// the lease lapses.
 func (r *renewer) loop(s *Store) {
 	for {
 		r.mu.Lock()
-		if len(r.held) == 0 || s.closed.Load() {
+		if r.n == 0 || s.closed.Load() {
 			r.running = false
 			r.tick = 0
 			r.mu.Unlock()
@@ -288,26 +355,33 @@ func (r *renewer) loop(s *Store) {
 		case <-r.wake:
 			continue
 		}
+		now := time.Now()
 		r.mu.Lock()
-		var due []*heldLease
-		for l := range r.held {
-			if time.Since(l.renewed) >= l.lease/3 {
+		var due []*Hold
+		for l := r.head; l != nil; l = l.next {
+			switch {
+			case l.renewed.IsZero():
+				l.renewed = now
+			case now.Sub(l.renewed) >= l.lease/3:
 				due = append(due, l)
 			}
 		}
 		r.mu.Unlock()
 		for _, l := range due {
-			err := s.Extend(l.ctx, l.merchant, l.key, l.token, l.now(), l.lease)
-			if err != nil && l.onErr != nil {
-				l.onErr(err)
-			}
+			err := s.Extend(context.WithoutCancel(l.ctx), l.merchant, l.key, l.token, l.now(), l.lease)
 			r.mu.Lock()
-			if errors.Is(err, ErrLeaseLost) || errors.Is(err, ErrClosed) {
-				delete(r.held, l)
-			} else {
-				l.renewed = time.Now()
+			held := l.held // a hold stopped meanwhile is no longer the renewer's business
+			if held {
+				if errors.Is(err, ErrLeaseLost) || errors.Is(err, ErrClosed) {
+					r.unlink(l)
+				} else {
+					l.renewed = time.Now()
+				}
 			}
 			r.mu.Unlock()
+			if err != nil && held && l.onErr != nil {
+				l.onErr(l.ctx, err)
+			}
 		}
 	}
 }

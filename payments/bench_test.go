@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/payrail/payrail/gateway/mock"
+	"github.com/payrail/payrail/internal/testkit"
 	"github.com/payrail/payrail/payments"
 )
 
@@ -65,4 +66,35 @@ func BenchmarkHTTPCreatePayment(b *testing.B) {
 		}
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
+}
+
+// A sync authorization (memory stores, mock gateway) stays within its
+// allocation budget: 23 allocations on Go 1.26, checked with some slack so
+// that toolchain updates do not break the build. BenchmarkAuthorize shows
+// the exact figure.
+func TestAuthorizeAllocationBudget(t *testing.T) {
+	testkit.SkipAllocsUnderRace(t)
+	p, err := payments.New(payments.WithGateway(mockGateway(t, mock.New())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	ctx := context.Background()
+	req := payments.AuthorizeRequest{Merchant: "m", Amount: 1999, Currency: "EUR", PaymentMethod: "pm_card_visa", Origin: "web"}
+	const runs = 2000
+	keys := make([]string, runs+1)
+	for i := range keys {
+		keys[i] = "k" + strconv.Itoa(i)
+	}
+	i := 0
+	allocs := testing.AllocsPerRun(runs, func() {
+		req.IdempotencyKey = keys[i]
+		i++
+		if pay, err := p.Authorize(ctx, req); err != nil || pay.Status != payments.StatusCaptured {
+			t.Fatal(pay, err)
+		}
+	})
+	if allocs > 26 {
+		t.Errorf("Authorize: %v allocations per call, budget 26", allocs)
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"time"
 
@@ -56,7 +57,18 @@ func (p *Processor) sdkPayment(ctx context.Context, merchant string, o *outcome)
 		}
 	}
 	pay, err := o.paymentResult()
-	return pay.Clone(), err // callers get their own deep copy
+	return pay.detach(), err
+}
+
+// detach makes a payment held by one request's outcome safe to hand to an
+// SDK caller. The outcome's payment is already that request's own copy
+// (stores copy on write and return copies, see Store) except for its
+// metadata map, which the memory store shares read-only: that is cloned.
+func (p *Payment) detach() *Payment {
+	if p != nil && len(p.Metadata) > 0 {
+		p.Metadata = maps.Clone(p.Metadata)
+	}
+	return p
 }
 
 func keyError(err error) *Error {
@@ -99,12 +111,13 @@ func (p *Processor) authorize(ctx context.Context, req *AuthorizeRequest) (o *ou
 	if span.IsRecording() {
 		span.SetAttributes(attrMode.String(string(mode)), attrOrigin.String(n.Origin))
 	}
-	fp := idempotency.Fingerprint(http.MethodPost, "/payments", canonicalAuthorize(n))
+	var canon [256]byte
+	fp := idempotency.Fingerprint(http.MethodPost, "/payments", canonicalAuthorize(canon[:0], &n))
 	c, o := p.begin(ctx, n.Merchant, n.IdempotencyKey, fp, newID("pay"))
 	if o != nil {
 		return o
 	}
-	o, executed := p.createPayment(ctx, c, n, mode)
+	o, executed := p.createPayment(ctx, c, &n, mode)
 	c.finish(ctx, o, executed)
 	return o
 }
@@ -135,7 +148,8 @@ func (p *Processor) createPayment(ctx context.Context, c *claim, n *AuthorizeReq
 		}
 		return p.enqueue(ctx, pay)
 	}
-	chain, err := p.router.Route(ctx, routeRequest(pay))
+	c.route = gateway.RouteRequest{PaymentID: pay.ID, Merchant: pay.Merchant, Origin: pay.Origin, Currency: pay.Currency, Amount: pay.Amount}
+	chain, err := p.router.Route(ctx, &c.route)
 	if err != nil || len(chain) == 0 {
 		return failed(&Error{Code: CodeGatewayUnavailable, Detail: "no gateway route for this payment", Err: err}, nil), false
 	}
@@ -394,21 +408,18 @@ func (p *Processor) call(ctx context.Context, g *gateway.Gateway, op string, att
 		cctx, cancel := context.WithTimeout(ctx, p.gatewayTimeout)
 		tx, err = fn(cctx)
 		cancel()
-		var ge *gateway.Error
-		if err != nil {
-			if errors.As(err, &ge) {
-				if !ge.NotProcessed && ge.Kind != gateway.KindDeclined && ge.Kind != gateway.KindNotFound {
-					ambiguous = true
-				}
-			} else {
-				ambiguous = true
-			}
+		if err == nil {
+			break
 		}
-		if err == nil || !gateway.Retryable(err) || a >= attempts || ctx.Err() != nil {
+		ge, isGE := errors.AsType[*gateway.Error](err)
+		if !isGE || (!ge.NotProcessed && ge.Kind != gateway.KindDeclined && ge.Kind != gateway.KindNotFound) {
+			ambiguous = true
+		}
+		if !gateway.Retryable(err) || a >= attempts || ctx.Err() != nil {
 			break
 		}
 		delay := p.retry.Backoff(a)
-		if ge != nil && ge.RetryAfter > delay {
+		if isGE && ge.RetryAfter > delay {
 			delay = min(ge.RetryAfter, p.retry.MaxBackoff)
 		}
 		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < delay {

@@ -12,6 +12,7 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 
+	"github.com/payrail/payrail/gateway"
 	"github.com/payrail/payrail/idempotency"
 )
 
@@ -84,12 +85,17 @@ func failed(e *Error, pay *Payment) *outcome {
 
 // succeeded builds a success outcome with the payment (or refund) as body.
 func succeeded(status int, pay *Payment, ref *Refund) *outcome {
-	var body []byte
+	// Encode on the stack and keep an exact-size copy: the body is retained
+	// by the idempotency store for the key's lifetime.
+	var buf [1024]byte
+	var b []byte
 	if ref != nil {
-		body = append(ref.appendJSON(make([]byte, 0, 256)), '\n')
+		b = ref.appendJSON(buf[:0])
 	} else {
-		body = append(pay.appendJSON(make([]byte, 0, 640)), '\n')
+		b = pay.appendJSON(buf[:0])
 	}
+	body := append(make([]byte, 0, len(b)+1), b...)
+	body = append(body, '\n')
 	return &outcome{status: status, header: jsonHeader, body: body, payment: pay, refund: ref}
 }
 
@@ -186,7 +192,11 @@ type claim struct {
 	merchant, key, token string
 	resourceID           string // the resource this key creates or acts on
 	resumed              bool   // took over a crashed request's lease
-	stop                 func()
+	hold                 idempotency.Hold
+
+	// Per-request storage allocated with the claim rather than one by one.
+	begin idempotency.BeginRequest
+	route gateway.RouteRequest
 }
 
 // begin claims the key or returns the outcome to answer with instead
@@ -194,10 +204,12 @@ type claim struct {
 // canonical body; resourceID is the id a new request will use.
 func (p *Processor) begin(ctx context.Context, merchant, key, fingerprint, resourceID string) (*claim, *outcome) {
 	now := p.now()
-	res, err := p.idem.Begin(ctx, &idempotency.BeginRequest{
+	c := &claim{p: p, merchant: merchant, key: key}
+	c.begin = idempotency.BeginRequest{
 		Merchant: merchant, Key: key, Fingerprint: fingerprint, ResourceID: resourceID,
 		Lease: p.lease, TTL: p.idemTTL, Now: now,
-	})
+	}
+	res, err := p.idem.Begin(ctx, &c.begin)
 	if err != nil {
 		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 			return nil, failed(&Error{Code: CodeUnavailable, Detail: "request cancelled", Err: err}, nil)
@@ -207,7 +219,7 @@ func (p *Processor) begin(ctx context.Context, merchant, key, fingerprint, resou
 	}
 	p.tel.idem.Add(ctx, 1, p.tel.cached([4]string{"\x00idem", res.Outcome.String()}, func() []attribute.KeyValue {
 		return []attribute.KeyValue{attrIdemOut.String(res.Outcome.String())}
-	}))
+	}).add...)
 	rec := res.Record
 	switch res.Outcome {
 	case idempotency.Replay:
@@ -220,12 +232,14 @@ func (p *Processor) begin(ctx context.Context, merchant, key, fingerprint, resou
 		return nil, failed(&Error{Code: CodeIdempotencyInUse, RetryAfter: wait,
 			Detail: "a request with this Idempotency-Key is still being processed; retry later"}, nil)
 	}
-	c := &claim{p: p, merchant: merchant, key: key, token: rec.Token, resourceID: rec.ResourceID,
-		resumed: res.Outcome == idempotency.Reacquired}
-	c.stop = p.idem.KeepAlive(ctx, merchant, key, c.token, p.lease, p.now, func(err error) {
-		p.log.WarnContext(ctx, "payments: renewing idempotency lease failed", "error", err)
-	})
+	c.token, c.resourceID, c.resumed = rec.Token, rec.ResourceID, res.Outcome == idempotency.Reacquired
+	p.idem.Hold(ctx, &c.hold, merchant, key, c.token, p.lease, p.now, p.onLeaseErr)
 	return c, nil
+}
+
+// leaseRenewalFailed logs a failed renewal of a claim's lease.
+func (p *Processor) leaseRenewalFailed(ctx context.Context, err error) {
+	p.log.WarnContext(ctx, "payments: renewing idempotency lease failed", "error", err)
 }
 
 // finish settles the claim according to the outcome: stored if the
@@ -236,7 +250,7 @@ func (c *claim) finish(ctx context.Context, o *outcome, executed bool) {
 	if c == nil {
 		return
 	}
-	c.stop()
+	c.hold.Stop()
 	ctx = context.WithoutCancel(ctx)
 	switch {
 	case o.err != nil && o.err.Code == CodeOutcomeUnknown:

@@ -88,10 +88,11 @@ type Processor struct {
 	lease          time.Duration
 	gatewayTimeout time.Duration
 
-	mode   atomic.Value // Mode
-	closed atomic.Bool
-	owned  []func() error
-	closeM sync.Mutex
+	mode       atomic.Value // Mode
+	closed     atomic.Bool
+	owned      []func() error
+	closeM     sync.Mutex
+	onLeaseErr func(context.Context, error) // p.leaseRenewalFailed
 }
 
 type options struct {
@@ -208,6 +209,7 @@ func New(opts ...Option) (*Processor, error) {
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
 	}
+	p.onLeaseErr = p.leaseRenewalFailed // bound once: claims share it
 	if p.store == nil {
 		p.store = NewMemoryStore()
 	}
@@ -330,5 +332,17 @@ func (p *Processor) Close() error {
 	return errors.Join(errs...)
 }
 
-// newID returns prefix_ followed by 26 random base32 characters.
-func newID(prefix string) string { return prefix + "_" + rand.Text() }
+// newID returns prefix_ followed by 26 random base32 characters (130 bits,
+// the alphabet and length of crypto/rand.Text), built in one allocation.
+func newID(prefix string) string {
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+	var buf [32]byte
+	b := append(buf[:0], prefix...)
+	b = append(b, '_')
+	var r [26]byte
+	rand.Read(r[:])
+	for _, c := range r {
+		b = append(b, alphabet[c&31])
+	}
+	return string(b)
+}

@@ -412,3 +412,38 @@ func TestCloseRefusesNewWork(t *testing.T) {
 		t.Fatalf("after Close: %v", err)
 	}
 }
+
+// The processor owns the payments it stores: neither the caller's request
+// metadata nor the Payment handed back aliases the stored copy.
+func TestAuthorizeDoesNotAliasCallerData(t *testing.T) {
+	p, err := payments.New(payments.WithGateway(mockGateway(t, mock.New())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	ctx := context.Background()
+	meta := map[string]string{"order": "7"}
+	pay, err := p.Authorize(ctx, payments.AuthorizeRequest{Merchant: "m", IdempotencyKey: "k1", Amount: 100,
+		Currency: "EUR", PaymentMethod: "pm_card_visa", Metadata: meta})
+	if err != nil {
+		t.Fatal(err)
+	}
+	meta["order"] = "changed by the caller"
+	pay.Metadata["order"] = "changed through the result"
+	pay.Status = payments.StatusFailed
+	got, err := p.Get(ctx, "m", pay.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Metadata["order"] != "7" || got.Status != payments.StatusCaptured {
+		t.Fatalf("stored payment changed by its callers: status %s, metadata %v", got.Status, got.Metadata)
+	}
+	got.Metadata["order"] = "changed through Get"
+	again, err := p.Get(ctx, "m", pay.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.Metadata["order"] != "7" {
+		t.Fatalf("Get result aliases the store: %v", again.Metadata)
+	}
+}

@@ -2,6 +2,7 @@ package payments
 
 import (
 	"fmt"
+	"maps"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -93,8 +94,10 @@ func maxAmount(c Currency) int64 {
 }
 
 // normalizeAuthorize validates r, applies defaults and returns the
-// canonical request, or a validation *Error listing every bad field.
-func normalizeAuthorize(r *AuthorizeRequest) (*AuthorizeRequest, *Error) {
+// canonical request, or a validation *Error listing every bad field. The
+// result owns its metadata: a caller's later changes to r.Metadata never
+// reach the stored payment.
+func normalizeAuthorize(r *AuthorizeRequest) (AuthorizeRequest, *Error) {
 	n := *r
 	var fields []FieldError
 	add := func(field string, code Code, format string, args ...any) {
@@ -134,12 +137,14 @@ func normalizeAuthorize(r *AuthorizeRequest) (*AuthorizeRequest, *Error) {
 	}
 	fields = append(fields, checkMetadata(r.Metadata)...)
 	if len(fields) > 0 {
-		return nil, validationError(fields...)
+		return AuthorizeRequest{}, validationError(fields...)
 	}
 	if len(n.Metadata) == 0 {
 		n.Metadata = nil // encoded as {}; saves a map per payment copy
+	} else {
+		n.Metadata = maps.Clone(n.Metadata)
 	}
-	return &n, nil
+	return n, nil
 }
 
 func checkToken(tok string) *FieldError {
@@ -242,8 +247,8 @@ func luhn(d []byte) bool {
 // canonicalAuthorize is the canonical encoding of a normalised create
 // request, digested into its idempotency fingerprint: a JSON object with a
 // fixed field order, no insignificant whitespace and sorted metadata keys.
-func canonicalAuthorize(n *AuthorizeRequest) []byte {
-	b := make([]byte, 0, 192)
+// It appends to b and returns the extended buffer.
+func canonicalAuthorize(b []byte, n *AuthorizeRequest) []byte {
 	b = append(b, `{"amount":`...)
 	b = strconv.AppendInt(b, n.Amount, 10)
 	b = append(b, `,"currency":`...)

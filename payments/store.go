@@ -25,14 +25,17 @@ var (
 // Store persists payments. Implementations are safe for concurrent use
 // and scope every read and write by merchant.
 type Store interface {
-	// Create stores a new payment with Version 1 (set on p). It returns
-	// ErrStoreConflict if the id exists.
+	// Create stores a copy of a new payment with Version 1 (set on p). It
+	// returns ErrStoreConflict if the id exists. The store must not retain
+	// p or its Refunds slice: the caller goes on modifying them.
 	Create(ctx context.Context, p *Payment) error
-	// Get returns a copy of the payment, or ErrStoreNotFound (also when it
-	// belongs to another merchant).
+	// Get returns a copy of the payment that the caller owns (its Metadata
+	// map may be shared and is treated as read-only), or ErrStoreNotFound
+	// (also when it belongs to another merchant).
 	Get(ctx context.Context, merchant, id string) (*Payment, error)
-	// Update replaces the payment if its stored Version equals p.Version,
-	// and increments p.Version. It returns ErrStoreConflict otherwise.
+	// Update replaces the payment with a copy of p if its stored Version
+	// equals p.Version, and increments p.Version. It returns
+	// ErrStoreConflict otherwise. Like Create, it must not retain p.
 	Update(ctx context.Context, p *Payment) error
 	// ListStale returns up to limit payments in one of the statuses whose
 	// UpdatedAt is before the cutoff, oldest first, across merchants; the
@@ -101,19 +104,20 @@ type MemoryStore struct {
 
 const memShards = 32
 
-// memShard holds payments by value: storing a copy costs no allocation.
-// Refunds slices are cloned on the way in and out (refunds are appended to);
+// memShard holds the store's own copy of each payment. Update overwrites
+// that copy in place under the lock (one lookup, no allocation). Refunds
+// slices are cloned on the way in and out (refunds are appended to);
 // Metadata maps are shared read-only.
 type memShard struct {
 	mu       sync.RWMutex
-	payments map[string]Payment // by id
+	payments map[string]*Payment // by id
 }
 
 // NewMemoryStore returns an empty MemoryStore.
 func NewMemoryStore() *MemoryStore {
 	s := &MemoryStore{}
 	for i := range s.shards {
-		s.shards[i].payments = map[string]Payment{}
+		s.shards[i].payments = map[string]*Payment{}
 	}
 	return s
 }
@@ -133,7 +137,8 @@ func (s *MemoryStore) Create(ctx context.Context, p *Payment) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	c := *p
+	c := new(Payment)
+	*c = *p
 	c.Refunds = slices.Clone(p.Refunds)
 	c.Version = 1
 	sh := s.shard(p.ID)
@@ -154,7 +159,11 @@ func (s *MemoryStore) Get(ctx context.Context, merchant, id string) (*Payment, e
 	}
 	sh := s.shard(id)
 	sh.mu.RLock()
-	p, ok := sh.payments[id]
+	cur, ok := sh.payments[id]
+	var p Payment
+	if ok {
+		p = *cur
+	}
 	sh.mu.RUnlock()
 	if !ok || p.Merchant != merchant {
 		return nil, ErrStoreNotFound
@@ -168,9 +177,7 @@ func (s *MemoryStore) Update(ctx context.Context, p *Payment) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	c := *p
-	c.Refunds = slices.Clone(p.Refunds)
-	c.Version = p.Version + 1
+	refunds := slices.Clone(p.Refunds)
 	sh := s.shard(p.ID)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
@@ -182,7 +189,8 @@ func (s *MemoryStore) Update(ctx context.Context, p *Payment) error {
 		return ErrStoreConflict
 	}
 	p.Version++
-	sh.payments[p.ID] = c
+	*cur = *p
+	cur.Refunds = refunds
 	return nil
 }
 
@@ -198,9 +206,10 @@ func (s *MemoryStore) ListStale(ctx context.Context, statuses []Status, before t
 	for i := range s.shards {
 		sh := &s.shards[i]
 		sh.mu.RLock()
-		for _, p := range sh.payments {
-			if slices.Contains(statuses, p.Status) && p.UpdatedAt.Before(before) {
-				p.Refunds = slices.Clone(p.Refunds)
+		for _, cur := range sh.payments {
+			if slices.Contains(statuses, cur.Status) && cur.UpdatedAt.Before(before) {
+				p := *cur
+				p.Refunds = slices.Clone(cur.Refunds)
 				out = append(out, &p)
 			}
 		}

@@ -2,6 +2,7 @@ package payments
 
 import (
 	"context"
+	"maps"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -73,11 +74,12 @@ type telemetry struct {
 
 	// opts caches measurement options per attribute combination: building
 	// an attribute.Set on every operation is a measurable share of the hot
-	// path. A sync.Map keeps cache hits free of shared writes (an RWMutex's
-	// reader count bounces between cores). The cache is bounded; past the
-	// bound sets are built each time.
-	opts  sync.Map // [4]string -> metric.MeasurementOption
-	nopts atomic.Int32
+	// path. The map is copied on write (new combinations are rare and the
+	// cache is bounded), so a hit is a plain map read: no lock, no shared
+	// write, and no boxing of the key. Past the bound, sets are built each
+	// time.
+	optsMu sync.Mutex // serialises writers
+	opts   atomic.Pointer[map[[4]string]*measureOpts]
 
 	pmu   sync.RWMutex
 	popts map[problemKey][]metric.AddOption
@@ -92,7 +94,19 @@ type problemKey struct {
 const maxCachedAttrSets = 4096
 
 // attrs returns the measurement option for an operation's metrics.
-func (t *telemetry) attrs(op, outcome, gw, origin string) metric.MeasurementOption {
+// measureOpts holds the option slices passed to Add and Record for one
+// attribute set, built once so that recording allocates nothing.
+type measureOpts struct {
+	add    []metric.AddOption
+	record []metric.RecordOption
+}
+
+func newMeasureOpts(kvs []attribute.KeyValue) *measureOpts {
+	o := metric.WithAttributeSet(attribute.NewSet(kvs...))
+	return &measureOpts{add: []metric.AddOption{o}, record: []metric.RecordOption{o}}
+}
+
+func (t *telemetry) attrs(op, outcome, gw, origin string) *measureOpts {
 	return t.cached([4]string{op, outcome, gw, origin}, func() []attribute.KeyValue {
 		kvs := []attribute.KeyValue{attrOperation.String(op), attrOutcome.String(outcome)}
 		if gw != "" || origin != "" {
@@ -102,15 +116,24 @@ func (t *telemetry) attrs(op, outcome, gw, origin string) metric.MeasurementOpti
 	})
 }
 
-func (t *telemetry) cached(k [4]string, build func() []attribute.KeyValue) metric.MeasurementOption {
-	if o, ok := t.opts.Load(k); ok {
-		return o.(metric.MeasurementOption)
-	}
-	o := metric.WithAttributeSet(attribute.NewSet(build()...))
-	if t.nopts.Load() < maxCachedAttrSets {
-		if _, loaded := t.opts.LoadOrStore(k, o); !loaded {
-			t.nopts.Add(1)
+func (t *telemetry) cached(k [4]string, build func() []attribute.KeyValue) *measureOpts {
+	if m := t.opts.Load(); m != nil {
+		if o, ok := (*m)[k]; ok {
+			return o
 		}
+	}
+	o := newMeasureOpts(build())
+	t.optsMu.Lock()
+	defer t.optsMu.Unlock()
+	var cur map[[4]string]*measureOpts
+	if m := t.opts.Load(); m != nil {
+		cur = *m
+	}
+	if _, ok := cur[k]; !ok && len(cur) < maxCachedAttrSets {
+		next := make(map[[4]string]*measureOpts, len(cur)+1)
+		maps.Copy(next, cur)
+		next[k] = o
+		t.opts.Store(&next)
 	}
 	return o
 }
@@ -204,9 +227,9 @@ func (t *telemetry) end(ctx context.Context, span trace.Span, op string, start t
 	if o.payment != nil {
 		gw, origin = o.payment.Gateway, o.payment.Origin
 	}
-	opt := t.attrs(op, outcome, gw, origin)
-	t.operations.Add(ctx, 1, opt)
-	t.duration.Record(ctx, time.Since(start).Seconds(), opt)
+	opts := t.attrs(op, outcome, gw, origin)
+	t.operations.Add(ctx, 1, opts.add...)
+	t.duration.Record(ctx, time.Since(start).Seconds(), opts.record...)
 	if span.IsRecording() {
 		span.SetAttributes(attrOutcome.String(outcome))
 		if o.payment != nil {

@@ -101,10 +101,25 @@ type Mock struct {
 	rng   *rand.Rand
 
 	seq    atomic.Uint64
-	calls  sync.Map // op -> *atomic.Int64
+	calls  [numOps]atomic.Int64 // by op
 	shards [mockShards]shard
 	pays   table // payments by the sequence number in their reference
 }
+
+// op is a gateway operation, counted by Calls and part of fingerprints.
+type op uint8
+
+const (
+	opAuthorize op = iota
+	opCapture
+	opVoid
+	opRefund
+	opLookup
+	numOps
+)
+
+// opNames are the operation names Calls accepts, indexed by op.
+var opNames = [numOps]string{"authorize", "capture", "void", "refund", "lookup"}
 
 // The mock's state is partitioned so that it does not serialise concurrent
 // callers: idempotency keys live in shards chosen by hash, and payments in
@@ -112,15 +127,30 @@ type Mock struct {
 // own lock.
 const mockShards = 16
 
+// shard holds the idempotency records of the keys whose hash selects it.
+// A key is hashed once (maphash, which also picks the shard); records are
+// indexed by that hash, so the maps never hash the key string again.
 type shard struct {
-	mu   sync.Mutex
-	keys map[string]*entry // by idempotency key
+	mu sync.Mutex
+	// keys holds, for each hash, the record of the first key with that
+	// hash. Records are never removed, so that key keeps the slot.
+	keys map[uint64]*entry
+	// spill holds the records of keys whose hash collides with the key in
+	// keys (practically never: 64-bit hashes). Allocated on first use.
+	spill map[string]*entry
 }
 
 type payment struct {
-	mu            sync.Mutex // guards tx
-	tx            driver.Transaction
-	paymentMethod string
+	mu sync.Mutex // guards tx
+	tx driver.Transaction
+}
+
+// authorization is what Authorize keeps for a payment with an idempotency
+// key: its idempotency record and its payment-table entry in one
+// allocation.
+type authorization struct {
+	entry entry
+	pay   payment
 }
 
 const (
@@ -165,6 +195,7 @@ func (t *table) get(ref string) (*payment, bool) {
 }
 
 type entry struct {
+	key         string // the idempotency key
 	fingerprint fingerprint
 	tx          driver.Transaction // result (also for declines: Status declined)
 	err         *driver.Error      // decline or invalid-request error returned
@@ -174,7 +205,7 @@ type entry struct {
 func New(opts ...Option) *Mock {
 	m := &Mock{}
 	for i := range m.shards {
-		m.shards[i].keys = map[string]*entry{}
+		m.shards[i].keys = map[uint64]*entry{}
 	}
 	WithSeed(1)(m)
 	for _, o := range opts {
@@ -185,20 +216,42 @@ func New(opts ...Option) *Mock {
 
 var seed = maphash.MakeSeed()
 
-func (m *Mock) shard(k string) *shard { return &m.shards[maphash.String(seed, k)%mockShards] }
+// idemKey is an idempotency key with its hash and shard, locked by lockKey.
+type idemKey struct {
+	sh  *shard
+	key string
+	h   uint64
+	// looked and taken record what replay found: whether it looked at
+	// sh.keys[h], and whether that slot is taken (by this key or another).
+	looked, taken bool
+}
 
-// lockKey locks the shard of an idempotency key and returns it.
-func (m *Mock) lockKey(key string) *shard {
-	sh := m.shard(key)
-	sh.mu.Lock()
-	return sh
+// lockKey hashes an idempotency key, locks its shard and returns it; the
+// caller unlocks k.sh.mu.
+func (m *Mock) lockKey(key string) idemKey {
+	h := maphash.String(seed, key)
+	k := idemKey{sh: &m.shards[h%mockShards], key: key, h: h}
+	k.sh.mu.Lock()
+	return k
+}
+
+// find returns the record of k, or nil. Callers hold k.sh.mu.
+func (k *idemKey) find() *entry {
+	e, ok := k.sh.keys[k.h]
+	k.looked, k.taken = true, ok
+	if ok && e.key != k.key {
+		e = k.sh.spill[k.key]
+	}
+	return e
 }
 
 // Calls returns how many times the operation ("authorize", "capture",
 // "void", "refund", "lookup") was called, including replays and failures.
 func (m *Mock) Calls(op string) int {
-	if c, ok := m.calls.Load(op); ok {
-		return int(c.(*atomic.Int64).Load())
+	for i, name := range opNames {
+		if name == op {
+			return int(m.calls[i].Load())
+		}
 	}
 	return 0
 }
@@ -210,7 +263,12 @@ func (m *Mock) Processed(keyPrefix string) int {
 	for i := range m.shards {
 		sh := &m.shards[i]
 		sh.mu.Lock()
-		for k := range sh.keys {
+		for _, e := range sh.keys {
+			if strings.HasPrefix(e.key, keyPrefix) {
+				n++
+			}
+		}
+		for k := range sh.spill {
 			if strings.HasPrefix(k, keyPrefix) {
 				n++
 			}
@@ -222,12 +280,8 @@ func (m *Mock) Processed(keyPrefix string) int {
 
 // wait applies the configured latency and fault injection. It returns a
 // not-processed error if the call must fail before doing anything.
-func (m *Mock) wait(ctx context.Context, op string) error {
-	c, ok := m.calls.Load(op)
-	if !ok {
-		c, _ = m.calls.LoadOrStore(op, new(atomic.Int64))
-	}
-	c.(*atomic.Int64).Add(1)
+func (m *Mock) wait(ctx context.Context, op op) error {
+	m.calls[op].Add(1)
 	fail := false
 	if m.failRate > 0 {
 		m.rngMu.Lock()
@@ -251,22 +305,22 @@ func (m *Mock) wait(ctx context.Context, op string) error {
 	return nil
 }
 
-// replay returns the stored result for key, or ok=false if the key is new.
-// Callers hold the key's shard lock.
 // fingerprint identifies the parameters of an operation, to refuse an
 // idempotency key reused with different ones. It is compared by value.
 type fingerprint struct {
-	op             string
+	op             op
 	amount         int64
 	currency, a, b string
 }
 
-func (sh *shard) replay(key string, fp fingerprint) (*driver.Transaction, error, bool) {
-	if key == "" {
+// replay returns the stored result for the key, or ok=false if the key is
+// new. Callers hold k.sh.mu.
+func (k *idemKey) replay(fp fingerprint) (*driver.Transaction, error, bool) {
+	if k.key == "" {
 		return nil, nil, false
 	}
-	e, ok := sh.keys[key]
-	if !ok {
+	e := k.find()
+	if e == nil {
 		return nil, nil, false
 	}
 	if e.fingerprint != fp {
@@ -280,21 +334,50 @@ func (sh *shard) replay(key string, fp fingerprint) (*driver.Transaction, error,
 	return &tx, nil, true
 }
 
-func (sh *shard) remember(key string, fp fingerprint, tx driver.Transaction, err *driver.Error) {
-	if key != "" {
-		sh.keys[key] = &entry{fingerprint: fp, tx: tx, err: err}
+// remember stores e as the record of the key, which replay found new.
+// Callers hold k.sh.mu.
+func (k *idemKey) remember(e *entry) {
+	if k.key == "" {
+		return
 	}
+	if !k.looked {
+		k.find()
+	}
+	e.key = k.key
+	if !k.taken {
+		k.sh.keys[k.h] = e
+		k.taken = true
+		return
+	}
+	if k.sh.spill == nil {
+		k.sh.spill = map[string]*entry{}
+	}
+	k.sh.spill[k.key] = e
+}
+
+// ref formats a reference: prefix followed by seq in decimal.
+func ref(prefix string, seq uint64) string {
+	var buf [32]byte
+	return string(strconv.AppendUint(append(buf[:0], prefix...), seq, 10))
 }
 
 func (m *Mock) nextRef(prefix string) string {
-	return prefix + "_mock_" + strconv.FormatUint(m.seq.Add(1), 10)
+	return ref(prefix+"_mock_", m.seq.Add(1))
 }
 
-var declines = map[string]string{
-	"pm_card_chargeDeclined":    "card_declined",
-	"pm_card_insufficientFunds": "insufficient_funds",
-	"pm_card_expiredCard":       "expired_card",
-	"pm_card_incorrectCvc":      "incorrect_cvc",
+// declineCode returns the decline code of a test token that is declined.
+func declineCode(paymentMethod string) (string, bool) {
+	switch paymentMethod {
+	case "pm_card_chargeDeclined":
+		return "card_declined", true
+	case "pm_card_insufficientFunds":
+		return "insufficient_funds", true
+	case "pm_card_expiredCard":
+		return "expired_card", true
+	case "pm_card_incorrectCvc":
+		return "incorrect_cvc", true
+	}
+	return "", false
 }
 
 func invalid(code, msg string) *driver.Error {
@@ -303,19 +386,18 @@ func invalid(code, msg string) *driver.Error {
 
 // Authorize implements driver.Gateway.
 func (m *Mock) Authorize(ctx context.Context, r *driver.AuthorizeRequest) (*driver.Transaction, error) {
-	if err := m.wait(ctx, "authorize"); err != nil {
+	if err := m.wait(ctx, opAuthorize); err != nil {
 		return nil, err
 	}
 	if r.PaymentMethod == "pm_card_processingError" {
 		return nil, &driver.Error{Kind: driver.KindTransient, Code: "processing_error", NotProcessed: true,
 			Message: "an error occurred while processing the card"}
 	}
-	fp := fingerprint{op: "authorize", amount: r.Amount, currency: r.Currency, a: r.PaymentMethod, b: string(r.CaptureMethod)}
-	seq := m.seq.Add(1)
-	ref := refPrefix + strconv.FormatUint(seq, 10)
-	ks := m.lockKey(r.IdempotencyKey)
-	defer ks.mu.Unlock()
-	if tx, err, ok := ks.replay(r.IdempotencyKey, fp); ok {
+	fp := fingerprint{op: opAuthorize, amount: r.Amount, currency: r.Currency, a: r.PaymentMethod, b: string(r.CaptureMethod)}
+	seq := m.seq.Add(1) // taken by every call, replays included
+	k := m.lockKey(r.IdempotencyKey)
+	defer k.sh.mu.Unlock()
+	if tx, err, ok := k.replay(fp); ok {
 		return tx, err
 	}
 	if r.Amount <= 0 || r.Currency == "" {
@@ -324,14 +406,29 @@ func (m *Mock) Authorize(ctx context.Context, r *driver.AuthorizeRequest) (*driv
 	if !strings.HasPrefix(r.PaymentMethod, "pm_") {
 		return nil, invalid("payment_method_invalid", "unknown payment method token")
 	}
-	tx := driver.Transaction{Reference: ref, Amount: r.Amount, Currency: r.Currency}
-	if code, declined := declines[r.PaymentMethod]; declined {
+	// The payment and its idempotency record share one allocation.
+	var (
+		p *payment
+		e *entry
+	)
+	if k.key != "" {
+		a := &authorization{}
+		p, e = &a.pay, &a.entry
+	} else {
+		p = &payment{}
+	}
+	tx := driver.Transaction{Reference: ref(refPrefix, seq), Amount: r.Amount, Currency: r.Currency}
+	if code, declined := declineCode(r.PaymentMethod); declined {
 		tx.Status = driver.StatusDeclined
 		tx.DeclineCode = code
 		derr := &driver.Error{Kind: driver.KindDeclined, Code: "card_declined", DeclineCode: code,
 			NotProcessed: true, Message: "the card was declined"}
-		m.pays.put(seq, &payment{tx: tx, paymentMethod: r.PaymentMethod})
-		ks.remember(r.IdempotencyKey, fp, tx, derr)
+		p.tx = tx
+		m.pays.put(seq, p)
+		if e != nil {
+			e.fingerprint, e.tx, e.err = fp, tx, derr
+			k.remember(e)
+		}
 		return nil, derr
 	}
 	tx.Status = driver.StatusAuthorized
@@ -339,23 +436,27 @@ func (m *Mock) Authorize(ctx context.Context, r *driver.AuthorizeRequest) (*driv
 		tx.Status = driver.StatusCaptured
 		tx.AmountCaptured = r.Amount
 	}
-	if !m.pays.put(seq, &payment{tx: tx, paymentMethod: r.PaymentMethod}) {
+	p.tx = tx
+	if !m.pays.put(seq, p) {
 		return nil, &driver.Error{Kind: driver.KindTransient, Code: "capacity", NotProcessed: true, Message: "mock: payment table full"}
 	}
-	ks.remember(r.IdempotencyKey, fp, tx, nil)
+	if e != nil {
+		e.fingerprint, e.tx = fp, tx
+		k.remember(e)
+	}
 	out := tx
 	return &out, nil
 }
 
 // Capture implements driver.Gateway.
 func (m *Mock) Capture(ctx context.Context, r *driver.CaptureRequest) (*driver.Transaction, error) {
-	if err := m.wait(ctx, "capture"); err != nil {
+	if err := m.wait(ctx, opCapture); err != nil {
 		return nil, err
 	}
-	fp := fingerprint{op: "capture", amount: r.Amount, currency: r.Currency, a: r.Reference}
-	ks := m.lockKey(r.IdempotencyKey)
-	defer ks.mu.Unlock()
-	if tx, err, ok := ks.replay(r.IdempotencyKey, fp); ok {
+	fp := fingerprint{op: opCapture, amount: r.Amount, currency: r.Currency, a: r.Reference}
+	k := m.lockKey(r.IdempotencyKey)
+	defer k.sh.mu.Unlock()
+	if tx, err, ok := k.replay(fp); ok {
 		return tx, err
 	}
 	p, ok := m.pays.get(r.Reference)
@@ -374,20 +475,20 @@ func (m *Mock) Capture(ctx context.Context, r *driver.CaptureRequest) (*driver.T
 	}
 	p.tx.Status = driver.StatusCaptured
 	p.tx.AmountCaptured = r.Amount
-	ks.remember(r.IdempotencyKey, fp, p.tx, nil)
+	k.remember(&entry{fingerprint: fp, tx: p.tx})
 	out := p.tx
 	return &out, nil
 }
 
 // Void implements driver.Gateway.
 func (m *Mock) Void(ctx context.Context, r *driver.VoidRequest) (*driver.Transaction, error) {
-	if err := m.wait(ctx, "void"); err != nil {
+	if err := m.wait(ctx, opVoid); err != nil {
 		return nil, err
 	}
-	fp := fingerprint{op: "void", a: r.Reference}
-	ks := m.lockKey(r.IdempotencyKey)
-	defer ks.mu.Unlock()
-	if tx, err, ok := ks.replay(r.IdempotencyKey, fp); ok {
+	fp := fingerprint{op: opVoid, a: r.Reference}
+	k := m.lockKey(r.IdempotencyKey)
+	defer k.sh.mu.Unlock()
+	if tx, err, ok := k.replay(fp); ok {
 		return tx, err
 	}
 	p, ok := m.pays.get(r.Reference)
@@ -400,20 +501,20 @@ func (m *Mock) Void(ctx context.Context, r *driver.VoidRequest) (*driver.Transac
 		return nil, invalid("payment_unexpected_state", "only an authorized payment can be voided; it is "+string(p.tx.Status))
 	}
 	p.tx.Status = driver.StatusVoided
-	ks.remember(r.IdempotencyKey, fp, p.tx, nil)
+	k.remember(&entry{fingerprint: fp, tx: p.tx})
 	out := p.tx
 	return &out, nil
 }
 
 // Refund implements driver.Gateway.
 func (m *Mock) Refund(ctx context.Context, r *driver.RefundRequest) (*driver.Transaction, error) {
-	if err := m.wait(ctx, "refund"); err != nil {
+	if err := m.wait(ctx, opRefund); err != nil {
 		return nil, err
 	}
-	fp := fingerprint{op: "refund", amount: r.Amount, currency: r.Currency, a: r.Reference}
-	ks := m.lockKey(r.IdempotencyKey)
-	defer ks.mu.Unlock()
-	if tx, err, ok := ks.replay(r.IdempotencyKey, fp); ok {
+	fp := fingerprint{op: opRefund, amount: r.Amount, currency: r.Currency, a: r.Reference}
+	k := m.lockKey(r.IdempotencyKey)
+	defer k.sh.mu.Unlock()
+	if tx, err, ok := k.replay(fp); ok {
 		return tx, err
 	}
 	p, ok := m.pays.get(r.Reference)
@@ -436,20 +537,19 @@ func (m *Mock) Refund(ctx context.Context, r *driver.RefundRequest) (*driver.Tra
 	}
 	tx := p.tx
 	tx.RefundReference = m.nextRef("re")
-	ks.remember(r.IdempotencyKey, fp, tx, nil)
+	k.remember(&entry{fingerprint: fp, tx: tx})
 	return &tx, nil
 }
 
 // Lookup implements driver.Gateway.
 func (m *Mock) Lookup(ctx context.Context, key string) (*driver.Transaction, error) {
-	if err := m.wait(ctx, "lookup"); err != nil {
+	if err := m.wait(ctx, opLookup); err != nil {
 		return nil, err
 	}
-	sh := m.shard(key)
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	e, ok := sh.keys[key]
-	if !ok {
+	k := m.lockKey(key)
+	defer k.sh.mu.Unlock()
+	e := k.find()
+	if e == nil {
 		return nil, &driver.Error{Kind: driver.KindNotFound, Code: "resource_missing", Message: "no operation with this idempotency key"}
 	}
 	tx := e.tx

@@ -180,3 +180,99 @@ func TestConcurrentUse(t *testing.T) {
 		}
 	}
 }
+
+// A replayed authorization returns the first result, even after the payment
+// moved on, and every call is counted by operation.
+func TestReplayAfterCapture(t *testing.T) {
+	g := open(t, "mock://")
+	var m *mock.Mock
+	g.As(&m)
+	ctx := context.Background()
+	a, err := g.Authorize(ctx, auth("ra", "pm_card_visa", gateway.CaptureManual))
+	if err != nil || a.Status != gateway.StatusAuthorized {
+		t.Fatal(a, err)
+	}
+	if _, err := g.Capture(ctx, &gateway.CaptureRequest{IdempotencyKey: "ra:c", Reference: a.Reference, Amount: 300, Currency: "EUR"}); err != nil {
+		t.Fatal(err)
+	}
+	again, err := g.Authorize(ctx, auth("ra", "pm_card_visa", gateway.CaptureManual))
+	if err != nil || *again != *a {
+		t.Fatalf("replay after capture: %+v %v, want %+v", again, err, a)
+	}
+	again.Status = gateway.StatusVoided // results are copies
+	lk, err := g.Lookup(ctx, "ra")
+	if err != nil || *lk != *a {
+		t.Fatalf("lookup: %+v %v, want %+v", lk, err, a)
+	}
+	lc, err := g.Lookup(ctx, "ra:c")
+	if err != nil || lc.Status != gateway.StatusCaptured || lc.AmountCaptured != 300 || lc.Reference != a.Reference {
+		t.Fatalf("lookup of the capture: %+v %v", lc, err)
+	}
+	if _, err := g.Authorize(ctx, auth("ra", "pm_card_visa", gateway.CaptureAutomatic)); !errors.Is(err, gateway.ErrInvalidRequest) {
+		t.Fatalf("key reused with another capture method: %v", err)
+	}
+	if _, err := g.Lookup(ctx, "never"); !errors.Is(err, gateway.ErrNotFound) {
+		t.Fatalf("lookup of an unknown key: %v", err)
+	}
+	for op, want := range map[string]int{"authorize": 3, "capture": 1, "void": 0, "refund": 0, "lookup": 3, "other": 0} {
+		if got := m.Calls(op); got != want {
+			t.Errorf("Calls(%q) = %d, want %d", op, got, want)
+		}
+	}
+	if m.Processed("ra") != 2 || m.Processed("ra:") != 1 || m.Processed("") != 2 {
+		t.Errorf("Processed: ra %d, ra: %d, all %d; want 2, 1, 2", m.Processed("ra"), m.Processed("ra:"), m.Processed(""))
+	}
+}
+
+// A declined authorization is kept: its replay returns the same decline,
+// and its payment cannot be captured.
+func TestDeclineKept(t *testing.T) {
+	g := open(t, "mock://")
+	ctx := context.Background()
+	_, err := g.Authorize(ctx, auth("dk", "pm_card_expiredCard", gateway.CaptureManual))
+	var first *gateway.Error
+	if !errors.As(err, &first) || first.Kind != gateway.KindDeclined || first.DeclineCode != "expired_card" {
+		t.Fatalf("decline: %v", err)
+	}
+	_, err = g.Authorize(ctx, auth("dk", "pm_card_expiredCard", gateway.CaptureManual))
+	var again *gateway.Error
+	if !errors.As(err, &again) || *again != *first {
+		t.Fatalf("replayed decline: %v, want %v", err, first)
+	}
+	tx, err := g.Lookup(ctx, "dk")
+	if err != nil || tx.Status != gateway.StatusDeclined || !strings.HasPrefix(tx.Reference, "pi_mock_") {
+		t.Fatalf("lookup: %+v %v", tx, err)
+	}
+	if _, err := g.Capture(ctx, &gateway.CaptureRequest{IdempotencyKey: "dk:c", Reference: tx.Reference, Amount: 1000, Currency: "EUR"}); !errors.Is(err, gateway.ErrInvalidRequest) {
+		t.Fatalf("capture of a declined payment: %v", err)
+	}
+}
+
+// Without an idempotency key every call is a new payment and nothing is
+// remembered by key.
+func TestAuthorizeWithoutKey(t *testing.T) {
+	g := open(t, "mock://")
+	var m *mock.Mock
+	g.As(&m)
+	ctx := context.Background()
+	a, err := g.Authorize(ctx, auth("", "pm_card_visa", gateway.CaptureManual))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := g.Authorize(ctx, auth("", "pm_card_visa", gateway.CaptureManual))
+	if err != nil || b.Reference == a.Reference {
+		t.Fatalf("second authorization without a key: %+v %v (first %s)", b, err, a.Reference)
+	}
+	for _, tx := range []*gateway.Transaction{a, b} {
+		c, err := g.Capture(ctx, &gateway.CaptureRequest{Reference: tx.Reference, Amount: 1000, Currency: "EUR"})
+		if err != nil || c.Status != gateway.StatusCaptured {
+			t.Fatalf("capture %s: %+v %v", tx.Reference, c, err)
+		}
+	}
+	if _, err := g.Lookup(ctx, ""); !errors.Is(err, gateway.ErrNotFound) {
+		t.Fatalf("lookup of the empty key: %v", err)
+	}
+	if n := m.Processed(""); n != 0 {
+		t.Fatalf("Processed %d, want 0", n)
+	}
+}

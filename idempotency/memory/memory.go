@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
+	"math/bits"
 	"net/url"
 	"slices"
 	"strconv"
@@ -56,7 +57,10 @@ func (opener) Open(_ context.Context, u *url.URL) (driver.Store, error) {
 // DefaultMaxEntries bounds a store created without WithMaxEntries.
 const DefaultMaxEntries = 100_000
 
-const shardCount = 32
+const (
+	shardBits  = 5
+	shardCount = 1 << shardBits
+)
 
 // ErrFull is returned by Begin when every record of a shard is in progress
 // and none can be evicted.
@@ -76,17 +80,123 @@ func WithMaxEntries(n int) Option {
 
 // Store is the in-memory store. Create it with New or open "memory://".
 type Store struct {
-	max    int
 	seed   maphash.Seed
+	max    int
+	limit  int // records per shard: max spread over the shards
 	closed atomic.Bool
 	shards [shardCount]shard
 }
 
-type shard struct {
-	mu    sync.Mutex
-	recs  map[string]*driver.Record
-	order []string // insertion order, for eviction; may hold deleted keys
+// recKey identifies a record.
+type recKey struct{ merchant, key string }
+
+// record is a stored record, kept by value in its shard's slab: the
+// merchant and key are the index's key, times are wall-clock stamps (no
+// *time.Location, no monotonic reading) and the state is a flag.
+type record struct {
+	fingerprint string
+	token       string // the lease holder's; cleared on completion
+	resourceID  string
+	resp        *driver.Response
+	lease       stamp // LeaseExpiresAt
+	created     stamp // CreatedAt
+	expires     stamp // ExpiresAt
+	completed   bool  // StateCompleted, else StateInProgress
 }
+
+// stamp is an instant as Unix seconds and nanoseconds: exact for any
+// time.Time, compared on the wall clock like the persistent stores do.
+type stamp struct {
+	sec  int64
+	nsec int32
+}
+
+func stampOf(t time.Time) stamp { return stamp{sec: t.Unix(), nsec: int32(t.Nanosecond())} }
+
+// time returns the instant in the local time zone, like time.Unix.
+func (s stamp) time() time.Time { return time.Unix(s.sec, int64(s.nsec)) }
+
+// before reports whether s is before t.
+func (s stamp) before(t stamp) bool { return s.sec < t.sec || s.sec == t.sec && s.nsec < t.nsec }
+
+func (r *record) state() driver.State {
+	if r.completed {
+		return driver.StateCompleted
+	}
+	return driver.StateInProgress
+}
+
+// fill sets *out to the exported form of the record stored under k.
+func (r *record) fill(out *driver.Record, k recKey) {
+	*out = driver.Record{
+		Merchant: k.merchant, Key: k.key, Fingerprint: r.fingerprint, State: r.state(),
+		Token: r.token, ResourceID: r.resourceID, LeaseExpiresAt: r.lease.time(),
+		Response: r.resp, CreatedAt: r.created.time(), ExpiresAt: r.expires.time(),
+	}
+}
+
+// shard holds records by value in the slots of chunks (so that a record
+// costs no heap object of its own, and growing never copies records),
+// indexed by key. Callers of its methods hold mu.
+//
+// At most limit records are live, and a new slot is used only when no
+// freed one is left, so slots stay below limit.
+type shard struct {
+	mu     sync.Mutex
+	index  map[recKey]int // slot of the record
+	chunks [][]record     // chunkSize slots each (fewer if limit is smaller)
+	used   int            // slots ever used; slots below it are live or free
+	free   []int          // freed slots below used
+	order  []recKey       // insertion order, for eviction; may hold deleted keys
+}
+
+const (
+	chunkBits = 6
+	chunkSize = 1 << chunkBits // records per chunk (7 KiB)
+)
+
+func (sh *shard) slot(i int) *record { return &sh.chunks[i>>chunkBits][i&(chunkSize-1)] }
+
+// get returns the record of k.
+func (sh *shard) get(k recKey) (*record, bool) {
+	i, ok := sh.index[k]
+	if !ok {
+		return nil, false
+	}
+	return sh.slot(i), true
+}
+
+// add stores rec under k, which has no record; the shard holds fewer
+// than limit records.
+func (sh *shard) add(k recKey, rec *record, limit int) {
+	var i int
+	if n := len(sh.free); n > 0 {
+		i = sh.free[n-1]
+		sh.free = sh.free[:n-1]
+	} else {
+		i = sh.used
+		sh.used++
+		if i>>chunkBits == len(sh.chunks) {
+			sh.chunks = append(sh.chunks, make([]record, min(chunkSize, limit)))
+		}
+	}
+	*sh.slot(i) = *rec
+	sh.index[k] = i
+}
+
+// remove deletes the record of k, if any.
+func (sh *shard) remove(k recKey) {
+	i, ok := sh.index[k]
+	if !ok {
+		return
+	}
+	delete(sh.index, k)
+	*sh.slot(i) = record{} // drop its strings and response
+	sh.free = append(sh.free, i)
+}
+
+// len returns the number of records.
+func (sh *shard) len() int { return len(sh.index) }
 
 // New returns an empty store.
 func New(opts ...Option) *Store {
@@ -94,23 +204,31 @@ func New(opts ...Option) *Store {
 	for _, o := range opts {
 		o(s)
 	}
+	s.limit = max(1, (s.max+shardCount-1)/shardCount)
 	for i := range s.shards {
-		s.shards[i].recs = map[string]*driver.Record{}
+		s.shards[i].index = map[recKey]int{}
 	}
 	return s
 }
 
-func id(merchant, key string) string { return merchant + "\x00" + key }
-
-func (s *Store) shard(k string) *shard {
-	return &s.shards[maphash.String(s.seed, k)%shardCount]
+// shard returns the shard of (merchant, key). The choice only spreads the
+// lock.
+func (s *Store) shard(merchant, key string) *shard {
+	h := maphash.String(s.seed, key) ^ bits.RotateLeft64(maphash.String(s.seed, merchant), 32)
+	return &s.shards[h>>(64-shardBits)]
 }
 
-func (s *Store) shardLimit() int { return max(1, (s.max+shardCount-1)/shardCount) }
+// beginResult holds a BeginResult and its Record, allocated together.
+type beginResult struct {
+	res driver.BeginResult
+	rec driver.Record
+}
 
-func clone(r *driver.Record) *driver.Record {
-	c := *r
-	return &c
+func newResult(o driver.Outcome, k recKey, r *record) *driver.BeginResult {
+	x := &beginResult{}
+	r.fill(&x.rec, k)
+	x.res = driver.BeginResult{Outcome: o, Record: &x.rec}
+	return &x.res
 }
 
 // Begin implements driver.Store.
@@ -121,72 +239,84 @@ func (s *Store) Begin(ctx context.Context, r *driver.BeginRequest) (*driver.Begi
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	k := id(r.Merchant, r.Key)
-	sh := s.shard(k)
+	k := recKey{r.Merchant, r.Key}
+	o, rec, err := s.shard(r.Merchant, r.Key).begin(k, r, s.limit)
+	if err != nil {
+		return nil, err
+	}
+	// The result is built outside the shard's lock.
+	return newResult(o, k, &rec), nil
+}
+
+// begin is Begin on the shard of k; it returns the outcome and the record
+// after Begin.
+func (sh *shard) begin(k recKey, r *driver.BeginRequest, limit int) (driver.Outcome, record, error) {
+	now := stampOf(r.Now)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	rec, ok := sh.recs[k]
-	if ok && !r.Now.Before(rec.ExpiresAt) {
-		delete(sh.recs, k)
+	rec, ok := sh.get(k)
+	if ok && !now.before(rec.expires) {
+		sh.remove(k)
 		ok = false
 	}
 	if !ok {
-		if len(sh.recs) >= s.shardLimit() && !sh.evict(r.Now) {
-			return nil, ErrFull
+		if sh.len() >= limit && !sh.evict(now) {
+			return 0, record{}, ErrFull
 		}
-		rec = &driver.Record{
-			Merchant: r.Merchant, Key: r.Key, Fingerprint: r.Fingerprint,
-			State: driver.StateInProgress, Token: r.Token, ResourceID: r.ResourceID,
-			LeaseExpiresAt: r.Now.Add(r.Lease), CreatedAt: r.Now, ExpiresAt: r.Now.Add(r.TTL),
+		nr := record{
+			fingerprint: r.Fingerprint, token: r.Token, resourceID: r.ResourceID,
+			lease: stampOf(r.Now.Add(r.Lease)), created: now, expires: stampOf(r.Now.Add(r.TTL)),
 		}
-		sh.recs[k] = rec
+		sh.add(k, &nr, limit)
 		sh.order = append(sh.order, k)
-		if len(sh.order) > 2*s.shardLimit()+64 {
+		if len(sh.order) > 2*limit+64 {
 			sh.compact()
 		}
-		return &driver.BeginResult{Outcome: driver.Acquired, Record: clone(rec)}, nil
+		return driver.Acquired, nr, nil
 	}
 	switch {
-	case rec.Fingerprint != r.Fingerprint:
-		return &driver.BeginResult{Outcome: driver.Mismatch, Record: clone(rec)}, nil
-	case rec.State == driver.StateCompleted:
-		return &driver.BeginResult{Outcome: driver.Replay, Record: clone(rec)}, nil
-	case r.Now.Before(rec.LeaseExpiresAt):
-		return &driver.BeginResult{Outcome: driver.InProgress, Record: clone(rec)}, nil
+	case rec.fingerprint != r.Fingerprint:
+		return driver.Mismatch, *rec, nil
+	case rec.completed:
+		return driver.Replay, *rec, nil
+	case now.before(rec.lease):
+		return driver.InProgress, *rec, nil
 	}
-	rec.Token = r.Token
-	rec.LeaseExpiresAt = r.Now.Add(r.Lease)
-	return &driver.BeginResult{Outcome: driver.Reacquired, Record: clone(rec)}, nil
+	rec.token = r.Token
+	rec.lease = stampOf(r.Now.Add(r.Lease))
+	return driver.Reacquired, *rec, nil
 }
 
 // evict frees one slot: expired records first, then the oldest completed.
 // It reports whether a record was removed. Callers hold sh.mu.
-func (sh *shard) evict(now time.Time) bool {
+func (sh *shard) evict(now stamp) bool {
 	// Pass 1: drop queue entries for deleted keys and expired records at the
 	// front; records are inserted roughly in expiry order.
 	for len(sh.order) > 0 {
 		k := sh.order[0]
-		rec, ok := sh.recs[k]
-		if ok && now.Before(rec.ExpiresAt) {
+		rec, ok := sh.get(k)
+		if ok && now.before(rec.expires) {
 			break
 		}
+		sh.order[0] = recKey{} // let the strings go with the record
 		sh.order = sh.order[1:]
 		if ok {
-			delete(sh.recs, k)
+			sh.remove(k)
 			return true
 		}
 	}
 	// Pass 2: the oldest completed record.
 	for i, k := range sh.order {
-		rec, ok := sh.recs[k]
-		if !ok || rec.State == driver.StateCompleted || !now.Before(rec.ExpiresAt) {
+		rec, ok := sh.get(k)
+		if !ok || rec.completed || !now.before(rec.expires) {
 			if i == 0 {
+				sh.order[0] = recKey{}
 				sh.order = sh.order[1:]
 			} else {
 				sh.order = slices.Delete(sh.order, i, i+1)
 			}
 			if ok {
-				delete(sh.recs, k)
+				sh.remove(k)
 				return true
 			}
 			return sh.evict(now)
@@ -197,16 +327,17 @@ func (sh *shard) evict(now time.Time) bool {
 
 // compact drops queue entries whose records are gone. Callers hold sh.mu.
 func (sh *shard) compact() {
-	sh.order = slices.DeleteFunc(sh.order, func(k string) bool {
-		_, ok := sh.recs[k]
+	sh.order = slices.DeleteFunc(sh.order, func(k recKey) bool {
+		_, ok := sh.index[k]
 		return !ok
 	})
 }
 
-// owned returns the in-progress record owned by token. Callers hold sh.mu.
-func (sh *shard) owned(k, token string) (*driver.Record, error) {
-	rec, ok := sh.recs[k]
-	if !ok || rec.State != driver.StateInProgress || rec.Token != token {
+// owned returns the in-progress record of k owned by token. Callers hold
+// sh.mu.
+func (sh *shard) owned(k recKey, token string) (*record, error) {
+	rec, ok := sh.get(k)
+	if !ok || rec.completed || rec.token != token {
 		return nil, driver.ErrLeaseLost
 	}
 	return rec, nil
@@ -220,18 +351,19 @@ func (s *Store) Complete(ctx context.Context, merchant, key, token string, resp 
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	k := id(merchant, key)
-	sh := s.shard(k)
+	k := recKey{merchant, key}
+	expires := stampOf(now.Add(ttl))
+	sh := s.shard(merchant, key)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	rec, err := sh.owned(k, token)
 	if err != nil {
 		return err
 	}
-	rec.State = driver.StateCompleted
-	rec.Token = ""
-	rec.Response = resp
-	rec.ExpiresAt = now.Add(ttl)
+	rec.completed = true
+	rec.token = ""
+	rec.resp = resp
+	rec.expires = expires
 	return nil
 }
 
@@ -243,14 +375,14 @@ func (s *Store) Release(ctx context.Context, merchant, key, token string) error 
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	k := id(merchant, key)
-	sh := s.shard(k)
+	k := recKey{merchant, key}
+	sh := s.shard(merchant, key)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	if _, err := sh.owned(k, token); err != nil {
 		return err
 	}
-	delete(sh.recs, k)
+	sh.remove(k)
 	return nil
 }
 
@@ -262,15 +394,15 @@ func (s *Store) Extend(ctx context.Context, merchant, key, token string, now tim
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	k := id(merchant, key)
-	sh := s.shard(k)
+	k := recKey{merchant, key}
+	sh := s.shard(merchant, key)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	rec, err := sh.owned(k, token)
 	if err != nil {
 		return err
 	}
-	rec.LeaseExpiresAt = now.Add(lease)
+	rec.lease = stampOf(now.Add(lease))
 	return nil
 }
 
@@ -282,35 +414,47 @@ func (s *Store) List(ctx context.Context, f driver.Filter) ([]*driver.Record, er
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	var out []*driver.Record
+	type listed struct {
+		k   recKey
+		rec record
+	}
+	var found []listed
 	for i := range s.shards {
 		sh := &s.shards[i]
 		sh.mu.Lock()
-		for _, rec := range sh.recs {
-			if f.Merchant != "" && rec.Merchant != f.Merchant {
+		for k, i := range sh.index {
+			rec := sh.slot(i)
+			if f.Merchant != "" && k.merchant != f.Merchant {
 				continue
 			}
-			if f.State != "" && rec.State != f.State {
+			if f.State != "" && rec.state() != f.State {
 				continue
 			}
 			if f.AfterMerchant != "" || f.AfterKey != "" {
-				if c := cmp.Or(cmp.Compare(rec.Merchant, f.AfterMerchant), cmp.Compare(rec.Key, f.AfterKey)); c <= 0 {
+				if c := cmp.Or(cmp.Compare(k.merchant, f.AfterMerchant), cmp.Compare(k.key, f.AfterKey)); c <= 0 {
 					continue
 				}
 			}
-			out = append(out, clone(rec))
+			found = append(found, listed{k, *rec})
 		}
 		sh.mu.Unlock()
 	}
-	slices.SortFunc(out, func(a, b *driver.Record) int {
-		return cmp.Or(cmp.Compare(a.Merchant, b.Merchant), cmp.Compare(a.Key, b.Key))
+	if len(found) == 0 {
+		return nil, nil
+	}
+	slices.SortFunc(found, func(a, b listed) int {
+		return cmp.Or(cmp.Compare(a.k.merchant, b.k.merchant), cmp.Compare(a.k.key, b.k.key))
 	})
 	limit := f.Limit
 	if limit <= 0 {
 		limit = 100
 	}
-	if len(out) > limit {
-		out = out[:limit]
+	found = found[:min(len(found), limit)]
+	recs := make([]driver.Record, len(found))
+	out := make([]*driver.Record, len(found))
+	for i := range found {
+		found[i].rec.fill(&recs[i], found[i].k)
+		out[i] = &recs[i]
 	}
 	return out, nil
 }
@@ -323,15 +467,19 @@ func (s *Store) Get(ctx context.Context, merchant, key string) (*driver.Record, 
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	k := id(merchant, key)
-	sh := s.shard(k)
+	k := recKey{merchant, key}
+	sh := s.shard(merchant, key)
+	out := new(driver.Record)
 	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	rec, ok := sh.recs[k]
+	rec, ok := sh.get(k)
+	if ok {
+		rec.fill(out, k)
+	}
+	sh.mu.Unlock()
 	if !ok {
 		return nil, driver.ErrNotFound
 	}
-	return clone(rec), nil
+	return out, nil
 }
 
 // Delete implements driver.Admin.
@@ -342,15 +490,16 @@ func (s *Store) Delete(ctx context.Context, r *driver.Record) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	k := id(r.Merchant, r.Key)
-	sh := s.shard(k)
+	k := recKey{r.Merchant, r.Key}
+	expires := stampOf(r.ExpiresAt)
+	sh := s.shard(r.Merchant, r.Key)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	rec, ok := sh.recs[k]
-	if !ok || rec.State != r.State || rec.Token != r.Token || !rec.ExpiresAt.Equal(r.ExpiresAt) {
+	rec, ok := sh.get(k)
+	if !ok || rec.state() != r.State || rec.token != r.Token || rec.expires != expires {
 		return driver.ErrLeaseLost
 	}
-	delete(sh.recs, k)
+	sh.remove(k)
 	return nil
 }
 
@@ -360,7 +509,7 @@ func (s *Store) Len() int {
 	for i := range s.shards {
 		sh := &s.shards[i]
 		sh.mu.Lock()
-		n += len(sh.recs)
+		n += sh.len()
 		sh.mu.Unlock()
 	}
 	return n
