@@ -280,7 +280,6 @@ func (h *Hold) Stop() {
 type renewer struct {
 	mu      sync.Mutex
 	head    *Hold
-	n       int
 	tick    time.Duration
 	running bool
 	wake    chan struct{}
@@ -297,7 +296,6 @@ func (r *renewer) add(s *Store, l *Hold) {
 		r.head.prev = l
 	}
 	r.head = l
-	r.n++
 	t := max(l.lease/6, 5*time.Millisecond)
 	if r.tick == 0 || t < r.tick {
 		r.tick = t
@@ -332,7 +330,6 @@ func (r *renewer) unlink(l *Hold) {
 		l.next.prev = l.prev
 	}
 	l.held, l.prev, l.next = false, nil, nil
-	r.n--
 }
 
 // loop renews, every tick, the holds last renewed lease/3 ago or more. A
@@ -342,7 +339,7 @@ func (r *renewer) unlink(l *Hold) {
 func (r *renewer) loop(s *Store) {
 	for {
 		r.mu.Lock()
-		if r.n == 0 || s.closed.Load() {
+		if r.head == nil || s.closed.Load() {
 			r.running = false
 			r.tick = 0
 			r.mu.Unlock()

@@ -148,7 +148,7 @@ func (p *Processor) createPayment(ctx context.Context, c *claim, n *AuthorizeReq
 		}
 		return p.enqueue(ctx, pay)
 	}
-	c.route = gateway.RouteRequest{PaymentID: pay.ID, Merchant: pay.Merchant, Origin: pay.Origin, Currency: pay.Currency, Amount: pay.Amount}
+	c.route = routeRequest(pay)
 	chain, err := p.router.Route(ctx, &c.route)
 	if err != nil || len(chain) == 0 {
 		return failed(&Error{Code: CodeGatewayUnavailable, Detail: "no gateway route for this payment", Err: err}, nil), false
@@ -161,8 +161,8 @@ func (p *Processor) createPayment(ctx context.Context, c *claim, n *AuthorizeReq
 	return p.execAuthorize(ctx, pay, chain, execOpts{attempts: p.retry.MaxAttempts, final: true}), true
 }
 
-func routeRequest(pay *Payment) *gateway.RouteRequest {
-	return &gateway.RouteRequest{PaymentID: pay.ID, Merchant: pay.Merchant, Origin: pay.Origin, Currency: pay.Currency, Amount: pay.Amount}
+func routeRequest(pay *Payment) gateway.RouteRequest {
+	return gateway.RouteRequest{PaymentID: pay.ID, Merchant: pay.Merchant, Origin: pay.Origin, Currency: pay.Currency, Amount: pay.Amount}
 }
 
 // resumeCreate continues a create-payment request whose first attempt

@@ -332,17 +332,5 @@ func (p *Processor) Close() error {
 	return errors.Join(errs...)
 }
 
-// newID returns prefix_ followed by 26 random base32 characters (130 bits,
-// the alphabet and length of crypto/rand.Text), built in one allocation.
-func newID(prefix string) string {
-	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
-	var buf [32]byte
-	b := append(buf[:0], prefix...)
-	b = append(b, '_')
-	var r [26]byte
-	rand.Read(r[:])
-	for _, c := range r {
-		b = append(b, alphabet[c&31])
-	}
-	return string(b)
-}
+// newID returns prefix_ followed by 26 random base32 characters.
+func newID(prefix string) string { return prefix + "_" + rand.Text() }

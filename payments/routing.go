@@ -22,7 +22,7 @@ func (p *Processor) cascadeSoftDecline(ctx context.Context, pay *Payment, g *gat
 		return nil, nil
 	}
 	sp, ok := p.router.(gateway.SoftDeclinePolicy)
-	if !ok || !sp.AllowSoftDeclineRetry(routeRequest(pay), g.Name(), ge.DeclineCode) {
+	if !ok || !sp.AllowSoftDeclineRetry(new(routeRequest(pay)), g.Name(), ge.DeclineCode) {
 		return nil, nil
 	}
 	code := ge.DeclineCode

@@ -210,7 +210,7 @@ func (w *Worker) Handle(ctx context.Context, m *bus.Message) error {
 	prior := pay.Status == StatusProcessing // an earlier delivery or request reached the gateway step
 	switch pay.Status {
 	case StatusPending:
-		chain, err = w.p.router.Route(ctx, routeRequest(pay))
+		chain, err = w.p.router.Route(ctx, new(routeRequest(pay)))
 		if err != nil || len(chain) == 0 {
 			return w.retryOrFail(ctx, m, pay, final, fmt.Errorf("no gateway route: %w", err))
 		}
