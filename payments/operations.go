@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"time"
 
+	"go.opentelemetry.io/otel/metric"
+
 	"github.com/payrail/payrail/gateway"
 	"github.com/payrail/payrail/idempotency"
 )
@@ -155,6 +157,7 @@ func (p *Processor) createPayment(ctx context.Context, c *claim, n *AuthorizeReq
 	}
 	pay.Status = StatusProcessing
 	pay.Gateway = chain[0].Name()
+	pay.AttemptUntil = now.Add(p.attemptWindow()) // the claim of this request's attempts (fencing)
 	if err := p.store.Create(ctx, pay); err != nil {
 		return failed(p.storeError(err, id), nil), false
 	}
@@ -181,7 +184,7 @@ func (p *Processor) resumeCreate(ctx context.Context, pay *Payment) (*outcome, b
 			return failed(&Error{Code: CodeOutcomeUnknown, PaymentID: pay.ID, RetryAfter: 5 * time.Second,
 				Detail: fmt.Sprintf("gateway %q is not configured; the payment cannot be reconciled yet", pay.Gateway)}, pay), true
 		}
-		return p.execAuthorize(ctx, pay, []*gateway.Gateway{g}, execOpts{attempts: p.retry.MaxAttempts, final: true, prior: true}), true
+		return p.execAuthorize(ctx, pay, []*gateway.Gateway{g}, execOpts{attempts: p.retry.MaxAttempts, final: true, prior: true, claim: true}), true
 	}
 	return fromPayment(pay), true
 }
@@ -224,12 +227,114 @@ type execOpts struct {
 	// gateway (a resumed request, a redelivered command), so a failure is
 	// confirmed by Lookup before the payment is marked failed.
 	prior bool
+	// claim: the caller did not itself just move the payment to processing
+	// (with its AttemptUntil set), so execAuthorize first claims the attempt
+	// with a compare-and-set update (see claimAttempt).
+	claim bool
+}
+
+// Fencing. Several writers may drive one processing payment at once: a
+// resumed request, a redelivered or republished command, a reconciler. Two
+// gateway attempts with the same idempotency key are harmless (the provider
+// deduplicates them), and storing the provider's answer is always right. The
+// one decision that is not safe while another writer's call may still be in
+// flight is "the provider never processed it" (failing the payment after a
+// not-processed error or a Lookup that finds nothing): the other call could
+// charge a moment later. So:
+//
+//   - every gateway attempt is preceded by a claim stored with the
+//     payment's compare-and-set version: Payment.AttemptUntil, the instant
+//     by which the attempt is certainly over (attemptWindow);
+//   - a writer clears its claim when it stores the outcome or gives up for
+//     now, and never clears another writer's;
+//   - a payment is failed only if no claim is live, or the only live claim
+//     is the deciding writer's own and nothing was written since it was
+//     made (the stored version is still the writer's). A writer that loses
+//     that compare-and-set re-reads the payment and re-decides; with a live
+//     claim of another writer it leaves the payment processing, and that
+//     writer (or the reconciler, later) settles it.
+
+// attemptWindow bounds how long one writer's gateway attempts on a payment
+// may take, Lookup included: every attempt timing out after its back-off,
+// twice, plus a margin.
+func (p *Processor) attemptWindow() time.Duration {
+	return 2*time.Duration(p.retry.MaxAttempts)*(p.gatewayTimeout+p.retry.MaxBackoff) + 30*time.Second
+}
+
+// claimLive reports whether a gateway attempt may be in flight on q.
+func claimLive(q *Payment, now time.Time) bool {
+	return q.Status == StatusProcessing && now.Before(q.AttemptUntil)
+}
+
+// claimAttempt records, before a resumed gateway attempt, that this writer
+// is about to call the gateway. It returns the payment as stored, whether
+// another writer's claim was live (the attempt is then shared: this writer
+// may settle the payment with the gateway's answer but never fail it), or
+// the outcome to return when the payment is no longer processing.
+func (p *Processor) claimAttempt(ctx context.Context, pay *Payment) (*Payment, bool, *outcome) {
+	shared := false
+	saved, e := p.save(ctx, pay, func(q *Payment) error {
+		if q.Status != StatusProcessing {
+			return errUnchanged
+		}
+		now := p.now()
+		shared = claimLive(q, now)
+		if until := now.Add(p.attemptWindow()); until.After(q.AttemptUntil) {
+			q.AttemptUntil = until
+		}
+		q.UpdatedAt = now
+		return nil
+	})
+	if e != nil {
+		return nil, false, failed(&Error{Code: CodeOutcomeUnknown, PaymentID: pay.ID, RetryAfter: 5 * time.Second,
+			Detail: "the payment could not be claimed for a new attempt; retry with the same Idempotency-Key", Err: e}, pay)
+	}
+	if saved.Status != StatusProcessing {
+		return nil, false, fromPayment(saved)
+	}
+	return saved, shared, nil
+}
+
+// releaseAttempt clears this writer's claim on a payment it leaves
+// processing (a later delivery or the reconciler goes on), so that the next
+// writer is not fenced off by an attempt that is over. It changes nothing if
+// anyone wrote the payment since (their claim stands).
+func (p *Processor) releaseAttempt(ctx context.Context, pay *Payment) {
+	version := pay.Version
+	if _, e := p.save(ctx, pay.Clone(), func(q *Payment) error {
+		if q.Version != version || q.Status != StatusProcessing || q.AttemptUntil.IsZero() {
+			return errUnchanged
+		}
+		q.AttemptUntil = time.Time{}
+		return nil
+	}); e != nil {
+		p.log.WarnContext(ctx, "payments: releasing a gateway attempt claim failed; it lapses on its own",
+			"payment_id", pay.ID, "error", e)
+	}
 }
 
 // execAuthorize calls the gateway chain for a processing payment and
 // stores the result. It cascades to the next gateway only when an attempt
 // definitely did not process; ambiguous failures are reconciled by Lookup.
 func (p *Processor) execAuthorize(ctx context.Context, pay *Payment, chain []*gateway.Gateway, eo execOpts) *outcome {
+	fenced := true // pay.Version is this writer's own claim (see Fencing)
+	if eo.claim {
+		claimed, shared, o := p.claimAttempt(ctx, pay)
+		if o != nil {
+			return o
+		}
+		pay, fenced = claimed, !shared
+	}
+	o := p.attemptChain(ctx, pay, chain, eo, fenced)
+	if fenced && !o.fencedOff && o.payment != nil && o.payment.Status == StatusProcessing {
+		p.releaseAttempt(ctx, o.payment)
+	}
+	return o
+}
+
+// attemptChain is execAuthorize after the claim: fenced reports whether the
+// claim on pay is this writer's alone.
+func (p *Processor) attemptChain(ctx context.Context, pay *Payment, chain []*gateway.Gateway, eo execOpts, fenced bool) *outcome {
 	for i, g := range chain {
 		if i > 0 {
 			// Record the gateway about to be called before calling it, so
@@ -279,20 +384,20 @@ func (p *Processor) execAuthorize(ctx context.Context, pay *Payment, chain []*ga
 				"payment_id", pay.ID, "gateway", g.Name(), "error", err)
 			continue
 		case errors.Is(err, gateway.ErrInvalidRequest) || errors.Is(err, gateway.ErrAuthentication):
-			return p.failPayment(ctx, pay, CodeGatewayRejected, err)
+			return p.failPayment(ctx, pay, fenced, CodeGatewayRejected, err)
 		case !eo.final:
 			return &outcome{status: http.StatusServiceUnavailable, payment: pay, retry: true,
 				err: &Error{Code: CodeGatewayUnavailable, PaymentID: pay.ID, Detail: "transient gateway failure", Err: err}}
 		case !ambiguous && !eo.prior:
-			return p.failPayment(ctx, pay, CodeGatewayUnavailable, err)
+			return p.failPayment(ctx, pay, fenced, CodeGatewayUnavailable, err)
 		}
-		return p.reconcileAuthorization(ctx, pay, g, err)
+		return p.reconcileAuthorization(ctx, pay, fenced, g, err)
 	}
-	return p.failPayment(ctx, pay, CodeGatewayUnavailable, errors.New("no gateway left to try"))
+	return p.failPayment(ctx, pay, fenced, CodeGatewayUnavailable, errors.New("no gateway left to try"))
 }
 
 // reconcileAuthorization resolves an ambiguous authorization with Lookup.
-func (p *Processor) reconcileAuthorization(ctx context.Context, pay *Payment, g *gateway.Gateway, cause error) *outcome {
+func (p *Processor) reconcileAuthorization(ctx context.Context, pay *Payment, fenced bool, g *gateway.Gateway, cause error) *outcome {
 	tx, _, err := p.call(ctx, g, "lookup", p.retry.MaxAttempts, func(ctx context.Context) (*gateway.Transaction, error) {
 		return g.Lookup(ctx, gatewayKey(pay.ID, "authorize"))
 	})
@@ -300,7 +405,7 @@ func (p *Processor) reconcileAuthorization(ctx context.Context, pay *Payment, g 
 	case err == nil:
 		return p.settleAuthorization(ctx, pay, tx)
 	case errors.Is(err, gateway.ErrNotFound):
-		return p.failPayment(ctx, pay, CodeGatewayUnavailable, cause)
+		return p.failPayment(ctx, pay, fenced, CodeGatewayUnavailable, cause)
 	}
 	p.log.WarnContext(ctx, "payments: authorization outcome unknown; left processing for reconciliation",
 		"payment_id", pay.ID, "gateway", g.Name(), "error", cause, "lookup_error", err)
@@ -310,10 +415,11 @@ func (p *Processor) reconcileAuthorization(ctx context.Context, pay *Payment, g 
 // settleAuthorization stores the gateway's answer for a processing payment.
 func (p *Processor) settleAuthorization(ctx context.Context, pay *Payment, tx *gateway.Transaction) *outcome {
 	saved, e := p.save(ctx, pay, func(q *Payment) error {
-		if q.Status != StatusProcessing {
+		if q.Status != StatusProcessing && q.Status != StatusRequiresReview {
 			return errUnchanged // settled by another worker or request
 		}
 		q.GatewayReference = tx.Reference
+		q.AttemptUntil = time.Time{}
 		q.DeclineCode = "" // a soft decline at an earlier gateway no longer applies
 		switch tx.Status {
 		case gateway.StatusDeclined:
@@ -336,13 +442,49 @@ func (p *Processor) settleAuthorization(ctx context.Context, pay *Payment, tx *g
 	return fromPayment(saved)
 }
 
-// failPayment marks a payment that was definitely not charged as failed.
-func (p *Processor) failPayment(ctx context.Context, pay *Payment, code Code, cause error) *outcome {
-	p.log.WarnContext(ctx, "payments: payment failed", "payment_id", pay.ID, "gateway", pay.Gateway, "code", string(code), "error", cause)
+// reviewPayment moves a processing payment whose gateway outcome could not
+// be established to StatusRequiresReview with reason, counts it and logs
+// it for an operator. It never charges, fails or retries anything.
+func (p *Processor) reviewPayment(ctx context.Context, pay *Payment, reason string, cause error) *outcome {
+	moved := false
+	saved, e := p.save(ctx, pay, func(q *Payment) error {
+		if q.Status != StatusProcessing {
+			return errUnchanged
+		}
+		moved = true
+		q.FailureCode = reason
+		q.AttemptUntil = time.Time{}
+		return q.transition(StatusRequiresReview, p.now())
+	})
+	if e != nil {
+		return failed(e, pay)
+	}
+	if moved {
+		p.tel.reviews.Add(ctx, 1, metric.WithAttributes(attrReason.String(reason)))
+		p.log.ErrorContext(ctx, "payments: payment needs review: its gateway outcome is unknown and payrail stopped acting on it",
+			"payment_id", saved.ID, "merchant", saved.Merchant, "gateway", saved.Gateway, "reason", reason,
+			"created_at", saved.CreatedAt, "error", cause, "runbook", "docs/runbooks.md#incident-payments-in-review")
+	}
+	return fromPayment(saved)
+}
+
+// failPayment marks a payment that was definitely not charged as failed,
+// unless another writer's gateway attempt may be in flight (see Fencing):
+// fenced reports whether pay.Version is the caller's own live claim; a
+// caller without one (fenced false) may fail the payment only when no claim
+// is live. A fenced-off failure leaves the payment processing.
+func (p *Processor) failPayment(ctx context.Context, pay *Payment, fenced bool, code Code, cause error) *outcome {
+	version := pay.Version
+	fencedOff := false
 	saved, e := p.save(ctx, pay, func(q *Payment) error {
 		if q.Status != StatusProcessing && q.Status != StatusPending {
 			return errUnchanged
 		}
+		if claimLive(q, p.now()) && !(fenced && q.Version == version) {
+			fencedOff = true
+			return errUnchanged
+		}
+		q.AttemptUntil = time.Time{}
 		if q.Status == StatusProcessing && q.DeclineCode != "" {
 			// An earlier gateway soft-declined it (routing.go) and no later
 			// one charged it: the payment ends declined.
@@ -355,7 +497,14 @@ func (p *Processor) failPayment(ctx context.Context, pay *Payment, code Code, ca
 		return failed(&Error{Code: CodeOutcomeUnknown, PaymentID: pay.ID, RetryAfter: 5 * time.Second,
 			Detail: "the payment could not be stored; retry with the same Idempotency-Key", Err: e}, pay)
 	}
+	if fencedOff {
+		p.log.InfoContext(ctx, "payments: not failing the payment: another gateway attempt on it may be in flight",
+			"payment_id", pay.ID, "gateway", pay.Gateway, "code", string(code), "error", cause)
+	} else if saved.Status == StatusFailed || saved.Status == StatusDeclined {
+		p.log.WarnContext(ctx, "payments: payment failed", "payment_id", pay.ID, "gateway", pay.Gateway, "code", string(code), "error", cause)
+	}
 	o := fromPayment(saved)
+	o.fencedOff = fencedOff
 	if o.err != nil {
 		o.err.Err = cause
 	}

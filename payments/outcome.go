@@ -32,6 +32,10 @@ type outcome struct {
 	// retry: a transient failure left the payment processing for a later
 	// attempt (worker deliveries before the last).
 	retry bool
+	// fencedOff: the payment was left processing because another writer's
+	// gateway attempt may be in flight (see Fencing); payment is its state as
+	// that writer stored it.
+	fencedOff bool
 }
 
 // problem is the RFC 9457 problem document.
@@ -103,7 +107,7 @@ func succeeded(status int, pay *Payment, ref *Refund) *outcome {
 // payment's current state, used after execution and when resuming.
 func fromPayment(pay *Payment) *outcome {
 	switch pay.Status {
-	case StatusPending:
+	case StatusPending, StatusRequiresReview: // accepted, not final
 		return succeeded(http.StatusAccepted, pay, nil)
 	case StatusDeclined:
 		return failed(&Error{Code: CodeDeclined, PaymentID: pay.ID, DeclineCode: pay.DeclineCode,

@@ -28,20 +28,34 @@ const (
 	// StatusFailed: the payment could not be processed (gateway unavailable
 	// after retries, dead-lettered command); nothing was charged.
 	StatusFailed Status = "failed"
+	// StatusRequiresReview: the gateway's answer could not be established
+	// while the provider still honoured the payment's idempotency key (see
+	// Reconciler), so payrail stopped acting on it on its own. FailureCode
+	// gives the reason (ReviewOutcomeUnknown). An operator settles it from
+	// the provider's records; a later gateway answer (Lookup, a webhook) may
+	// still settle it. It is never an endless retry loop.
+	StatusRequiresReview Status = "requires_review"
 )
+
+// ReviewOutcomeUnknown is the FailureCode of a payment moved to
+// StatusRequiresReview because its gateway outcome stayed unknown past the
+// provider's idempotency window.
+const ReviewOutcomeUnknown = "outcome_unknown"
 
 // Transitions is the payment state machine: for each status, the statuses it
 // may move to. A refund that leaves part of the captured amount unrefunded
 // keeps the payment captured (captured → captured).
 var Transitions = map[Status][]Status{
 	StatusPending:    {StatusProcessing, StatusFailed},
-	StatusProcessing: {StatusAuthorized, StatusCaptured, StatusDeclined, StatusFailed},
-	StatusAuthorized: {StatusCaptured, StatusVoided},
-	StatusCaptured:   {StatusCaptured, StatusRefunded},
-	StatusVoided:     nil,
-	StatusRefunded:   nil,
-	StatusDeclined:   nil,
-	StatusFailed:     nil,
+	StatusProcessing: {StatusAuthorized, StatusCaptured, StatusDeclined, StatusFailed, StatusRequiresReview},
+	// A payment in review is settled from the provider's records.
+	StatusRequiresReview: {StatusAuthorized, StatusCaptured, StatusDeclined, StatusFailed},
+	StatusAuthorized:     {StatusCaptured, StatusVoided},
+	StatusCaptured:       {StatusCaptured, StatusRefunded},
+	StatusVoided:         nil,
+	StatusRefunded:       nil,
+	StatusDeclined:       nil,
+	StatusFailed:         nil,
 }
 
 // CanTransition reports whether a payment may move from one status to another.
@@ -86,7 +100,8 @@ type Payment struct {
 	GatewayReference string `json:"gateway_reference,omitempty"`
 	// DeclineCode is the issuer's reason when Status is declined.
 	DeclineCode string `json:"decline_code,omitempty"`
-	// FailureCode says why the payment failed when Status is failed.
+	// FailureCode says why the payment failed when Status is failed, or why
+	// it needs review when Status is requires_review.
 	FailureCode    string   `json:"failure_code,omitempty"`
 	AmountCaptured int64    `json:"amount_captured"`
 	AmountRefunded int64    `json:"amount_refunded"`
@@ -99,6 +114,15 @@ type Payment struct {
 	// Version is the store's optimistic-concurrency counter; it is not part
 	// of the API representation.
 	Version int64 `json:"-"`
+	// AttemptUntil fences gateway attempts on a processing payment: a writer
+	// that is about to call the gateway sets it (in the same compare-and-set
+	// update that moves the payment to processing, or in a claim before a
+	// resumed attempt) to when its attempt is certainly over, and clears it
+	// when it stores the outcome or gives up for now. While another writer's
+	// attempt may be in flight, a payment is never marked "not charged"
+	// (failed): see Processor's fencing rule. Stores persist it; it is not
+	// part of the API representation.
+	AttemptUntil time.Time `json:"-"`
 }
 
 // Refund is one refund of a captured payment.

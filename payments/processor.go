@@ -69,6 +69,53 @@ func (r RetryPolicy) Backoff(attempt int) time.Duration {
 	return time.Duration(d * (1 - r.Jitter + 2*r.Jitter*mrand.Float64()))
 }
 
+// RecoveryPolicy sets how accepted payments that stopped moving are
+// recovered: by the Worker's recovery sweep (lost publishes, crashed
+// workers) and by the Reconciler (unknown gateway outcomes). Zero fields
+// take their defaults; Worker and Reconciler options override them.
+type RecoveryPolicy struct {
+	// SweepInterval is how often a Worker's recovery sweep runs (default
+	// 30s; negative disables the sweep).
+	SweepInterval time.Duration
+	// StaleAfter is how long a payment must have stayed pending (or, with no
+	// Reconciler, processing) before the sweep republishes its command
+	// (default 2m).
+	StaleAfter time.Duration
+	// ReconcileInterval is how often the Reconciler sweeps (default 30s).
+	ReconcileInterval time.Duration
+	// ReconcileStaleAfter is how long a payment must have stayed processing,
+	// unchanged, before the Reconciler touches it (default: 2 × attempts ×
+	// (gateway timeout + maximum back-off) + 30s, at least 2m: longer than
+	// any writer's gateway attempts).
+	ReconcileStaleAfter time.Duration
+	// MaxAge is how long after its creation a payment may still be resumed
+	// with its gateway idempotency key: the provider's idempotency window
+	// (default 24h, Stripe's). Past it, a payment the provider never
+	// processed is failed and one whose outcome is still unknown moves to
+	// StatusRequiresReview.
+	MaxAge time.Duration
+}
+
+func (r RecoveryPolicy) withDefaults(retry RetryPolicy, gatewayTimeout time.Duration) RecoveryPolicy {
+	if r.SweepInterval == 0 {
+		r.SweepInterval = 30 * time.Second
+	}
+	if r.StaleAfter <= 0 {
+		r.StaleAfter = 2 * time.Minute
+	}
+	if r.ReconcileInterval <= 0 {
+		r.ReconcileInterval = 30 * time.Second
+	}
+	if r.ReconcileStaleAfter <= 0 {
+		perCall := time.Duration(retry.MaxAttempts) * (gatewayTimeout + retry.MaxBackoff)
+		r.ReconcileStaleAfter = max(2*time.Minute, 2*perCall+30*time.Second)
+	}
+	if r.MaxAge <= 0 {
+		r.MaxAge = 24 * time.Hour
+	}
+	return r
+}
+
 // Processor processes payments: it validates requests, enforces
 // idempotency, drives the payment state machine, calls gateways (directly
 // in sync mode, through the bus and a Worker in async mode) and persists
@@ -82,6 +129,7 @@ type Processor struct {
 	log      *slog.Logger
 	tel      *telemetry
 	retry    RetryPolicy
+	recovery RecoveryPolicy
 	now      func() time.Time
 
 	idemTTL        time.Duration
@@ -104,6 +152,7 @@ type options struct {
 	tp             trace.TracerProvider
 	mp             metric.MeterProvider
 	retry          RetryPolicy
+	recovery       RecoveryPolicy
 	mode           Mode
 	now            func() time.Time
 	idemTTL        time.Duration
@@ -163,6 +212,11 @@ func WithMeterProvider(mp metric.MeterProvider) Option { return func(o *options)
 // WithRetryPolicy sets how transient gateway failures are retried.
 func WithRetryPolicy(r RetryPolicy) Option { return func(o *options) { o.retry = r } }
 
+// WithRecoveryPolicy sets how stalled payments are recovered by the
+// Worker's recovery sweep and the Reconciler (see RecoveryPolicy for the
+// defaults).
+func WithRecoveryPolicy(r RecoveryPolicy) Option { return func(o *options) { o.recovery = r } }
+
 // WithMode sets the initial default mode (default ModeSync); see SetMode.
 func WithMode(m Mode) Option { return func(o *options) { o.mode = m } }
 
@@ -203,7 +257,8 @@ func New(opts ...Option) (*Processor, error) {
 	p := &Processor{
 		router: o.router, topic: o.topic, idem: o.idem, store: o.store, log: o.log,
 		retry: o.retry.withDefaults(), now: o.now,
-		idemTTL: o.idemTTL, lease: o.lease, gatewayTimeout: o.gatewayTimeout,
+		recovery: o.recovery.withDefaults(o.retry.withDefaults(), o.gatewayTimeout),
+		idemTTL:  o.idemTTL, lease: o.lease, gatewayTimeout: o.gatewayTimeout,
 	}
 	p.mode.Store(o.mode)
 	if p.log == nil {

@@ -27,7 +27,7 @@ func TestTransitionTable(t *testing.T) {
 		}
 	}
 	all := []payments.Status{payments.StatusPending, payments.StatusProcessing, payments.StatusAuthorized, payments.StatusCaptured,
-		payments.StatusVoided, payments.StatusRefunded, payments.StatusDeclined, payments.StatusFailed}
+		payments.StatusVoided, payments.StatusRefunded, payments.StatusDeclined, payments.StatusFailed, payments.StatusRequiresReview}
 	if len(payments.Transitions) != len(all) {
 		t.Fatalf("transition table covers %d statuses, want %d", len(payments.Transitions), len(all))
 	}
@@ -36,6 +36,9 @@ func TestTransitionTable(t *testing.T) {
 		{"processing", "authorized"}: true, {"processing", "captured"}: true, {"processing", "declined"}: true, {"processing", "failed"}: true,
 		{"authorized", "captured"}: true, {"authorized", "voided"}: true,
 		{"captured", "captured"}: true, {"captured", "refunded"}: true,
+		{"processing", "requires_review"}: true,
+		{"requires_review", "authorized"}: true, {"requires_review", "captured"}: true,
+		{"requires_review", "declined"}: true, {"requires_review", "failed"}: true,
 	}
 	for _, from := range all {
 		for _, to := range all {
@@ -49,6 +52,9 @@ func TestTransitionTable(t *testing.T) {
 		if !s.Terminal() {
 			t.Errorf("%s should be terminal", s)
 		}
+	}
+	if payments.StatusRequiresReview.Terminal() {
+		t.Error("requires_review must not be terminal: the provider's answer may still settle it")
 	}
 	if payments.Status("bogus").Valid() || !payments.StatusCaptured.Valid() {
 		t.Error("Valid")

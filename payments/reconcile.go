@@ -25,8 +25,14 @@ import (
 //     second reconciler can never make the provider charge twice. Payments
 //     older than the maximum age (default 24h, the usual lifetime of a
 //     provider's idempotency keys) are failed instead: nothing was charged.
-//   - Anything else (the gateway or its Lookup still failing): the payment
-//     stays processing and is retried with exponential back-off.
+//   - Lookup cannot answer (any other error): the authorization is resumed
+//     with the same key too — safe for the same reason — and a failure
+//     leaves the payment processing, retried with exponential back-off.
+//   - Past the maximum age, when the provider may have forgotten the key,
+//     nothing is resent: a payment Lookup still cannot answer for moves to
+//     StatusRequiresReview (reason ReviewOutcomeUnknown, metric
+//     MetricReviews, alert PayrailPaymentsNeedReview), never an endless
+//     loop.
 //
 // Settlement is exactly once: the payment store's optimistic concurrency
 // lets only the first of concurrent settlements move the payment out of
@@ -60,7 +66,8 @@ type reconcileTry struct {
 // ReconcilerOption configures a Reconciler.
 type ReconcilerOption func(*Reconciler)
 
-// WithReconcileInterval sets how often Run sweeps (default 30s).
+// WithReconcileInterval sets how often Run sweeps (default: the processor's
+// RecoveryPolicy, 30s).
 func WithReconcileInterval(d time.Duration) ReconcilerOption {
 	return func(r *Reconciler) { r.every = d }
 }
@@ -73,7 +80,9 @@ func WithReconcileStaleAfter(d time.Duration) ReconcilerOption {
 }
 
 // WithReconcileMaxAge sets the age (since creation) after which a payment
-// the gateway never processed is failed instead of resumed (default 24h).
+// is no longer resumed with its gateway idempotency key: the gateway never
+// processed it, it is failed; its outcome is still unknown, it moves to
+// review (default: the processor's RecoveryPolicy.MaxAge, 24h).
 func WithReconcileMaxAge(d time.Duration) ReconcilerOption {
 	return func(r *Reconciler) { r.maxAge = d }
 }
@@ -100,10 +109,9 @@ func NewReconciler(p *Processor, opts ...ReconcilerOption) (*Reconciler, error) 
 	if p == nil {
 		return nil, errors.New("payments: NewReconciler with a nil processor")
 	}
-	perCall := time.Duration(p.retry.MaxAttempts) * (p.gatewayTimeout + p.retry.MaxBackoff)
 	r := &Reconciler{
-		p: p, log: p.log, every: 30 * time.Second, staleAfter: max(2*time.Minute, 2*perCall+30*time.Second),
-		maxAge: 24 * time.Hour, batch: 500, concurrency: 4,
+		p: p, log: p.log, every: p.recovery.ReconcileInterval, staleAfter: p.recovery.ReconcileStaleAfter,
+		maxAge: p.recovery.MaxAge, batch: 500, concurrency: 4,
 		backoff: RetryPolicy{InitialBackoff: 30 * time.Second, MaxBackoff: 30 * time.Minute, Multiplier: 2, Jitter: 0.2},
 		tries:   map[string]*reconcileTry{},
 	}
@@ -140,8 +148,8 @@ func (r *Reconciler) Run(ctx context.Context) error {
 		switch {
 		case err != nil && ctx.Err() == nil:
 			r.log.WarnContext(ctx, "payments: reconciliation sweep failed", "error", err)
-		case res.Settled > 0 || res.Unresolved > 0:
-			r.log.InfoContext(ctx, "payments: reconciliation sweep", "settled", res.Settled, "unresolved", res.Unresolved)
+		case res.Settled > 0 || res.Unresolved > 0 || res.Review > 0:
+			r.log.InfoContext(ctx, "payments: reconciliation sweep", "settled", res.Settled, "unresolved", res.Unresolved, "review", res.Review)
 		}
 		select {
 		case <-ctx.Done():
@@ -161,6 +169,9 @@ type SweepResult struct {
 	Unresolved int
 	// Deferred payments were skipped because their back-off has not passed.
 	Deferred int
+	// Review payments were moved to StatusRequiresReview: their outcome
+	// stayed unknown past the maximum age.
+	Review int
 }
 
 // Sweep reconciles, once, the payments that have stayed processing longer
@@ -203,11 +214,14 @@ func (r *Reconciler) Sweep(ctx context.Context) (SweepResult, error) {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			settled := r.reconcile(ctx, pay)
+			done := r.reconcile(ctx, pay)
 			mu.Lock()
-			if settled {
+			switch done {
+			case reconcileSettled:
 				res.Settled++
-			} else {
+			case reconcileReview:
+				res.Review++
+			default:
 				res.Unresolved++
 			}
 			mu.Unlock()
@@ -228,17 +242,24 @@ func (r *Reconciler) Sweep(ctx context.Context) (SweepResult, error) {
 	return res, ctx.Err()
 }
 
-// reconcile settles one processing payment if it can, and reports whether
-// it left processing.
-func (r *Reconciler) reconcile(ctx context.Context, pay *Payment) bool {
+// reconcile settles one processing payment if it can, moves it to review
+// when its outcome cannot be established within the maximum age, and
+// reports which.
+func (r *Reconciler) reconcile(ctx context.Context, pay *Payment) reconcileResult {
 	o, cause := r.attempt(ctx, pay)
+	if o != nil && o.payment != nil && o.payment.Status == StatusRequiresReview {
+		r.mu.Lock()
+		delete(r.tries, pay.ID)
+		r.mu.Unlock()
+		return reconcileReview
+	}
 	if o != nil && o.payment != nil && o.payment.Status != StatusProcessing {
 		r.log.InfoContext(ctx, "payments: reconciled payment", "payment_id", pay.ID, "gateway", pay.Gateway,
 			"status", string(o.payment.Status))
 		r.mu.Lock()
 		delete(r.tries, pay.ID)
 		r.mu.Unlock()
-		return true
+		return reconcileSettled
 	}
 	if cause == nil && o != nil && o.err != nil {
 		cause = o.err
@@ -267,14 +288,39 @@ func (r *Reconciler) reconcile(ctx context.Context, pay *Payment) bool {
 	}); e != nil {
 		r.log.WarnContext(ctx, "payments: touching an unresolved payment failed", "payment_id", pay.ID, "error", e)
 	}
-	return false
+	return reconcileUnresolved
 }
 
-// attempt runs one reconciliation step: Lookup, then settle, resume or fail.
+// reconcileResult is what reconcile did with one payment.
+type reconcileResult int
+
+const (
+	reconcileUnresolved reconcileResult = iota
+	reconcileSettled
+	reconcileReview
+)
+
+// attempt runs one reconciliation step: Lookup, then settle, resume, fail
+// or move to review.
+//
+// While the payment is younger than the maximum age (the provider's
+// idempotency window), resending the authorization with the payment's own
+// idempotency key is safe by construction: the provider answers a key it
+// processed with the original result and processes a key it never saw. So
+// when Lookup cannot answer (any error but not-found: a provider outage, a
+// lookup window the provider could not scan) the authorization is resumed
+// exactly like a not-found one, and only past the maximum age, when the
+// provider may have forgotten the key, does the payment move to
+// StatusRequiresReview for an operator instead of being retried forever.
 func (r *Reconciler) attempt(ctx context.Context, pay *Payment) (*outcome, error) {
+	young := r.p.now().Sub(pay.CreatedAt) <= r.maxAge
 	g, ok := r.p.router.Gateway(pay.Gateway)
 	if !ok {
-		return nil, fmt.Errorf("gateway %q that processed the payment is not configured", pay.Gateway)
+		cause := fmt.Errorf("gateway %q that processed the payment is not configured", pay.Gateway)
+		if young {
+			return nil, cause
+		}
+		return r.p.reviewPayment(ctx, pay, ReviewOutcomeUnknown, cause), cause
 	}
 	key := gatewayKey(pay.ID, opAuthorize)
 	tx, _, err := r.p.call(ctx, g, "lookup", 1, func(ctx context.Context) (*gateway.Transaction, error) {
@@ -283,13 +329,19 @@ func (r *Reconciler) attempt(ctx context.Context, pay *Payment) (*outcome, error
 	switch {
 	case err == nil:
 		return r.p.settleAuthorization(ctx, pay, tx), nil
-	case !errors.Is(err, gateway.ErrNotFound):
-		return nil, fmt.Errorf("lookup: %w", err)
-	case r.p.now().Sub(pay.CreatedAt) > r.maxAge:
-		return r.p.failPayment(ctx, pay, CodeGatewayUnavailable,
+	case errors.Is(err, gateway.ErrNotFound) && !young:
+		// No claim of another writer can be live on a payment this stale
+		// unless it wrote since it was listed: failPayment re-checks.
+		return r.p.failPayment(ctx, pay, false, CodeGatewayUnavailable,
 			fmt.Errorf("the gateway never processed the payment; reconciliation stopped resuming it after %v", r.maxAge)), nil
+	case !young:
+		return r.p.reviewPayment(ctx, pay, ReviewOutcomeUnknown, fmt.Errorf("lookup: %w", err)), fmt.Errorf("lookup: %w", err)
 	}
-	// Never processed: resume with the same idempotency key. final=false:
-	// a failure leaves the payment processing for the next attempt.
-	return r.p.execAuthorize(ctx, pay, []*gateway.Gateway{g}, execOpts{attempts: 1, prior: true}), nil
+	// Resume with the same idempotency key. final=false: a failure leaves
+	// the payment processing for the next attempt.
+	o := r.p.execAuthorize(ctx, pay, []*gateway.Gateway{g}, execOpts{attempts: 1, prior: true, claim: true})
+	if err != nil && !errors.Is(err, gateway.ErrNotFound) && o.payment != nil && o.payment.Status == StatusProcessing {
+		return o, fmt.Errorf("lookup: %w; resumed authorization: %v", err, o.err)
+	}
+	return o, nil
 }

@@ -31,6 +31,7 @@ const (
 	attrMerchant  = attribute.Key("payrail.merchant")
 	attrIdemOut   = attribute.Key("payrail.idempotency.outcome")
 	attrErrCode   = attribute.Key("payrail.error.code")
+	attrReason    = attribute.Key("payrail.review.reason")
 )
 
 // Metric names, as instruments; Prometheus exposes them with dots as
@@ -61,6 +62,11 @@ const (
 	// http.response.status_code and payrail.error.code, such as the
 	// operations guide's 409 rate by code.
 	MetricHTTPProblems = "payrail.http.server.problems"
+	// MetricReviews counts payments moved to requires_review by
+	// payrail.review.reason (outcome_unknown: the gateway's answer could not
+	// be established within the provider's idempotency window). Any increase
+	// needs an operator: alert PayrailPaymentsNeedReview.
+	MetricReviews = "payrail.payment.reviews"
 )
 
 // telemetry holds the processor's tracer and instruments.
@@ -71,6 +77,7 @@ type telemetry struct {
 	duration   metric.Float64Histogram
 	idem       metric.Int64Counter
 	problems   metric.Int64Counter
+	reviews    metric.Int64Counter
 
 	// opts caches measurement options per attribute combination: building
 	// an attribute.Set on every operation is a measurable share of the hot
@@ -163,6 +170,14 @@ func newTelemetry(tp trace.TracerProvider, mp metric.MeterProvider) (*telemetry,
 		metric.WithUnit("{response}")); err != nil {
 		return nil, err
 	}
+	if t.reviews, err = m.Int64Counter(MetricReviews,
+		metric.WithDescription("Payments moved to requires_review, by reason: each needs an operator."),
+		metric.WithUnit("{payment}")); err != nil {
+		return nil, err
+	}
+	// Export the series at 0 from the start, so that the first review is an
+	// increase the alert sees.
+	t.reviews.Add(context.Background(), 0, metric.WithAttributes(attrReason.String(ReviewOutcomeUnknown)))
 	return t, nil
 }
 

@@ -84,14 +84,15 @@ func WithWorkerLogger(l *slog.Logger) WorkerOption { return func(w *Worker) { w.
 
 // WithRecovery sets how often the recovery sweep runs and how long a
 // payment must have stayed pending or processing before it is republished
-// (defaults 30s and 2m; every <= 0 disables the sweep).
+// (defaults: the processor's RecoveryPolicy, 30s and 2m; every <= 0
+// disables the sweep).
 func WithRecovery(every, staleAfter time.Duration) WorkerOption {
 	return func(w *Worker) { w.sweepEvery, w.staleAfter = every, staleAfter }
 }
 
 // NewWorker returns a worker for p.
 func NewWorker(p *Processor, opts ...WorkerOption) (*Worker, error) {
-	w := &Worker{p: p, log: p.log, sweepEvery: 30 * time.Second, staleAfter: 2 * time.Minute}
+	w := &Worker{p: p, log: p.log, sweepEvery: p.recovery.SweepInterval, staleAfter: p.recovery.StaleAfter}
 	for _, o := range opts {
 		o(w)
 	}
@@ -102,7 +103,7 @@ func NewWorker(p *Processor, opts ...WorkerOption) (*Worker, error) {
 		return nil, errors.New("payments: NewWorker needs WithSubscription when the processor was given its own topic")
 	}
 	if w.staleAfter <= 0 {
-		w.staleAfter = 2 * time.Minute
+		w.staleAfter = p.recovery.StaleAfter
 	}
 	return w, nil
 }
@@ -158,10 +159,11 @@ func (w *Worker) Recover(ctx context.Context) (int, error) {
 	for _, pay := range stale {
 		if pay.Status == StatusProcessing && w.p.now().Sub(pay.CreatedAt) > maxBlindRetryAge {
 			// Providers forget idempotency keys after about a day (Stripe:
-			// 24h); re-sending the authorization then could charge twice.
-			// Only a Lookup-based Reconciler may settle it.
-			w.log.WarnContext(ctx, "payments: processing payment too old to retry blindly; attach a Reconciler",
-				"payment_id", pay.ID, "created_at", pay.CreatedAt)
+			// 24h); re-sending the authorization then could charge twice,
+			// and without a Reconciler nothing can look it up: an operator
+			// settles it (never an endless loop).
+			w.p.reviewPayment(ctx, pay, ReviewOutcomeUnknown,
+				fmt.Errorf("processing for longer than %v without a Reconciler to look it up", maxBlindRetryAge))
 			continue
 		}
 		if err := w.p.publish(ctx, pay); err != nil {
@@ -219,7 +221,9 @@ func (w *Worker) Handle(ctx context.Context, m *bus.Message) error {
 				return errUnchanged
 			}
 			q.Gateway = chain[0].Name()
-			return q.transition(StatusProcessing, w.p.now())
+			now := w.p.now()
+			q.AttemptUntil = now.Add(w.p.attemptWindow()) // this delivery's claim (fencing)
+			return q.transition(StatusProcessing, now)
 		})
 		if e != nil {
 			if final {
@@ -244,7 +248,9 @@ func (w *Worker) Handle(ctx context.Context, m *bus.Message) error {
 
 	// One gateway attempt per delivery: retries happen by redelivery, with
 	// back-off, so a worker never blocks on a failing gateway.
-	o := w.p.execAuthorize(ctx, pay, chain, execOpts{attempts: 1, final: final, prior: m.DeliveryAttempt > 1 || prior})
+	// A payment already processing was moved there by an earlier delivery
+	// or request: claim the attempt first (fencing, operations.go).
+	o := w.p.execAuthorize(ctx, pay, chain, execOpts{attempts: 1, final: final, prior: m.DeliveryAttempt > 1 || prior, claim: prior})
 	w.p.tel.end(ctx, span, "process", start, o)
 	ended = true
 	switch {
@@ -265,7 +271,7 @@ func (w *Worker) Handle(ctx context.Context, m *bus.Message) error {
 // payment failed and dead-letters the message.
 func (w *Worker) retryOrFail(ctx context.Context, m *bus.Message, pay *Payment, final bool, cause error) error {
 	if final {
-		w.p.failPayment(ctx, pay, CodeGatewayUnavailable, cause)
+		w.p.failPayment(ctx, pay, false, CodeGatewayUnavailable, cause)
 		return m.DeadLetter(ctx, fmt.Sprintf("payment %s failed after %d attempts: %v", pay.ID, m.DeliveryAttempt, cause))
 	}
 	return m.Nack(ctx, w.p.retry.Backoff(m.DeliveryAttempt))

@@ -79,6 +79,9 @@ func storePayment(id, merchant string, status payments.Status, updated time.Time
 			GatewayReference: "gre_1", CreatedAt: updated}},
 		Metadata:  map[string]string{"order": "1001", "note": "ñandú – 100 €"},
 		CreatedAt: storeT0, UpdatedAt: updated,
+		// The fencing claim is store-only state (not in the API's JSON):
+		// stores must keep it too.
+		AttemptUntil: updated.Add(90 * time.Second),
 	}
 }
 
@@ -99,6 +102,9 @@ func storeEqual(t testing.TB, what string, got, want *payments.Payment) {
 	if !g.UpdatedAt.Equal(w.UpdatedAt) {
 		diff("UpdatedAt", g.UpdatedAt, w.UpdatedAt)
 	}
+	if !g.AttemptUntil.Equal(w.AttemptUntil) {
+		diff("AttemptUntil", g.AttemptUntil, w.AttemptUntil)
+	}
 	if len(g.Refunds) != len(w.Refunds) {
 		diff("Refunds", g.Refunds, w.Refunds)
 	} else {
@@ -117,6 +123,7 @@ func storeEqual(t testing.TB, what string, got, want *payments.Payment) {
 		diff("Metadata", g.Metadata, w.Metadata)
 	}
 	g.CreatedAt, g.UpdatedAt, w.CreatedAt, w.UpdatedAt = time.Time{}, time.Time{}, time.Time{}, time.Time{}
+	g.AttemptUntil, w.AttemptUntil = time.Time{}, time.Time{}
 	g.Refunds, w.Refunds, g.Metadata, w.Metadata = nil, nil, nil, nil
 	if !reflect.DeepEqual(*g, *w) {
 		t.Errorf("%s: got %+v, want %+v", what, *g, *w)
@@ -138,6 +145,14 @@ func storeRoundTrip(t *testing.T, _ PaymentStoreHarness, s payments.Store) {
 		t.Fatalf("Get: %v", err)
 	}
 	storeEqual(t, "Get after Create", got, p)
+	// Clearing the fencing claim is stored too.
+	got.AttemptUntil = time.Time{}
+	if err := s.Update(ctx, got); err != nil {
+		t.Fatalf("Update clearing AttemptUntil: %v", err)
+	}
+	if again, err := s.Get(ctx, "acme", "pay_rt"); err != nil || !again.AttemptUntil.IsZero() {
+		t.Errorf("AttemptUntil after clearing = %v (err %v), want zero", again.AttemptUntil, err)
+	}
 	// A minimal payment: empty collections and optional fields.
 	m := &payments.Payment{ID: "pay_min", Merchant: "acme", Amount: 1, Currency: "JPY", Status: payments.StatusPending,
 		CreatedAt: storeT0, UpdatedAt: storeT0}

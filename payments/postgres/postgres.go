@@ -245,10 +245,23 @@ func (s *Store) check(ctx context.Context) error {
 	return ctx.Err()
 }
 
+// document is a payment as stored in the payment column: its API
+// representation plus the store-only fields that payments.Payment keeps
+// out of it (json:"-").
+type document struct {
+	payments.Payment
+	AttemptUntil *time.Time `json:"payrail_attempt_until,omitempty"`
+}
+
 func encode(p *payments.Payment) ([]byte, error) {
-	b, err := json.Marshal(p)
+	b, err := json.Marshal(p) // the API representation (Payment.MarshalJSON)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: encoding payment %s: %w", p.ID, err)
+	}
+	if !p.AttemptUntil.IsZero() && len(b) > 1 && b[len(b)-1] == '}' {
+		b = append(b[:len(b)-1], `,"payrail_attempt_until":`...)
+		b = p.AttemptUntil.UTC().AppendFormat(append(b, '"'), time.RFC3339Nano)
+		b = append(b, '"', '}')
 	}
 	return b, nil
 }
@@ -274,12 +287,16 @@ func (s *Store) Create(ctx context.Context, p *payments.Payment) error {
 }
 
 func decode(doc []byte, version int64) (*payments.Payment, error) {
-	var p payments.Payment
-	if err := json.Unmarshal(doc, &p); err != nil {
+	var d document
+	if err := json.Unmarshal(doc, &d); err != nil {
 		return nil, fmt.Errorf("postgres: decoding payment: %w", err)
 	}
+	p := &d.Payment
+	if d.AttemptUntil != nil {
+		p.AttemptUntil = *d.AttemptUntil
+	}
 	p.Version = version
-	return &p, nil
+	return p, nil
 }
 
 // Get implements payments.Store.

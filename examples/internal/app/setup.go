@@ -156,6 +156,7 @@ func ProcessorOptions(cfg *config.Config, gw gateway.Router, idem *idempotency.S
 		payments.WithStore(store),
 		payments.WithLogger(log),
 		payments.WithRetryPolicy(payments.RetryPolicy{MaxAttempts: cfg.MaxAttempts, MaxBackoff: MaxBackoff}),
+		payments.WithRecoveryPolicy(cfg.Recovery),
 		payments.WithMode(cfg.DefaultMode),
 		payments.WithGatewayTimeout(GatewayTimeout),
 		payments.WithTracerProvider(otel.GetTracerProvider()),

@@ -52,6 +52,17 @@
 //   - PAYMENTS_MAX_ATTEMPTS (default 3): gateway attempts per synchronous
 //     request, and deliveries of an async command before its payment is
 //     failed.
+//   - RECOVERY_INTERVAL (default 30s), RECOVERY_STALE_AFTER (default 2m):
+//     how often a worker's recovery sweep runs and how long an accepted
+//     async payment must have stayed pending before its command is
+//     republished (payments.RecoveryPolicy).
+//   - RECONCILE_INTERVAL (default 30s), RECONCILE_STALE_AFTER (default:
+//     2 × attempts × (gateway timeout + back-off) + 30s, at least 2m),
+//     RECONCILE_MAX_AGE (default 24h): how often the reconciler sweeps,
+//     how long a payment must have stayed processing before it is looked
+//     up, and the provider's idempotency window, past which a payment is
+//     no longer resumed with its key (failed if never processed, moved to
+//     requires_review if its outcome is still unknown).
 //   - WORKER_CONCURRENCY (default 16): commands a standalone worker
 //     processes at once.
 //
@@ -142,6 +153,7 @@ const (
 	maxAttemptsLimit  = 100
 	concurrencyLimit  = 10_000
 	shutdownTimeLimit = 1 * time.Hour
+	recoveryTimeLimit = 24 * time.Hour
 )
 
 // Config is the deployment's configuration. Load fills it from the
@@ -204,6 +216,11 @@ type Config struct {
 	// WorkerConcurrency bounds the standalone worker's concurrent commands
 	// (WORKER_CONCURRENCY).
 	WorkerConcurrency int
+	// Recovery holds the recovery timings (RECOVERY_INTERVAL,
+	// RECOVERY_STALE_AFTER, RECONCILE_INTERVAL, RECONCILE_STALE_AFTER,
+	// RECONCILE_MAX_AGE); zero fields take payments.RecoveryPolicy's
+	// defaults.
+	Recovery payments.RecoveryPolicy
 
 	// APIKeys maps merchant API keys to merchants (PAYRAIL_API_KEYS). Secret.
 	APIKeys map[string]string
@@ -228,7 +245,9 @@ func Names() []string {
 		"PAYMENTS_TOPIC", "PAYMENTS_SUBSCRIPTION", "PAYMENTS_QUEUE",
 		"BUS_TOPIC_URL", "BUS_SUBSCRIPTION_URL",
 		"GATEWAY_URL", "GATEWAY_URLS", "GATEWAY_ROUTES", "IDEMPOTENCY_URL", "PAYMENTS_STORE_URL",
-		"PAYMENTS_DEFAULT_MODE", "PAYMENTS_MAX_ATTEMPTS", "WORKER_CONCURRENCY",
+		"PAYMENTS_DEFAULT_MODE", "PAYMENTS_MAX_ATTEMPTS",
+		"RECOVERY_INTERVAL", "RECOVERY_STALE_AFTER", "RECONCILE_INTERVAL", "RECONCILE_STALE_AFTER", "RECONCILE_MAX_AGE",
+		"WORKER_CONCURRENCY",
 		"PAYRAIL_API_KEYS", "PAYRAIL_ADMIN_KEYS",
 		"LOG_LEVEL", "SERVICE_NAME",
 	}
@@ -293,10 +312,17 @@ func Parse(lookup func(string) (string, bool)) (*Config, error) {
 		DefaultMode:          payments.Mode(p.oneOf("PAYMENTS_DEFAULT_MODE", string(DefaultMode), string(payments.ModeSync), string(payments.ModeAsync))),
 		MaxAttempts:          p.intRange("PAYMENTS_MAX_ATTEMPTS", DefaultMaxAttempts, 1, maxAttemptsLimit),
 		WorkerConcurrency:    p.intRange("WORKER_CONCURRENCY", DefaultWorkerConcurrency, 1, concurrencyLimit),
-		APIKeys:              p.apiKeys("PAYRAIL_API_KEYS"),
-		AdminKeys:            p.adminKeys("PAYRAIL_ADMIN_KEYS"),
-		LogLevel:             p.level("LOG_LEVEL", DefaultLogLevel),
-		ServiceName:          p.str("SERVICE_NAME", ""),
+		Recovery: payments.RecoveryPolicy{
+			SweepInterval:       p.durationUpTo("RECOVERY_INTERVAL", 0, recoveryTimeLimit),
+			StaleAfter:          p.durationUpTo("RECOVERY_STALE_AFTER", 0, recoveryTimeLimit),
+			ReconcileInterval:   p.durationUpTo("RECONCILE_INTERVAL", 0, recoveryTimeLimit),
+			ReconcileStaleAfter: p.durationUpTo("RECONCILE_STALE_AFTER", 0, recoveryTimeLimit),
+			MaxAge:              p.durationUpTo("RECONCILE_MAX_AGE", 0, 7*24*time.Hour),
+		},
+		APIKeys:     p.apiKeys("PAYRAIL_API_KEYS"),
+		AdminKeys:   p.adminKeys("PAYRAIL_ADMIN_KEYS"),
+		LogLevel:    p.level("LOG_LEVEL", DefaultLogLevel),
+		ServiceName: p.str("SERVICE_NAME", ""),
 	}
 	p.check(c)
 	if len(p.errs) > 0 {
@@ -489,13 +515,17 @@ func (p *parser) port(name string, def int) int {
 }
 
 func (p *parser) duration(name string, def time.Duration) time.Duration {
+	return p.durationUpTo(name, def, shutdownTimeLimit)
+}
+
+func (p *parser) durationUpTo(name string, def, limit time.Duration) time.Duration {
 	v := p.raw(name)
 	if v == "" {
 		return def
 	}
 	d, err := time.ParseDuration(v)
-	if err != nil || d <= 0 || d > shutdownTimeLimit {
-		p.fail(name, "%q is invalid; want a positive Go duration up to %s, such as 30s", v, shutdownTimeLimit)
+	if err != nil || d <= 0 || d > limit {
+		p.fail(name, "%q is invalid; want a positive Go duration up to %s, such as 30s", v, limit)
 		return def
 	}
 	return d

@@ -66,6 +66,11 @@ func TestParseValues(t *testing.T) {
 		{"empty means default", map[string]string{"PORT": "", "LOG_LEVEL": ""}, func(c *Config) bool { return c.Port == 8080 && c.LogLevel == slog.LevelInfo }},
 		{"metrics port", map[string]string{"METRICS_PORT": "9100"}, func(c *Config) bool { return c.MetricsPort == 9100 }},
 		{"shutdown timeout", map[string]string{"SHUTDOWN_TIMEOUT": "1m30s"}, func(c *Config) bool { return c.ShutdownTimeout == 90*time.Second }},
+		{"recovery timings", map[string]string{"RECOVERY_INTERVAL": "10s", "RECOVERY_STALE_AFTER": "5m", "RECONCILE_INTERVAL": "1m",
+			"RECONCILE_STALE_AFTER": "10m", "RECONCILE_MAX_AGE": "48h"}, func(c *Config) bool {
+			return c.Recovery == payments.RecoveryPolicy{SweepInterval: 10 * time.Second, StaleAfter: 5 * time.Minute,
+				ReconcileInterval: time.Minute, ReconcileStaleAfter: 10 * time.Minute, MaxAge: 48 * time.Hour}
+		}},
 		{"kafka", map[string]string{"MESSAGE_BUS_ADAPTER": "kafka"}, func(c *Config) bool { return c.MessageBusAdapter == "kafka" && !c.InMemoryBus() }},
 		{"sns-sqs", map[string]string{"MESSAGE_BUS_ADAPTER": "sns-sqs", "PAYMENTS_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:payments", "PAYMENTS_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/payments"},
 			func(c *Config) bool {
@@ -135,6 +140,8 @@ func TestParseErrors(t *testing.T) {
 		{"concurrency", map[string]string{"WORKER_CONCURRENCY": "0"}, []string{"WORKER_CONCURRENCY"}, ""},
 		{"shutdown timeout unitless", map[string]string{"SHUTDOWN_TIMEOUT": "30"}, []string{"SHUTDOWN_TIMEOUT"}, ""},
 		{"shutdown timeout negative", map[string]string{"SHUTDOWN_TIMEOUT": "-5s"}, []string{"SHUTDOWN_TIMEOUT"}, ""},
+		{"reconcile max age too long", map[string]string{"RECONCILE_MAX_AGE": "720h"}, []string{"RECONCILE_MAX_AGE"}, ""},
+		{"recovery interval unitless", map[string]string{"RECOVERY_INTERVAL": "30"}, []string{"RECOVERY_INTERVAL"}, ""},
 		{"log level", map[string]string{"LOG_LEVEL": "verbose"}, []string{"LOG_LEVEL", "debug, info, warn or error"}, ""},
 		{"api keys malformed hides key", map[string]string{"PAYRAIL_API_KEYS": "sk_topsecret_value"}, []string{"PAYRAIL_API_KEYS", "key:merchant"}, "topsecret"},
 		{"api keys duplicate hides key", map[string]string{"PAYRAIL_API_KEYS": "sk_topsecret:a,sk_topsecret:b"}, []string{"PAYRAIL_API_KEYS", "duplicate"}, "topsecret"},
