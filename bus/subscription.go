@@ -155,6 +155,10 @@ func NewSubscription(d driver.Subscription, opts ...SubscriptionOption) *Subscri
 // effective limit after WithMaxAttempts.
 func (s *Subscription) Capabilities() Capabilities { return s.caps }
 
+// Concurrency returns how many handlers Receive runs at once
+// (WithConcurrency).
+func (s *Subscription) Concurrency() int { return s.opts.concurrency }
+
 // Receive receives messages and calls h for each, running at most the
 // configured concurrency of handlers at once, until ctx is done or the
 // subscription is closed. On drivers declaring Ordering, messages with the

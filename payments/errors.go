@@ -32,6 +32,7 @@ const (
 	CodeBusUnavailable     Code = "bus_unavailable"          // 503: the async command could not be published
 	CodeStoreUnavailable   Code = "store_unavailable"        // 503: payment or idempotency store failed
 	CodeUnavailable        Code = "service_unavailable"      // 503: shutting down or not ready
+	CodeQueueFull          Code = "async_queue_full"         // 503: the in-process queue cannot take more work it could finish at shutdown
 	CodeInternal           Code = "internal_error"           // 500
 	CodeOutcomeUnknown     Code = "payment_outcome_unknown"  // 503: gateway outcome ambiguous; retry with the same key to resume
 	CodeCardDataNotAllowed Code = "card_data_not_allowed"    // field code: a raw card number where a token is expected
@@ -61,6 +62,7 @@ var codeStatus = map[Code]int{
 	CodeBusUnavailable:     http.StatusServiceUnavailable,
 	CodeStoreUnavailable:   http.StatusServiceUnavailable,
 	CodeUnavailable:        http.StatusServiceUnavailable,
+	CodeQueueFull:          http.StatusServiceUnavailable,
 	CodeInternal:           http.StatusInternalServerError,
 	CodeOutcomeUnknown:     http.StatusServiceUnavailable,
 }
@@ -84,6 +86,7 @@ var codeTitle = map[Code]string{
 	CodeBusUnavailable:     "Message bus unavailable",
 	CodeStoreUnavailable:   "Store unavailable",
 	CodeUnavailable:        "Service unavailable",
+	CodeQueueFull:          "Async queue full",
 	CodeInternal:           "Internal error",
 	CodeOutcomeUnknown:     "Payment outcome not yet known",
 }
@@ -150,6 +153,7 @@ var (
 	ErrBusUnavailable     = &Error{Code: CodeBusUnavailable}
 	ErrStoreUnavailable   = &Error{Code: CodeStoreUnavailable}
 	ErrUnavailable        = &Error{Code: CodeUnavailable}
+	ErrQueueFull          = &Error{Code: CodeQueueFull}
 	ErrOutcomeUnknown     = &Error{Code: CodeOutcomeUnknown}
 )
 

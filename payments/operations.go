@@ -80,10 +80,12 @@ func keyError(err error) *Error {
 	return &Error{Code: CodeIdempotencyInvalid, Detail: "Idempotency-Key must be 1-255 printable ASCII characters"}
 }
 
+// errShuttingDown answers operations that arrive after Shutdown or Close.
+func errShuttingDown() *Error {
+	return &Error{Code: CodeUnavailable, Detail: "the processor is shutting down", RetryAfter: time.Second}
+}
+
 func (p *Processor) precheck(merchant, key string, keyRequired bool) *Error {
-	if p.closed.Load() {
-		return &Error{Code: CodeUnavailable, Detail: "the processor is shutting down", RetryAfter: time.Second}
-	}
 	if key != "" || keyRequired {
 		if err := idempotency.ValidateKey(key); err != nil {
 			return keyError(err)
@@ -99,6 +101,10 @@ func (p *Processor) authorize(ctx context.Context, req *AuthorizeRequest) (o *ou
 	start := time.Now()
 	ctx, span := p.tel.start(ctx, "authorize")
 	defer func() { p.tel.end(ctx, span, "authorize", start, o) }()
+	if !p.enter() {
+		return failed(errShuttingDown(), nil)
+	}
+	defer p.exit()
 	if e := p.precheck(req.Merchant, req.IdempotencyKey, true); e != nil {
 		return failed(e, nil)
 	}
@@ -145,6 +151,9 @@ func (p *Processor) createPayment(ctx context.Context, c *claim, n *AuthorizeReq
 		Status: StatusPending, Refunds: []Refund{}, Metadata: n.Metadata, CreatedAt: now, UpdatedAt: now,
 	}
 	if mode == ModeAsync {
+		if e := p.admitAsync(ctx); e != nil {
+			return failed(e, nil), false
+		}
 		if err := p.store.Create(ctx, pay); err != nil {
 			return failed(p.storeError(err, id), nil), false
 		}
@@ -599,6 +608,10 @@ func (p *Processor) runFollowUp(ctx context.Context, f *followUp) (o *outcome) {
 	start := time.Now()
 	ctx, span := p.tel.start(ctx, f.op)
 	defer func() { p.tel.end(ctx, span, f.op, start, o) }()
+	if !p.enter() {
+		return failed(errShuttingDown(), nil)
+	}
+	defer p.exit()
 	if e := p.precheck(f.merchant, f.key, false); e != nil {
 		return failed(e, nil)
 	}

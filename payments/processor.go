@@ -137,7 +137,14 @@ type Processor struct {
 	gatewayTimeout time.Duration
 
 	mode       atomic.Value // Mode
-	closed     atomic.Bool
+	closed     atomic.Bool  // refuses new operations (Shutdown, Close)
+	active     atomic.Int64 // operations in flight, for Shutdown
+
+	// With the default in-memory bus: the budget within which the queue
+	// must drain (WithDrainBudget) and the observed time to process one
+	// command (an exponentially weighted average, nanoseconds).
+	drainBudget  time.Duration
+	processNanos atomic.Int64
 	owned      []func() error
 	closeM     sync.Mutex
 	onLeaseErr func(context.Context, error) // p.leaseRenewalFailed
@@ -159,6 +166,7 @@ type options struct {
 	lease          time.Duration
 	gatewayTimeout time.Duration
 	localSubOpts   []bus.SubscriptionOption
+	drainBudget    time.Duration
 }
 
 // Option configures a Processor.
@@ -188,6 +196,14 @@ func WithTopic(t *bus.Topic) Option { return func(o *options) { o.topic = t } }
 func WithLocalSubscriptionOptions(opts ...bus.SubscriptionOption) Option {
 	return func(o *options) { o.localSubOpts = append(o.localSubOpts, opts...) }
 }
+
+// WithDrainBudget bounds the work the default in-memory bus (used when no
+// WithTopic is given) may hold: an async payment is accepted only while
+// the queue, at the processing time the worker observes, drains within d —
+// what a graceful shutdown can complete (give it the shutdown timeout).
+// Past it, async requests fail with ErrQueueFull (503 with Retry-After), so
+// that no 202 is answered for work a shutdown would lose. Default 30s.
+func WithDrainBudget(d time.Duration) Option { return func(o *options) { o.drainBudget = d } }
 
 // WithIdempotencyStore sets the idempotency store (default: in-memory).
 func WithIdempotencyStore(s *idempotency.Store) Option { return func(o *options) { o.idem = s } }
@@ -241,7 +257,7 @@ func WithGatewayTimeout(d time.Duration) Option { return func(o *options) { o.ga
 // which suit a single process.
 func New(opts ...Option) (*Processor, error) {
 	o := options{mode: ModeSync, now: time.Now, idemTTL: idempotency.DefaultTTL,
-		lease: idempotency.DefaultLease, gatewayTimeout: 30 * time.Second}
+		lease: idempotency.DefaultLease, gatewayTimeout: 30 * time.Second, drainBudget: 30 * time.Second}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -251,14 +267,14 @@ func New(opts ...Option) (*Processor, error) {
 	if o.mode != ModeSync && o.mode != ModeAsync {
 		return nil, fmt.Errorf("payments: invalid mode %q", o.mode)
 	}
-	if o.idemTTL <= 0 || o.lease <= 0 || o.gatewayTimeout <= 0 || o.now == nil {
-		return nil, errors.New("payments: TTL, lease and gateway timeout must be positive, clock non-nil")
+	if o.idemTTL <= 0 || o.lease <= 0 || o.gatewayTimeout <= 0 || o.drainBudget <= 0 || o.now == nil {
+		return nil, errors.New("payments: TTL, lease, gateway timeout and drain budget must be positive, clock non-nil")
 	}
 	p := &Processor{
 		router: o.router, topic: o.topic, idem: o.idem, store: o.store, log: o.log,
 		retry: o.retry.withDefaults(), now: o.now,
 		recovery: o.recovery.withDefaults(o.retry.withDefaults(), o.gatewayTimeout),
-		idemTTL:  o.idemTTL, lease: o.lease, gatewayTimeout: o.gatewayTimeout,
+		idemTTL:  o.idemTTL, lease: o.lease, gatewayTimeout: o.gatewayTimeout, drainBudget: o.drainBudget,
 	}
 	p.mode.Store(o.mode)
 	if p.log == nil {
@@ -271,6 +287,12 @@ func New(opts ...Option) (*Processor, error) {
 	if p.idem == nil {
 		p.idem = idempotency.New(memory.New())
 		p.owned = append(p.owned, p.idem.Close)
+		p.log.Warn("payments: using the in-memory idempotency store: single-process and not durable; " +
+			"keys are lost on restart and not shared between replicas (WithIdempotencyStore)")
+	}
+	if !p.DurableStore() {
+		p.log.Warn("payments: using the in-memory payment store: single-process and not durable; " +
+			"payments are lost on restart and not shared between replicas (WithStore)")
 	}
 	if p.topic == nil {
 		b := inmemory.NewBroker()
@@ -369,21 +391,124 @@ func (p *Processor) Ready(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
+// enter admits an operation, or reports that the processor is shutting
+// down. Every admitted operation calls exit.
+func (p *Processor) enter() bool {
+	if p.closed.Load() {
+		return false
+	}
+	p.active.Add(1)
+	if p.closed.Load() { // Shutdown started in between: it may not wait for us
+		p.active.Add(-1)
+		return false
+	}
+	return true
+}
+
+func (p *Processor) exit() { p.active.Add(-1) }
+
+// defaultProcessEstimate is the time to process one async command assumed
+// until the worker has measured some.
+const defaultProcessEstimate = 50 * time.Millisecond
+
+// admitAsync refuses an async payment the default in-memory bus could not
+// drain within the drain budget (WithDrainBudget): its backlog and
+// in-flight commands, at the processing time the worker observes, spread
+// over the subscription's concurrency. Other buses are durable: no limit.
+func (p *Processor) admitAsync(ctx context.Context) *Error {
+	if p.localSub == nil {
+		return nil
+	}
+	st, err := p.localSub.Stats(ctx)
+	if err != nil {
+		return &Error{Code: CodeUnavailable, Detail: "the in-process queue is closed", RetryAfter: time.Second, Err: err}
+	}
+	per := time.Duration(p.processNanos.Load())
+	if per <= 0 {
+		per = defaultProcessEstimate
+	}
+	queued := st.Backlog + st.InFlight + 1
+	drain := time.Duration(queued) * per / time.Duration(max(1, p.localSub.Concurrency()))
+	if drain <= p.drainBudget {
+		return nil
+	}
+	return &Error{Code: CodeQueueFull, RetryAfter: max(time.Second, drain-p.drainBudget),
+		Detail: fmt.Sprintf("the in-process queue holds %d payments, more than it can complete within its %v drain budget at %v each; "+
+			"retry later, or without Prefer: respond-async", queued-1, p.drainBudget, per.Round(time.Millisecond))}
+}
+
+// observeProcessing feeds the time the worker took to process one command
+// of the default in-memory bus into admitAsync's estimate (an
+// exponentially weighted moving average, weight 1/8).
+func (p *Processor) observeProcessing(d time.Duration) {
+	old := p.processNanos.Load()
+	if old <= 0 {
+		p.processNanos.Store(int64(d))
+		return
+	}
+	p.processNanos.Store(old + (int64(d)-old)/8)
+}
+
+// Unfinished returns the payments of the payment store that are not final
+// (pending, processing) and were last changed before the given time, up to
+// limit, oldest first. After a shutdown that could not drain the default
+// in-memory bus, with the memory store, these are the accepted payments the
+// process loses on exit; with a durable store a later worker resumes them.
+func (p *Processor) Unfinished(ctx context.Context, before time.Time, limit int) ([]*Payment, error) {
+	return p.store.ListStale(ctx, []Status{StatusPending, StatusProcessing}, before, limit)
+}
+
+// DurableStore reports whether the payment store outlives the process: a
+// store is durable unless it has a Durable method that says otherwise, as
+// MemoryStore (and wrappers embedding it) do.
+func (p *Processor) DurableStore() bool {
+	d, ok := p.store.(interface{ Durable() bool })
+	return !ok || d.Durable()
+}
+
+// Shutdown stops the processor gracefully, like http.Server.Shutdown: new
+// operations fail at once with ErrUnavailable (503 service_unavailable with
+// Retry-After over HTTP), then it waits for the operations in flight, and
+// their store writes, to finish. It returns nil when none is left, or an
+// error wrapping ctx's if ctx ends first (they go on; their payments stay
+// resumable). It does not stop workers (see Worker.Shutdown) nor release
+// resources (Close).
+//
+// The order for an embedder: stop routing traffic (Handler.SetDraining,
+// then http.Server.Shutdown), Processor.Shutdown, Worker.Shutdown, then
+// Processor.Close and the stores, buses and gateways it was given.
+func (p *Processor) Shutdown(ctx context.Context) error {
+	p.closed.Store(true)
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+	for {
+		n := p.active.Load()
+		if n <= 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("payments: shutdown: %d operations still in flight: %w", n, ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
 // Close refuses new operations and releases what New created itself (the
 // default in-memory bus and idempotency store). Resources passed in options
-// belong to the caller. Stop workers before closing.
+// belong to the caller. Stop workers, and call Shutdown to let operations
+// in flight finish, before closing. Close is idempotent.
 func (p *Processor) Close() error {
 	p.closeM.Lock()
 	defer p.closeM.Unlock()
-	if !p.closed.CompareAndSwap(false, true) {
-		return nil
-	}
+	p.closed.Store(true)
 	var errs []error
 	for i := len(p.owned) - 1; i >= 0; i-- {
 		if err := p.owned[i](); err != nil && !errors.Is(err, bus.ErrClosed) {
 			errs = append(errs, err)
 		}
 	}
+	p.owned = nil // released once
 	return errors.Join(errs...)
 }
 

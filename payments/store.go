@@ -195,6 +195,10 @@ func (s *MemoryStore) Update(ctx context.Context, p *Payment) error {
 	return nil
 }
 
+// Durable reports false: what the memory store holds is lost when the
+// process exits (see Processor.DurableStore).
+func (s *MemoryStore) Durable() bool { return false }
+
 // Close implements Store; the memory store holds no resources.
 func (s *MemoryStore) Close() error { return nil }
 

@@ -70,6 +70,10 @@ type Worker struct {
 	sweepEvery time.Duration
 	staleAfter time.Duration
 	rec        *Reconciler // WithReconciler (reconcile.go)
+
+	runMu  sync.Mutex
+	stop   context.CancelFunc // cancels the running Run, if any
+	runEnd chan struct{}      // closed when that Run returned
 }
 
 // WorkerOption configures a Worker.
@@ -92,6 +96,9 @@ func WithRecovery(every, staleAfter time.Duration) WorkerOption {
 
 // NewWorker returns a worker for p.
 func NewWorker(p *Processor, opts ...WorkerOption) (*Worker, error) {
+	if p == nil {
+		return nil, errors.New("payments: NewWorker with a nil processor")
+	}
 	w := &Worker{p: p, log: p.log, sweepEvery: p.recovery.SweepInterval, staleAfter: p.recovery.StaleAfter}
 	for _, o := range opts {
 		o(w)
@@ -115,6 +122,12 @@ func (w *Worker) Subscription() *bus.Subscription { return w.sub }
 // commands to finish and be acknowledged before returning nil. It returns
 // an error if the subscription fails permanently.
 func (w *Worker) Run(ctx context.Context) error {
+	ctx, stop := context.WithCancel(ctx)
+	end := make(chan struct{})
+	defer func() { stop(); close(end) }()
+	w.runMu.Lock()
+	w.stop, w.runEnd = stop, end
+	w.runMu.Unlock()
 	var wg sync.WaitGroup
 	if w.sweepEvery > 0 {
 		wg.Go(func() { w.sweepLoop(ctx) })
@@ -174,6 +187,55 @@ func (w *Worker) Recover(ctx context.Context) (int, error) {
 	return n, nil
 }
 
+// Shutdown stops the worker gracefully. When it consumes the processor's
+// default in-memory bus — a queue that dies with the process — it first
+// waits until every accepted command in it has been processed (nothing
+// queued, delayed for a retry or in flight); then it stops Run and waits
+// for the commands in flight to be settled. On a durable bus it only does
+// the latter: what is queued there stays for the next worker. It returns
+// nil when done, or, if ctx ends first, an error saying how many commands
+// were left (see Processor.Unfinished for the payments they belong to).
+func (w *Worker) Shutdown(ctx context.Context) error {
+	var drainErr error
+	if w.sub == w.p.localSub {
+		drainErr = w.drain(ctx)
+	}
+	w.runMu.Lock()
+	stop, end := w.stop, w.runEnd
+	w.runMu.Unlock()
+	if stop == nil {
+		return drainErr
+	}
+	stop()
+	select {
+	case <-end:
+		return drainErr
+	case <-ctx.Done():
+		return errors.Join(drainErr, fmt.Errorf("payments: worker shutdown: commands still in flight: %w", ctx.Err()))
+	}
+}
+
+// drain waits until the subscription holds nothing queued or in flight.
+func (w *Worker) drain(ctx context.Context) error {
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for {
+		st, err := w.sub.Stats(ctx)
+		if err != nil {
+			return fmt.Errorf("payments: worker shutdown: reading the queue: %w", err)
+		}
+		if st.Backlog == 0 && st.InFlight == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("payments: worker shutdown: %d commands queued and %d in flight were not processed: %w",
+				st.Backlog, st.InFlight, ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
 // maxBlindRetryAge bounds how old a processing payment may be for the
 // recovery sweep to republish its command without a Lookup.
 const maxBlindRetryAge = 12 * time.Hour
@@ -182,6 +244,9 @@ const maxBlindRetryAge = 12 * time.Hour
 // settles the message itself.
 func (w *Worker) Handle(ctx context.Context, m *bus.Message) error {
 	start := time.Now()
+	if w.sub == w.p.localSub {
+		defer func() { w.p.observeProcessing(time.Since(start)) }()
+	}
 	ctx, span := w.p.tel.start(ctx, "process")
 	ended := false
 	defer func() {

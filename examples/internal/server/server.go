@@ -36,10 +36,20 @@
 //
 // On SIGTERM or SIGINT the server stops gracefully, logging each step:
 // /readyz starts failing; the listener closes and in-flight requests finish
-// (up to SHUTDOWN_TIMEOUT); the in-process worker, if any, drains the queue
-// of accepted async payments (up to SHUTDOWN_TIMEOUT) and finishes its
+// (up to SHUTDOWN_TIMEOUT); the processor refuses new operations (503) and
+// waits for those in flight; the in-process worker, if any, drains the
+// queue of accepted async payments (up to SHUTDOWN_TIMEOUT) and finishes its
 // in-flight commands; then the processor, bus, stores, gateway and telemetry
 // are closed. A second signal kills the process at once.
+//
+// With the in-memory bus, nothing answered 202 is lost: the in-process
+// queue accepts an async payment only while, at the processing time the
+// worker observes, it can drain within SHUTDOWN_TIMEOUT (past that bound
+// async requests get 503 async_queue_full with Retry-After). If the drain
+// still does not finish in time (a gateway that stalls during shutdown),
+// the log names the count and ids of the accepted payments not finished —
+// lost with the memory payment store, resumed by the next worker with a
+// durable one — and Run returns an error (exit status 1).
 //
 // Behind a load balancer, give it time to notice the failing /readyz before
 // the listener closes: in Kubernetes, a preStop hook such as "sleep 5".
@@ -83,9 +93,6 @@ const (
 	readTimeout       = 30 * time.Second
 	idleTimeout       = 2 * time.Minute
 	maxHeaderBytes    = 64 << 10
-
-	// drainPoll is how often shutdown checks the in-process queue.
-	drainPoll = 25 * time.Millisecond
 )
 
 // Deps are the dependencies Run takes from its caller instead of building
@@ -131,7 +138,11 @@ func Run(ctx context.Context, cfg *config.Config, d Deps) (err error) {
 	if cfg.InMemoryBus() {
 		// Without WithTopic, payments.New creates a private in-memory bus
 		// that NewWorker consumes in this process.
-		popts = append(popts, payments.WithLocalSubscriptionOptions(bus.WithConcurrency(cfg.WorkerConcurrency)))
+		// The in-process queue dies with the process: it accepts only the
+		// async work a graceful shutdown can complete within
+		// SHUTDOWN_TIMEOUT (past it, 503 async_queue_full).
+		popts = append(popts, payments.WithLocalSubscriptionOptions(bus.WithConcurrency(cfg.WorkerConcurrency)),
+			payments.WithDrainBudget(cfg.ShutdownTimeout))
 		log.Info("message bus: in-memory, private to this process; async payments are completed by the in-process worker")
 	} else {
 		topicURL, _, err := cfg.BusURLs()
@@ -192,7 +203,7 @@ func Run(ctx context.Context, cfg *config.Config, d Deps) (err error) {
 	log.Info("listening", "addr", ln.Addr().String(), "mode", string(cfg.DefaultMode),
 		"adapter", cfg.MessageBusAdapter, "in_process_worker", worker != nil)
 
-	workerCtx, stopWorker := context.WithCancel(context.Background())
+	workerCtx, stopWorker := context.WithCancel(context.Background()) // Worker.Shutdown stops it first
 	defer stopWorker()
 	var workerDone chan error
 	if worker != nil {
@@ -221,9 +232,13 @@ func Run(ctx context.Context, cfg *config.Config, d Deps) (err error) {
 		failure = errors.Join(failure, err)
 	}
 
-	// 2. Let the in-process worker finish every accepted async payment.
+	// 2. Refuse new operations and let direct ones in flight finish; then
+	// let the in-process worker finish every accepted async payment.
+	if err := shutdownProcessor(p, cfg.ShutdownTimeout, log); err != nil {
+		failure = errors.Join(failure, err)
+	}
 	if workerDone != nil {
-		if err := stopInProcessWorker(worker, workerDone, stopWorker, cfg.ShutdownTimeout, log); err != nil {
+		if err := stopInProcessWorker(p, worker, cfg.ShutdownTimeout, log); err != nil {
 			failure = errors.Join(failure, err)
 		}
 	}
@@ -246,65 +261,57 @@ func shutdownHTTP(srv *http.Server, timeout time.Duration, log *slog.Logger) err
 	return nil
 }
 
-// stopInProcessWorker waits up to timeout for the worker's queue to have
-// nothing queued or in flight, then stops the worker and waits up to
-// timeout for its in-flight commands to finish.
-func stopInProcessWorker(w *payments.Worker, done <-chan error, stop context.CancelFunc, timeout time.Duration, log *slog.Logger) error {
-	var errs []error
-	sub := w.Subscription()
+// shutdownProcessor refuses new operations and waits up to timeout for
+// those in flight.
+func shutdownProcessor(p *payments.Processor, timeout time.Duration, log *slog.Logger) error {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	err := waitIdle(ctx, sub, log)
-	cancel()
-	if err != nil {
-		log.Error("shutdown: the in-process queue did not drain in time", "error", err)
-		errs = append(errs, fmt.Errorf("draining the in-process queue: %w", err))
-	} else {
-		log.Info("shutdown: in-process queue drained")
+	defer cancel()
+	if err := p.Shutdown(ctx); err != nil {
+		log.Error("shutdown: payment operations still in flight; their payments stay resumable", "error", err)
+		return err
 	}
-
-	stop()
-	select {
-	case err := <-done:
-		if err != nil {
-			errs = append(errs, fmt.Errorf("in-process worker: %w", err))
-		}
-		log.Info("shutdown: in-process worker stopped")
-	case <-time.After(timeout):
-		log.Error("shutdown: the in-process worker did not stop in time; its in-flight commands are abandoned")
-		errs = append(errs, errors.New("in-process worker did not stop within SHUTDOWN_TIMEOUT"))
-	}
-	if st, err := sub.Stats(context.Background()); err == nil && st.Backlog+st.InFlight > 0 {
-		log.Error("shutdown: async payments left unprocessed; they stay pending in the payment store",
-			"queued", st.Backlog, "in_flight", st.InFlight)
-	}
-	return errors.Join(errs...)
+	log.Info("shutdown: processor stopped; no operation in flight")
+	return nil
 }
 
-// waitIdle polls sub until it has nothing queued (ready, delayed for retry
-// or held behind an ordering key) and nothing in flight.
-func waitIdle(ctx context.Context, sub *bus.Subscription, log *slog.Logger) error {
-	t := time.NewTicker(drainPoll)
-	defer t.Stop()
-	logged := false
-	for {
-		st, err := sub.Stats(ctx)
-		if err != nil {
-			return err
-		}
-		if st.Backlog == 0 && st.InFlight == 0 {
-			return nil
-		}
-		if !logged {
-			log.Info("shutdown: waiting for the in-process worker to finish accepted async payments",
-				"queued", st.Backlog, "in_flight", st.InFlight)
-			logged = true
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%d queued and %d in flight: %w", st.Backlog, st.InFlight, ctx.Err())
-		case <-t.C:
+// stopInProcessWorker lets the in-process worker drain the queue of
+// accepted async payments and stop, within timeout. If it cannot, it
+// reports exactly which accepted payments are not final: with the memory
+// payment store they are lost when the process exits, with a durable one a
+// later worker's recovery sweep resumes them.
+func stopInProcessWorker(p *payments.Processor, w *payments.Worker, timeout time.Duration, log *slog.Logger) error {
+	log.Info("shutdown: the in-process worker is finishing accepted async payments")
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	err := w.Shutdown(ctx)
+	cancel()
+	if err == nil {
+		log.Info("shutdown: in-process queue drained; worker stopped")
+		return nil
+	}
+	lctx, lcancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer lcancel()
+	left, lerr := p.Unfinished(lctx, time.Now().Add(time.Hour), 0)
+	var pending, inFlight []string // never started; gateway call under way
+	for _, pay := range left {
+		if pay.Status == payments.StatusPending {
+			pending = append(pending, pay.ID)
+		} else {
+			inFlight = append(inFlight, pay.ID)
 		}
 	}
+	switch {
+	case lerr != nil:
+		log.Error("shutdown: the in-process queue did not drain in time, and the unfinished payments could not be listed",
+			"error", err, "list_error", lerr)
+	case p.DurableStore():
+		log.Error("shutdown: the in-process queue did not drain in time; these payments stay in the payment store and the next worker's recovery sweep resumes them",
+			"count", len(left), "pending_ids", pending, "in_flight_ids", inFlight, "error", err)
+	default:
+		log.Error("shutdown: the in-process queue did not drain in time; with the memory payment store the accepted payments not processed are LOST (pending_ids: never sent to the gateway) and those in flight end with an outcome unknown to anyone (in_flight_ids)",
+			"count", len(left), "pending_ids", pending, "in_flight_ids", inFlight, "error", err)
+	}
+	return fmt.Errorf("in-process worker: %d accepted payments not finished (%d never processed, %d in flight): %w",
+		len(left), len(pending), len(inFlight), err)
 }
 
 // authenticator returns API-key authentication if keys are configured, and

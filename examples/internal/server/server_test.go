@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -462,8 +463,8 @@ func TestGracefulShutdown(t *testing.T) {
 		"shutdown: signal received",
 		"shutdown: draining; /readyz reports 503",
 		"shutdown: HTTP server stopped",
-		"shutdown: in-process queue drained",
-		"shutdown: in-process worker stopped",
+		"shutdown: processor stopped; no operation in flight",
+		"shutdown: in-process queue drained; worker stopped",
 		"shutdown: closed processor",
 		"shutdown: closed gateway",
 		"shutdown: closed idempotency store",
@@ -525,4 +526,89 @@ func TestSpanName(t *testing.T) {
 			t.Errorf("spanName(%s %q) = %q; want %q", tt.method, tt.pattern, got, tt.want)
 		}
 	}
+}
+
+// The in-process queue answers 202 only for work a shutdown can finish
+// within SHUTDOWN_TIMEOUT at the processing time it observes: past that
+// bound async requests get 503 async_queue_full with Retry-After. When the
+// drain still cannot finish (here the worker's estimate lags a gateway
+// slower than it assumed), Run fails, and its log names exactly the
+// accepted payments that are lost with the memory store.
+func TestShutdownBoundsAndReportsTheInProcessQueue(t *testing.T) {
+	s := start(t, map[string]string{"GATEWAY_URL": "mock://?latency=250ms", "WORKER_CONCURRENCY": "1", "SHUTDOWN_TIMEOUT": "300ms"})
+	var accepted []string
+	var full *response
+	for i := 0; i < 20 && full == nil; i++ {
+		r, err := s.try(http.MethodPost, "/payments", visa, map[string]string{
+			"Idempotency-Key": fmt.Sprintf("q-%d", i), "Prefer": "respond-async"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch r.status {
+		case http.StatusAccepted:
+			accepted = append(accepted, r.payment(t).ID)
+		case http.StatusServiceUnavailable:
+			full = r
+		default:
+			t.Fatalf("request %d: %d %s", i, r.status, r.body)
+		}
+	}
+	if full == nil || len(accepted) == 0 {
+		t.Fatalf("accepted %d, never refused: the queue is unbounded", len(accepted))
+	}
+	var pr struct{ Code string }
+	if err := json.Unmarshal(full.body, &pr); err != nil || pr.Code != "async_queue_full" ||
+		full.header.Get("Retry-After") == "" || full.header.Get("Content-Type") != "application/problem+json" {
+		t.Fatalf("refusal: %d %v %s", full.status, full.header, full.body)
+	}
+	// Stop at once: the queue holds more than 300ms of 250ms payments.
+	err := s.stop()
+	if err == nil || !strings.Contains(err.Error(), "accepted payments not finished") {
+		t.Fatalf("run returned %v; want an error naming the unfinished payments", err)
+	}
+	// Nothing starts after the worker stopped, so the payments still
+	// pending now are exactly those reported as never processed; those in
+	// flight at the report may have finished since.
+	ctx := context.Background()
+	var pending, processing []string
+	for _, id := range accepted {
+		p, gerr := s.store.Get(ctx, "dev", id)
+		if gerr != nil {
+			t.Fatal(gerr)
+		}
+		switch p.Status {
+		case payments.StatusPending:
+			pending = append(pending, id)
+		case payments.StatusProcessing:
+			processing = append(processing, id)
+		}
+	}
+	if len(pending) == 0 {
+		t.Fatal("every payment started: the test did not exercise a failed drain")
+	}
+	var lost struct {
+		Count    int      `json:"count"`
+		Pending  []string `json:"pending_ids"`
+		InFlight []string `json:"in_flight_ids"`
+	}
+	for line := range strings.SplitSeq(s.logs.String(), "\n") {
+		if strings.Contains(line, "are LOST") {
+			if err := json.Unmarshal([]byte(line), &lost); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	slices.Sort(lost.Pending)
+	slices.Sort(pending)
+	if !slices.Equal(lost.Pending, pending) || lost.Count != len(lost.Pending)+len(lost.InFlight) {
+		t.Fatalf("log reports %d: never processed %v, in flight %v; the store has pending %v", lost.Count, lost.Pending, lost.InFlight, pending)
+	}
+	for _, id := range processing {
+		if !slices.Contains(lost.InFlight, id) {
+			t.Fatalf("payment %s still processing but not reported in flight (%v)", id, lost.InFlight)
+		}
+	}
+	t.Logf("accepted %d, refused the next with 503; reported %d never processed, %d in flight", len(accepted), len(lost.Pending), len(lost.InFlight))
+	<-s.done
+	s.done <- nil // the failure was expected: the cleanup's stop must not report it
 }
