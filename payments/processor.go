@@ -136,18 +136,18 @@ type Processor struct {
 	lease          time.Duration
 	gatewayTimeout time.Duration
 
-	mode       atomic.Value // Mode
-	closed     atomic.Bool  // refuses new operations (Shutdown, Close)
-	active     atomic.Int64 // operations in flight, for Shutdown
+	mode   atomic.Value // Mode
+	closed atomic.Bool  // refuses new operations (Shutdown, Close)
+	active atomic.Int64 // operations in flight, for Shutdown
 
 	// With the default in-memory bus: the budget within which the queue
 	// must drain (WithDrainBudget) and the observed time to process one
 	// command (an exponentially weighted average, nanoseconds).
 	drainBudget  time.Duration
 	processNanos atomic.Int64
-	owned      []func() error
-	closeM     sync.Mutex
-	onLeaseErr func(context.Context, error) // p.leaseRenewalFailed
+	owned        []func() error
+	closeM       sync.Mutex
+	onLeaseErr   func(context.Context, error) // p.leaseRenewalFailed
 }
 
 type options struct {
