@@ -36,6 +36,9 @@ func APIKeys(merchantKeys map[string]string, adminKeys []string) (Authenticator,
 		if k == "" || m == "" {
 			return nil, errors.New("payments: API keys and merchants must be non-empty")
 		}
+		if checkID("merchant", m) != nil {
+			return nil, fmt.Errorf("payments: merchant names must be 1-%d letters, digits, '.', '_' or '-'", maxIDLen)
+		}
 		a.merchants[sha256.Sum256([]byte(k))] = m
 	}
 	for _, k := range adminKeys {
@@ -117,4 +120,36 @@ func ParseAPIKeys(s string) (map[string]string, error) {
 		out[k] = m
 	}
 	return out, nil
+}
+
+// AdminOnly serves h only to requests auth maps to an admin principal, and
+// answers the others with a 401 or 403 problem document. The reference
+// server puts /metrics behind it when API keys are configured, so that
+// operational data is not readable unauthenticated (Prometheus sends the
+// key with its scrape configuration's authorization setting).
+func AdminOnly(auth Authenticator, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		pr, err := auth.Authenticate(r)
+		switch {
+		case err != nil:
+			w.Header().Set("WWW-Authenticate", `Bearer realm="payrail"`)
+			writeProblem(w, r, &Error{Code: CodeUnauthorized, Detail: "send an admin key as Authorization: Bearer <key>"})
+		case !pr.Admin:
+			writeProblem(w, r, &Error{Code: CodeForbidden, Detail: "an admin key is required"})
+		default:
+			h.ServeHTTP(w, r)
+		}
+	})
+}
+
+// writeProblem writes e as a problem document, outside a Handler.
+func writeProblem(w http.ResponseWriter, r *http.Request, e *Error) {
+	o := failed(e, nil)
+	for k, v := range o.header {
+		w.Header().Set(k, v)
+	}
+	w.WriteHeader(o.status)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write(o.body)
+	}
 }

@@ -1,9 +1,10 @@
 package payments
 
 import (
+	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"mime"
@@ -13,6 +14,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
@@ -149,7 +152,7 @@ func (h *Handler) admin(fn func(http.ResponseWriter, *http.Request, Principal)) 
 // createBody is the POST /payments request. Amount is decoded as a JSON
 // number so that fractions and floats are refused instead of truncated.
 type createBody struct {
-	Amount        json.RawMessage   `json:"amount"`
+	Amount        jsontext.Value    `json:"amount"`
 	Currency      string            `json:"currency"`
 	PaymentMethod string            `json:"payment_method"`
 	Origin        string            `json:"origin"`
@@ -158,12 +161,12 @@ type createBody struct {
 }
 
 type amountBody struct {
-	Amount json.RawMessage `json:"amount"`
+	Amount jsontext.Value `json:"amount"`
 }
 
 // parseAmount parses an optional JSON number as int64 minor units,
 // refusing strings, fractions and exponents.
-func parseAmount(raw json.RawMessage, required bool) (int64, *Error) {
+func parseAmount(raw jsontext.Value, required bool) (int64, *Error) {
 	if len(raw) == 0 || string(raw) == "null" {
 		if required {
 			return 0, validationError(FieldError{Field: "amount", Code: CodeRequired, Message: "amount is required, in minor units"})
@@ -332,8 +335,13 @@ func (h *Handler) readyz(w http.ResponseWriter, r *http.Request) {
 }
 
 // decodeBody reads a JSON object of at most MaxBodyBytes into dst,
-// refusing unknown fields and trailing data. An empty body is allowed
-// unless required.
+// strictly: the body must be one JSON object (not null, an array or a
+// scalar), with no unknown, duplicate or case-mismatched member names, no
+// invalid UTF-8 and nothing after it. An absent (empty) body is allowed
+// unless required, and then means "no parameters". Decoding uses the
+// encoding/json/v2 semantics (github.com/go-json-experiment/json, its
+// maintained upstream), whose defaults are exactly these rules, rather
+// than hand-written token walking.
 func decodeBody(w http.ResponseWriter, r *http.Request, dst any, required bool) *Error {
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		mt, _, err := mime.ParseMediaType(ct)
@@ -341,44 +349,69 @@ func decodeBody(w http.ResponseWriter, r *http.Request, dst any, required bool) 
 			return &Error{Code: CodeUnsupportedMedia, Detail: "send the body as application/json"}
 		}
 	}
-	body := http.MaxBytesReader(w, r.Body, MaxBodyBytes)
-	dec := json.NewDecoder(body)
-	dec.DisallowUnknownFields()
-	dec.UseNumber()
-	err := dec.Decode(dst)
-	if err == nil {
-		if dec.More() {
-			return &Error{Code: CodeMalformedRequest, Detail: "unexpected data after the JSON object"}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	if err != nil {
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			return &Error{Code: CodeMalformedRequest, Detail: "request body exceeds 1 MiB"}
 		}
-		if _, terr := dec.Token(); terr != io.EOF {
-			return &Error{Code: CodeMalformedRequest, Detail: "unexpected data after the JSON object"}
-		}
-		return nil
+		return &Error{Code: CodeMalformedRequest, Detail: "the request body could not be read"}
 	}
-	var (
-		maxErr  *http.MaxBytesError
-		synErr  *json.SyntaxError
-		typeErr *json.UnmarshalTypeError
-	)
+	return decodeJSON(body, dst, required)
+}
+
+// decodeJSON is decodeBody's decoding step (see there).
+func decodeJSON(body []byte, dst any, required bool) *Error {
+	trimmed := bytes.TrimLeft(body, " \t\r\n")
 	switch {
-	case errors.Is(err, io.EOF):
-		if required {
-			return &Error{Code: CodeMalformedRequest, Detail: "a JSON request body is required"}
-		}
+	case len(trimmed) == 0 && required:
+		return &Error{Code: CodeMalformedRequest, Detail: "a JSON request body is required"}
+	case len(trimmed) == 0:
 		return nil
-	case errors.As(err, &maxErr):
-		return &Error{Code: CodeMalformedRequest, Detail: "request body exceeds 1 MiB"}
-	case errors.As(err, &synErr), errors.Is(err, io.ErrUnexpectedEOF):
-		return &Error{Code: CodeMalformedRequest, Detail: "malformed JSON: " + err.Error()}
-	case errors.As(err, &typeErr):
-		if typeErr.Field == "" {
-			return &Error{Code: CodeMalformedRequest, Detail: "the request body must be a JSON object"}
-		}
-		return validationError(FieldError{Field: typeErr.Field, Code: CodeInvalid, Message: typeErr.Field + " must be a JSON " + typeErr.Type.Kind().String()})
-	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		return &Error{Code: CodeMalformedRequest, Detail: strings.TrimPrefix(err.Error(), "json: ")}
+	case trimmed[0] != '{':
+		return &Error{Code: CodeMalformedRequest, Detail: "the request body must be a JSON object"}
 	}
-	return &Error{Code: CodeMalformedRequest, Detail: "malformed JSON: " + err.Error()}
+	err := jsonv2.Unmarshal(body, dst, jsonv2.RejectUnknownMembers(true))
+	if err == nil {
+		return nil
+	}
+	if se, ok := errors.AsType[*jsonv2.SemanticError](err); ok {
+		field := safeMember(se.JSONPointer)
+		switch {
+		case errors.Is(se.Err, jsonv2.ErrUnknownName):
+			if field == "" {
+				return &Error{Code: CodeMalformedRequest, Detail: "unknown field (names are case-sensitive)"}
+			}
+			return &Error{Code: CodeMalformedRequest, Detail: "unknown field " + strconv.Quote(field) + " (names are case-sensitive)"}
+		case field != "" && se.JSONKind != 0:
+			return validationError(FieldError{Field: field, Code: CodeInvalid, Message: field + " has the wrong JSON type"})
+		}
+		return &Error{Code: CodeMalformedRequest, Detail: "the JSON body does not match the request's fields"}
+	}
+	if se, ok := errors.AsType[*jsontext.SyntacticError](err); ok {
+		switch {
+		case strings.Contains(se.Err.Error(), "duplicate"):
+			return &Error{Code: CodeMalformedRequest, Detail: "duplicate member name in the JSON body"}
+		case strings.Contains(se.Err.Error(), "UTF-8"):
+			return &Error{Code: CodeMalformedRequest, Detail: "the JSON body is not valid UTF-8"}
+		}
+		return &Error{Code: CodeMalformedRequest, Detail: fmt.Sprintf("malformed JSON at byte %d", se.ByteOffset)}
+	}
+	return &Error{Code: CodeMalformedRequest, Detail: "malformed JSON"}
+}
+
+// safeMember returns the field a JSON pointer names ("/amount",
+// "/metadata/order" → "metadata.order") if it is safe to echo in an error —
+// short, of letters, digits, '.', '_' or '-', and no card number — and ""
+// otherwise: client-chosen names are never repeated blindly.
+func safeMember(ptr jsontext.Pointer) string {
+	var parts []string
+	for tok := range ptr.Tokens() {
+		if !validSlug(tok, maxMetadataKeyLen) || looksLikePAN(tok) {
+			return ""
+		}
+		parts = append(parts, tok)
+	}
+	return strings.Join(parts, ".")
 }
 
 // write sends an outcome: stored headers, Location for created payments,

@@ -214,7 +214,7 @@ func TestValidationAndMalformed(t *testing.T) {
 		{"missing payment method", `{"amount":100,"currency":"EUR"}`, 422, "validation_failed", "payment_method"},
 		{"raw card number", `{"amount":100,"currency":"EUR","payment_method":"4242424242424242"}`, 422, "validation_failed", "payment_method"},
 		{"card number in metadata", `{"amount":100,"currency":"EUR","payment_method":"pm_card_visa","metadata":{"note":"4242 4242 4242 4242"}}`, 422, "validation_failed", "metadata.note"},
-		{"metadata not strings", `{"amount":100,"currency":"EUR","payment_method":"pm_card_visa","metadata":{"n":1}}`, 422, "validation_failed", "metadata"},
+		{"metadata not strings", `{"amount":100,"currency":"EUR","payment_method":"pm_card_visa","metadata":{"n":1}}`, 422, "validation_failed", "metadata.n"},
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

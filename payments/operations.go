@@ -86,13 +86,17 @@ func errShuttingDown() *Error {
 }
 
 func (p *Processor) precheck(merchant, key string, keyRequired bool) *Error {
+	if e := checkID("merchant", merchant); e != nil {
+		return e
+	}
 	if key != "" || keyRequired {
 		if err := idempotency.ValidateKey(key); err != nil {
 			return keyError(err)
 		}
-	}
-	if merchant == "" {
-		return validationError(FieldError{Field: "merchant", Code: CodeRequired, Message: "merchant is required"})
+		if looksLikePAN(key) {
+			return validationError(FieldError{Field: "Idempotency-Key", Code: CodeCardDataNotAllowed,
+				Message: "the Idempotency-Key must not contain a card number"})
+		}
 	}
 	return nil
 }
@@ -613,6 +617,9 @@ func (p *Processor) runFollowUp(ctx context.Context, f *followUp) (o *outcome) {
 	}
 	defer p.exit()
 	if e := p.precheck(f.merchant, f.key, false); e != nil {
+		return failed(e, nil)
+	}
+	if e := checkID("id", f.paymentID); e != nil {
 		return failed(e, nil)
 	}
 	var c *claim

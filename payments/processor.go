@@ -167,6 +167,7 @@ type options struct {
 	gatewayTimeout time.Duration
 	localSubOpts   []bus.SubscriptionOption
 	drainBudget    time.Duration
+	metricOrigins  []string
 }
 
 // Option configures a Processor.
@@ -204,6 +205,15 @@ func WithLocalSubscriptionOptions(opts ...bus.SubscriptionOption) Option {
 // Past it, async requests fail with ErrQueueFull (503 with Retry-After), so
 // that no 202 is answered for work a shutdown would lose. Default 30s.
 func WithDrainBudget(d time.Duration) Option { return func(o *options) { o.drainBudget = d } }
+
+// WithMetricOrigins lists the origins that label payment metrics
+// (payrail.origin); payments from any other origin are counted under
+// OtherOrigin. Without it, the origins the router's policy names are used
+// when the router can tell (gateway/routing's Router), and every origin is
+// "other" otherwise: merchant-supplied text never becomes a label value.
+func WithMetricOrigins(origins ...string) Option {
+	return func(o *options) { o.metricOrigins = append([]string{}, origins...) }
+}
 
 // WithIdempotencyStore sets the idempotency store (default: in-memory).
 func WithIdempotencyStore(s *idempotency.Store) Option { return func(o *options) { o.idem = s } }
@@ -320,6 +330,7 @@ func New(opts ...Option) (*Processor, error) {
 	if err != nil {
 		return nil, err
 	}
+	tel.originLabel = originLabeler(o.metricOrigins, p.router)
 	p.tel = tel
 	return p, nil
 }
@@ -348,6 +359,12 @@ func (p *Processor) Router() gateway.Router { return p.router }
 func (p *Processor) Get(ctx context.Context, merchant, id string) (*Payment, error) {
 	if p.closed.Load() {
 		return nil, ErrUnavailable
+	}
+	if e := checkID("merchant", merchant); e != nil {
+		return nil, e
+	}
+	if e := checkID("id", id); e != nil {
+		return nil, e
 	}
 	pay, err := p.store.Get(ctx, merchant, id)
 	if err != nil {

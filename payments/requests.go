@@ -3,8 +3,10 @@ package payments
 import (
 	"fmt"
 	"maps"
+	"slices"
 	"strconv"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -120,7 +122,11 @@ func normalizeAuthorize(r *AuthorizeRequest) (AuthorizeRequest, *Error) {
 	if f := checkToken(r.PaymentMethod); f != nil {
 		fields = append(fields, *f)
 	}
-	if r.Origin != "" && !validSlug(r.Origin, maxOriginLen) {
+	switch {
+	case r.Origin == "":
+	case looksLikePAN(r.Origin):
+		add("origin", CodeCardDataNotAllowed, "origin must not contain a card number")
+	case !validSlug(r.Origin, maxOriginLen):
 		add("origin", CodeInvalid, "origin must be 1-64 characters of letters, digits, '.', '_' or '-'")
 	}
 	switch r.CaptureMethod {
@@ -166,16 +172,62 @@ func checkMetadata(md map[string]string) []FieldError {
 		return fields
 	}
 	for k, v := range md {
+		// A rejected key is never echoed: it may be card data or garbage.
 		switch {
-		case k == "" || utf8.RuneCountInString(k) > maxMetadataKeyLen || !utf8.ValidString(k):
-			fields = append(fields, FieldError{Field: "metadata", Code: CodeInvalid, Message: fmt.Sprintf("metadata keys must be 1-%d characters", maxMetadataKeyLen)})
-		case utf8.RuneCountInString(v) > maxMetadataValueLen || !utf8.ValidString(v):
+		case k == "" || utf8.RuneCountInString(k) > maxMetadataKeyLen || !utf8.ValidString(k) || hasControl(k, false):
+			fields = append(fields, FieldError{Field: "metadata", Code: CodeInvalid,
+				Message: fmt.Sprintf("metadata keys must be 1-%d characters of valid UTF-8 without control characters", maxMetadataKeyLen)})
+			continue
+		case looksLikePAN(k):
+			fields = append(fields, FieldError{Field: "metadata", Code: CodeCardDataNotAllowed, Message: "metadata keys must not contain card numbers"})
+			continue
+		}
+		switch {
+		case !utf8.ValidString(v) || hasControl(v, true):
+			fields = append(fields, FieldError{Field: "metadata." + k, Code: CodeInvalid, Message: "metadata values must be valid UTF-8 without control characters (tab and newlines allowed)"})
+		case utf8.RuneCountInString(v) > maxMetadataValueLen:
 			fields = append(fields, FieldError{Field: "metadata." + k, Code: CodeTooLong, Message: fmt.Sprintf("metadata values must be at most %d characters", maxMetadataValueLen)})
 		case looksLikePAN(v):
 			fields = append(fields, FieldError{Field: "metadata." + k, Code: CodeCardDataNotAllowed, Message: "metadata must not contain card numbers"})
 		}
 	}
+	slices.SortFunc(fields, func(a, b FieldError) int { return strings.Compare(a.Field, b.Field) }) // stable answers
 	return fields
+}
+
+// hasControl reports whether s contains a control character (C0, DEL or
+// C1, NUL included); textual allows tab, line feed and carriage return.
+func hasControl(s string, textual bool) bool {
+	for _, r := range s {
+		if textual && (r == '\t' || r == '\n' || r == '\r') {
+			continue
+		}
+		if unicode.IsControl(r) {
+			return true
+		}
+	}
+	return false
+}
+
+// maxIDLen bounds identifiers taken from callers (merchant, payment ids).
+const maxIDLen = 128
+
+// checkID validates an identifier a caller supplies (a merchant, a payment
+// id in a path): 1-128 characters of letters, digits, '.', '_' or '-'.
+// Anything else cannot name a stored object and is refused before any
+// store or gateway call, so hostile values (NUL, invalid UTF-8, control
+// characters, card numbers) never reach a store, a log or a span.
+func checkID(field, v string) *Error {
+	switch {
+	case v == "":
+		return validationError(FieldError{Field: field, Code: CodeRequired, Message: field + " is required"})
+	case looksLikePAN(v):
+		return validationError(FieldError{Field: field, Code: CodeCardDataNotAllowed, Message: field + " must not contain a card number"})
+	case !validSlug(v, maxIDLen):
+		return validationError(FieldError{Field: field, Code: CodeInvalid,
+			Message: fmt.Sprintf("%s must be 1-%d characters of letters, digits, '.', '_' or '-'", field, maxIDLen)})
+	}
+	return nil
 }
 
 func validSlug(s string, maxLen int) bool {

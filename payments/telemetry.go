@@ -4,6 +4,7 @@ import (
 	"context"
 	"maps"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/payrail/payrail/bus"
+	"github.com/payrail/payrail/gateway"
 	"github.com/payrail/payrail/internal/otelgate"
 )
 
@@ -78,6 +80,9 @@ type telemetry struct {
 	idem       metric.Int64Counter
 	problems   metric.Int64Counter
 	reviews    metric.Int64Counter
+	// originLabel maps a payment's origin to its metric label: an origin
+	// the deployment knows, or "other" (see WithMetricOrigins).
+	originLabel func(string) string
 
 	// opts caches measurement options per attribute combination: building
 	// an attribute.Set on every operation is a measurable share of the hot
@@ -242,7 +247,7 @@ func (t *telemetry) end(ctx context.Context, span trace.Span, op string, start t
 	if o.payment != nil {
 		gw, origin = o.payment.Gateway, o.payment.Origin
 	}
-	opts := t.attrs(op, outcome, gw, origin)
+	opts := t.attrs(op, outcome, gw, t.originLabel(origin))
 	t.operations.Add(ctx, 1, opts.add...)
 	t.duration.Record(ctx, time.Since(start).Seconds(), opts.record...)
 	if span.IsRecording() {
@@ -258,6 +263,40 @@ func (t *telemetry) end(ctx context.Context, span trace.Span, op string, start t
 		}
 	}
 	span.End()
+}
+
+// OtherOrigin is the metric label of payments whose origin the deployment
+// does not know (see WithMetricOrigins).
+const OtherOrigin = "other"
+
+// originLabeler returns the function that maps origins to metric labels:
+// the listed origins (or, without a list, those the router's policy names,
+// if the router can tell — routing.Router can) keep their lower-cased name;
+// every other non-empty origin is OtherOrigin. Merchant-supplied text thus
+// never becomes a label value, and the number of series stays bounded.
+func originLabeler(listed []string, r gateway.Router) func(string) string {
+	var known func(string) bool
+	switch k, ok := r.(interface{ KnownOrigin(string) bool }); {
+	case listed != nil:
+		set := make(map[string]bool, len(listed))
+		for _, o := range listed {
+			set[strings.ToLower(o)] = true
+		}
+		known = func(o string) bool { return set[o] || set[strings.ToLower(o)] }
+	case ok:
+		known = k.KnownOrigin
+	default:
+		known = func(string) bool { return false }
+	}
+	return func(o string) string {
+		switch {
+		case o == "":
+			return ""
+		case known(o):
+			return strings.ToLower(o)
+		}
+		return OtherOrigin
+	}
 }
 
 // defaultBusTelemetry names the default in-memory bus "payments" in spans

@@ -3,6 +3,7 @@ package payments_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -60,7 +61,7 @@ func newTelEnv(t *testing.T, async bool) *telEnv {
 		mode = payments.ModeAsync
 	}
 	e.p, err = payments.New(payments.WithGateway(g), payments.WithTopic(topic), payments.WithMode(mode),
-		payments.WithTracerProvider(tp), payments.WithMeterProvider(mp),
+		payments.WithTracerProvider(tp), payments.WithMeterProvider(mp), payments.WithMetricOrigins("web", "POS"),
 		payments.WithRetryPolicy(payments.RetryPolicy{MaxAttempts: 2, InitialBackoff: time.Millisecond, MaxBackoff: time.Millisecond}))
 	if err != nil {
 		t.Fatal(err)
@@ -305,5 +306,29 @@ func TestTelemetryHTTPProblems(t *testing.T) {
 	}
 	if idem := e.counts(t, payments.MetricIdempotency); idem["payrail.idempotency.outcome=mismatch"] != 1 {
 		t.Errorf("idempotency = %v", idem)
+	}
+}
+
+// Metrics never carry merchant-supplied text: an origin the deployment
+// does not list is counted under "other", whatever the client sent (the
+// span of that one request keeps it).
+func TestTelemetryUnknownOriginIsOther(t *testing.T) {
+	e := newTelEnv(t, false)
+	ctx := context.Background()
+	for i, origin := range []string{"partner-7f3a", "Web", "x" + strings.Repeat("y", 60)} {
+		if _, err := e.p.Authorize(ctx, payments.AuthorizeRequest{Merchant: "m", IdempotencyKey: fmt.Sprintf("o%d", i),
+			Amount: 100, Currency: "EUR", PaymentMethod: "pm_card_visa", Origin: origin}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ops := e.counts(t, payments.MetricOperations)
+	if ops[key("payrail.gateway=mock", "payrail.origin=other", "payrail.operation=authorize", "payrail.outcome=captured")] != 2 ||
+		ops[key("payrail.gateway=mock", "payrail.origin=web", "payrail.operation=authorize", "payrail.outcome=captured")] != 1 {
+		t.Fatalf("operations = %v", ops)
+	}
+	for k := range ops {
+		if strings.Contains(k, "partner") || strings.Contains(k, "yyy") {
+			t.Fatalf("merchant-supplied origin in a metric label: %s", k)
+		}
 	}
 }

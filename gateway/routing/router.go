@@ -248,6 +248,21 @@ func (r *Router) swap(p Policy, ifVersion uint64) (uint64, error) {
 	return c.version, nil
 }
 
+// KnownOrigin reports whether the current policy names origin in a rule
+// (compared without regard to case). Metrics label payments with a known
+// origin and put every other origin under "other", so that
+// merchant-supplied values never become label values.
+func (r *Router) KnownOrigin(origin string) bool {
+	o := r.cur.Load().origins
+	if len(o) == 0 || origin == "" {
+		return false
+	}
+	if o[origin] {
+		return true
+	}
+	return o[strings.ToLower(origin)]
+}
+
 // Health returns the breaker state of every gateway, in the order given to
 // New.
 func (r *Router) Health() []GatewayHealth {
@@ -290,6 +305,7 @@ type compiled struct {
 	version uint64
 	rules   []compiledRule
 	def     *compiledRoute
+	origins map[string]bool // every origin a rule names, lower-cased
 }
 
 type compiledRule struct {
@@ -319,9 +335,12 @@ func (r *Router) compile(p Policy) (*compiled, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &compiled{policy: n, version: r.version.Add(1), def: r.compileRoute(&n.Default)}
+	c := &compiled{policy: n, version: r.version.Add(1), def: r.compileRoute(&n.Default), origins: map[string]bool{}}
 	for i := range n.Rules {
 		c.rules = append(c.rules, compiledRule{name: n.Rules[i].Name, match: n.Rules[i].Match, route: r.compileRoute(&n.Rules[i].Route)})
+		for _, o := range n.Rules[i].Match.Origins {
+			c.origins[strings.ToLower(o)] = true
+		}
 	}
 	return c, nil
 }

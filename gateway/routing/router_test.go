@@ -342,3 +342,20 @@ func TestRoutedCallsTracedOnce(t *testing.T) {
 		t.Fatalf("%d spans: %v", len(spans), spans)
 	}
 }
+
+// KnownOrigin answers from the current policy's rules (case-insensitively),
+// and follows policy changes: metrics label only these origins.
+func TestKnownOrigin(t *testing.T) {
+	r, _ := newRouter(t, `{"rules":[{"name":"ch","match":{"origins":["web","POS"]},"gateways":["a"]}],"default":{"gateways":["b"]}}`)
+	for o, want := range map[string]bool{"web": true, "WEB": true, "pos": true, "partner-x": false, "": false, "4242424242424242": false} {
+		if got := r.KnownOrigin(o); got != want {
+			t.Errorf("KnownOrigin(%q) = %v, want %v", o, got, want)
+		}
+	}
+	if err := r.SetPolicy(routing.DefaultPolicy("a")); err != nil {
+		t.Fatal(err)
+	}
+	if r.KnownOrigin("web") {
+		t.Error("KnownOrigin(web) after a policy without origins")
+	}
+}

@@ -62,7 +62,8 @@ func obsWaitStatus(t *testing.T, st *stack, id string, status payments.Status) {
 // text.
 func obsScrape(t *testing.T, st *stack, path string) (map[string]bool, string) {
 	t.Helper()
-	r := st.Do(http.MethodGet, path, "")
+	// With API keys configured, /metrics takes an admin key.
+	r := st.Do(http.MethodGet, path, "", "Authorization", "Bearer "+obsAdminKey)
 	if r.Status != http.StatusOK {
 		t.Fatalf("GET %s: %d", path, r.Status)
 	}
@@ -96,10 +97,13 @@ func TestObservabilityEndToEnd(t *testing.T) {
 	}
 	sink := testkit.StartOTLPSink(t)
 	cfg := apptest.Config(t, map[string]string{
-		"MESSAGE_BUS_ADAPTER":         "inmemory",
-		"PAYRAIL_API_KEYS":            obsAPIKey + ":merchant-obs",
-		"PAYRAIL_ADMIN_KEYS":          obsAdminKey,
-		"PAYMENTS_MAX_ATTEMPTS":       "2",
+		"MESSAGE_BUS_ADAPTER":   "inmemory",
+		"PAYRAIL_API_KEYS":      obsAPIKey + ":merchant-obs",
+		"PAYRAIL_ADMIN_KEYS":    obsAdminKey,
+		"PAYMENTS_MAX_ATTEMPTS": "2",
+		// The routing policy names the origins metrics may carry; any
+		// other origin is counted as "other".
+		"GATEWAY_ROUTES":              `{"rules":[{"name":"channels","match":{"origins":["web","pos"]},"gateways":["mock"]}],"default":{"gateways":["mock"]}}`,
 		"LOG_LEVEL":                   "debug", // the most log lines to check for secrets
 		"SERVICE_NAME":                "payrail-e2e",
 		"OTEL_EXPORTER_OTLP_ENDPOINT": sink.GRPCEndpoint(),

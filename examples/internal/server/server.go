@@ -180,7 +180,13 @@ func Run(ctx context.Context, cfg *config.Config, d Deps) (err error) {
 	}
 
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", app.MetricsHandler(reg, log))
+	var metrics http.Handler = app.MetricsHandler(reg, log)
+	if cfg.AuthEnabled() {
+		// Operational data is for operators: with API keys configured,
+		// /metrics takes an admin key (Prometheus: authorization.credentials).
+		metrics = payments.AdminOnly(auth, metrics)
+	}
+	mux.Handle("/metrics", metrics)
 	mux.Handle("/", otelhttp.NewHandler(api, "payrail",
 		otelhttp.WithSpanNameFormatter(spanName),
 		otelhttp.WithFilter(notProbe)))

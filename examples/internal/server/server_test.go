@@ -612,3 +612,31 @@ func TestShutdownBoundsAndReportsTheInProcessQueue(t *testing.T) {
 	<-s.done
 	s.done <- nil // the failure was expected: the cleanup's stop must not report it
 }
+
+// With API keys configured, /metrics is operational data for operators:
+// it takes an admin key (401 without a key, 403 with a merchant's).
+func TestMetricsNeedAnAdminKeyWhenKeysAreConfigured(t *testing.T) {
+	s := start(t, map[string]string{"PAYRAIL_API_KEYS": "sk_m:merchant-a", "PAYRAIL_ADMIN_KEYS": "sk_admin"})
+	for _, tc := range []struct {
+		key  string
+		want int
+	}{{"", http.StatusUnauthorized}, {"sk_m", http.StatusForbidden}, {"sk_wrong", http.StatusUnauthorized}, {"sk_admin", http.StatusOK}} {
+		h := map[string]string{}
+		if tc.key != "" {
+			h["Authorization"] = "Bearer " + tc.key
+		}
+		r, err := s.try(http.MethodGet, "/metrics", "", h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.status != tc.want {
+			t.Fatalf("/metrics with key %q: %d, want %d", tc.key, r.status, tc.want)
+		}
+		if tc.want != http.StatusOK && r.header.Get("Content-Type") != "application/problem+json" {
+			t.Fatalf("/metrics refusal: %v %s", r.header, r.body)
+		}
+		if tc.want == http.StatusOK && !strings.Contains(string(r.body), "payrail_") {
+			t.Fatalf("/metrics body lacks payrail metrics: %.200s", r.body)
+		}
+	}
+}

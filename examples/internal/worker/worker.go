@@ -138,7 +138,16 @@ func Run(ctx context.Context, cfg *config.Config, d Deps) (err error) {
 	// /metrics and /healthz, served from the start and stopped last.
 	var running atomic.Bool
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", app.MetricsHandler(reg, log))
+	var metrics http.Handler = app.MetricsHandler(reg, log)
+	if len(cfg.AdminKeys) > 0 {
+		// As on the API server: with admin keys configured, /metrics takes one.
+		auth, err := payments.APIKeys(nil, cfg.AdminKeys)
+		if err != nil {
+			return app.ConfigError{Err: fmt.Errorf("PAYRAIL_ADMIN_KEYS: %w", err)}
+		}
+		metrics = payments.AdminOnly(auth, metrics)
+	}
+	mux.Handle("/metrics", metrics)
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		if !running.Load() {
