@@ -23,14 +23,6 @@ const (
 	AttrPaymentID = "payrail.payment_id"
 )
 
-// command is the body of an async payment command.
-type command struct {
-	Version   int    `json:"v"`
-	Op        string `json:"op"`
-	PaymentID string `json:"payment_id"`
-	Merchant  string `json:"merchant"`
-}
-
 const opAuthorize = "authorize"
 
 // publish sends the authorize command for a pending payment. The message
@@ -254,10 +246,12 @@ func (w *Worker) Handle(ctx context.Context, m *bus.Message) error {
 			span.End()
 		}
 	}()
-	var cmd command
-	if err := json.Unmarshal(m.Body, &cmd); err != nil || cmd.Op != opAuthorize || cmd.PaymentID == "" || cmd.Merchant == "" {
-		w.log.ErrorContext(ctx, "payments: malformed command dead-lettered", "message_id", m.ID)
-		return m.DeadLetter(ctx, fmt.Sprintf("malformed payment command: %v", err))
+	cmd, err := decodeCommand(m.Body, m.Attributes)
+	if err != nil {
+		// Never executed with defaults: a poisoned or forged command goes to
+		// the dead-letter queue with the reason, for an operator.
+		w.log.ErrorContext(ctx, "payments: malformed command dead-lettered", "message_id", m.ID, "reason", err.Error())
+		return m.DeadLetter(ctx, "malformed payment command: "+err.Error())
 	}
 	span.SetAttributes(attrPaymentID.String(cmd.PaymentID))
 	maxAttempts := w.p.retry.MaxAttempts
