@@ -7,7 +7,9 @@ import (
 	"testing"
 )
 
-func validCommand() string { return `{"v":1,"op":"authorize","payment_id":"pay_ABC","merchant":"acme"}` }
+func validCommand() string {
+	return `{"v":1,"op":"authorize","payment_id":"pay_ABC","merchant":"acme"}`
+}
 
 // A poisoned or forged command is refused with a reason, never executed
 // with defaults.
