@@ -159,7 +159,7 @@ func (p *Processor) createPayment(ctx context.Context, c *claim, n *AuthorizeReq
 			return failed(e, nil), false
 		}
 		if err := p.store.Create(ctx, pay); err != nil {
-			return failed(p.storeError(err, id), nil), false
+			return p.createFailed(ctx, pay, err)
 		}
 		return p.enqueue(ctx, pay)
 	}
@@ -172,9 +172,27 @@ func (p *Processor) createPayment(ctx context.Context, c *claim, n *AuthorizeReq
 	pay.Gateway = chain[0].Name()
 	pay.AttemptUntil = now.Add(p.attemptWindow()) // the claim of this request's attempts (fencing)
 	if err := p.store.Create(ctx, pay); err != nil {
-		return failed(p.storeError(err, id), nil), false
+		return p.createFailed(ctx, pay, err)
 	}
 	return p.execAuthorize(ctx, pay, chain, execOpts{attempts: p.retry.MaxAttempts, final: true}), true
+}
+
+// createFailed answers a create request whose Store.Create failed. An
+// error caused by the input stored nothing: the key is released. Any other
+// error (unavailability, a cancelled context, a conflict) may have come after the store kept the payment (a connection lost
+// between COMMIT and its reply): the outcome is unknown, the key stays held,
+// and a retry with it after the lease resumes this very payment id —
+// finding it stored, or creating it then — so that it never becomes a
+// second payment charged beside the first.
+func (p *Processor) createFailed(ctx context.Context, pay *Payment, err error) (*outcome, bool) {
+	e := p.storeError(err, pay.ID)
+	if e.HTTPStatus() < 500 {
+		return failed(e, nil), false
+	}
+	p.log.WarnContext(ctx, "payments: storing a new payment failed; its key stays held so that a retry resumes it",
+		"payment_id", pay.ID, "error", err)
+	return failed(&Error{Code: CodeOutcomeUnknown, PaymentID: pay.ID, RetryAfter: 5 * time.Second,
+		Detail: "the payment store did not confirm the payment; retry with the same Idempotency-Key", Err: err}, nil), false
 }
 
 func routeRequest(pay *Payment) gateway.RouteRequest {
