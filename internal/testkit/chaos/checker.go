@@ -160,6 +160,7 @@ func Check(ctx context.Context, store payments.Store, charges []Charge, answers 
 	type subject struct {
 		merchant, order string
 		accepted        bool
+		answer          string // the first accepting answer: "201 sync" or "202 async"
 		live            []Charge
 		pay             *payments.Payment
 	}
@@ -183,7 +184,13 @@ func Check(ctx context.Context, store payments.Store, charges []Charge, answers 
 			continue
 		}
 		s := get(a.PaymentID, a.Merchant, a.Order)
-		s.accepted = s.accepted || a.Accepted()
+		if a.Accepted() && !s.accepted {
+			s.accepted = true
+			s.answer = fmt.Sprintf("%d sync", a.HTTPStatus)
+			if a.Async {
+				s.answer = fmt.Sprintf("%d async", a.HTTPStatus)
+			}
+		}
 	}
 	r.Orders = len(orders)
 
@@ -273,7 +280,7 @@ func Check(ctx context.Context, store payments.Store, charges []Charge, answers 
 		case !review && Final(p.Status):
 			r.Final++
 		case s.accepted:
-			detail := "answered 201/202 but left " + string(p.Status)
+			detail := "answered " + s.answer + " but left " + string(p.Status)
 			if review {
 				detail += " without a reason (FailureCode empty)"
 			}
