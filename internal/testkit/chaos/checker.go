@@ -176,9 +176,9 @@ func Check(ctx context.Context, store payments.Store, charges []Charge, answers 
 		}
 		return s
 	}
-	orders := map[string]bool{}
+	byOrder := map[string][]Answer{}
 	for _, a := range answers {
-		orders[a.Order] = true
+		byOrder[a.Order] = append(byOrder[a.Order], a)
 		r.Answers[a.HTTPStatus]++
 		if a.PaymentID == "" {
 			continue
@@ -192,7 +192,7 @@ func Check(ctx context.Context, store payments.Store, charges []Charge, answers 
 			}
 		}
 	}
-	r.Orders = len(orders)
+	r.Orders = len(byOrder)
 
 	// (1) at most one live charge per payment and per order.
 	chargedPayments := map[string]map[string]bool{} // order -> payment ids with a live charge
@@ -218,12 +218,6 @@ func Check(ctx context.Context, store payments.Store, charges []Charge, answers 
 			}
 			r.DoubleCharges = append(r.DoubleCharges, Violation{Invariant: "double_charge", PaymentID: id, Order: s.order,
 				Detail: fmt.Sprintf("%d live charges for one payment: %s", len(s.live), strings.Join(refs, ", "))})
-		}
-	}
-	for _, o := range slices.Sorted(maps.Keys(chargedPayments)) {
-		if ids := chargedPayments[o]; len(ids) > 1 {
-			r.DoubleCharges = append(r.DoubleCharges, Violation{Invariant: "double_charge", Order: o,
-				Detail: fmt.Sprintf("%d charged payments for one order: %s", len(ids), strings.Join(slices.Sorted(maps.Keys(ids)), ", "))})
 		}
 	}
 
@@ -256,6 +250,28 @@ func Check(ctx context.Context, store payments.Store, charges []Charge, answers 
 		return r, readErr
 	}
 	r.Payments = len(ids)
+
+	for _, o := range slices.Sorted(maps.Keys(chargedPayments)) {
+		ids := chargedPayments[o]
+		if len(ids) < 2 {
+			continue
+		}
+		var ps []string
+		for _, id := range slices.Sorted(maps.Keys(ids)) {
+			st := "not in store"
+			if p := subjects[id].pay; p != nil {
+				st = string(p.Status) + ", created " + p.CreatedAt.Format("15:04:05.000")
+			}
+			ps = append(ps, id+" ("+st+")")
+		}
+		var as []string
+		for _, a := range byOrder[o] {
+			as = append(as, fmt.Sprintf("%d %s %s", a.HTTPStatus, a.Code, a.PaymentID))
+		}
+		r.DoubleCharges = append(r.DoubleCharges, Violation{Invariant: "double_charge", Order: o,
+			Detail: fmt.Sprintf("%d charged payments for one order: %s; the client's answers: [%s]",
+				len(ids), strings.Join(ps, ", "), strings.Join(as, "; "))})
+	}
 
 	for _, id := range ids {
 		s := subjects[id]
