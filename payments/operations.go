@@ -221,24 +221,40 @@ func (p *Processor) resumeCreate(ctx context.Context, pay *Payment) (*outcome, b
 }
 
 // enqueue publishes the async command for a pending payment.
+//
+// A publish error does not prove the command was not delivered (a broker
+// may append it and the acknowledgement be lost), so the payment is failed
+// with a compare-and-set from pending: if that wins, a worker that gets the
+// command later finds it failed and does nothing, and the key is released
+// for the client's retry; if a worker already moved it on, the command was
+// delivered and the answer is 202; if the store cannot say, the outcome is
+// unknown and the key stays held, so that a retry resumes this payment
+// rather than creating a second one.
 func (p *Processor) enqueue(ctx context.Context, pay *Payment) (*outcome, bool) {
-	if err := p.publish(ctx, pay); err != nil {
-		p.log.ErrorContext(ctx, "payments: publishing payment command failed", "payment_id", pay.ID, "error", err)
-		// Nothing was charged: fail the payment and release the key so that
-		// the client can retry.
-		if _, serr := p.save(ctx, pay, func(q *Payment) error {
-			if q.Status != StatusPending {
-				return errUnchanged
-			}
-			q.FailureCode = string(CodeBusUnavailable)
-			return q.transition(StatusFailed, p.now())
-		}); serr != nil {
-			p.log.ErrorContext(ctx, "payments: marking unpublished payment failed", "payment_id", pay.ID, "error", serr)
-		}
-		return failed(&Error{Code: CodeBusUnavailable, PaymentID: pay.ID, RetryAfter: time.Second,
-			Detail: "the payment could not be queued; nothing was charged", Err: err}, pay), false
+	err := p.publish(ctx, pay)
+	if err == nil {
+		return succeeded(http.StatusAccepted, pay, nil), true
 	}
-	return succeeded(http.StatusAccepted, pay, nil), true
+	p.log.ErrorContext(ctx, "payments: publishing payment command failed", "payment_id", pay.ID, "error", err)
+	moved := false
+	saved, serr := p.save(ctx, pay, func(q *Payment) error {
+		if q.Status != StatusPending {
+			moved = true
+			return errUnchanged
+		}
+		q.FailureCode = string(CodeBusUnavailable)
+		return q.transition(StatusFailed, p.now())
+	})
+	switch {
+	case serr != nil:
+		p.log.ErrorContext(ctx, "payments: marking unpublished payment failed", "payment_id", pay.ID, "error", serr)
+		return failed(&Error{Code: CodeOutcomeUnknown, PaymentID: pay.ID, RetryAfter: 5 * time.Second,
+			Detail: "the payment could not be confirmed as queued; retry with the same Idempotency-Key", Err: err}, nil), false
+	case moved:
+		return succeeded(http.StatusAccepted, saved, nil), true // a worker got the command despite the error
+	}
+	return failed(&Error{Code: CodeBusUnavailable, PaymentID: pay.ID, RetryAfter: time.Second,
+		Detail: "the payment could not be queued; nothing was charged", Err: err}, saved), false
 }
 
 // gatewayKey is the idempotency key sent to the gateway for an operation on

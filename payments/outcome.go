@@ -259,6 +259,13 @@ func (c *claim) finish(ctx context.Context, o *outcome, executed bool) {
 	switch {
 	case o.err != nil && o.err.Code == CodeOutcomeUnknown:
 		// Keep the record in progress; its lease lapses and a retry resumes.
+	case c.resumed && !executed && o.status >= 500:
+		// A resumed request that could not even read what the crashed one
+		// left (a store error) proves nothing about it: releasing the key
+		// would let a retry create a second payment (or refund) beside the
+		// first. Keep it in progress; a retry resumes the same resource.
+		c.p.log.WarnContext(ctx, "payments: resumed request failed before it could tell what its predecessor did; its key stays held",
+			"resource_id", c.resourceID, "status", o.status)
 	case executed:
 		if err := c.p.idem.Complete(ctx, c.merchant, c.key, c.token, o.response(), c.p.now(), c.p.idemTTL); err != nil {
 			c.p.log.ErrorContext(ctx, "payments: storing idempotent response failed; a retry will resume the payment", "error", err)

@@ -337,9 +337,20 @@ func (r *Reconciler) attempt(ctx context.Context, pay *Payment) (*outcome, error
 	case !young:
 		return r.p.reviewPayment(ctx, pay, ReviewOutcomeUnknown, fmt.Errorf("lookup: %w", err)), fmt.Errorf("lookup: %w", err)
 	}
-	// Resume with the same idempotency key. final=false: a failure leaves
-	// the payment processing for the next attempt.
-	o := r.p.execAuthorize(ctx, pay, []*gateway.Gateway{g}, execOpts{attempts: 1, prior: true, claim: true})
+	// Resume with the same idempotency key. Before the last of the retry
+	// policy's attempts a failure leaves the payment processing for the
+	// next sweep; on the last, a failure the provider confirms (Lookup
+	// finds nothing, no other writer's attempt is live) fails the payment,
+	// so that a payment the provider keeps refusing is not retried for a
+	// whole day.
+	r.mu.Lock()
+	var tries int
+	if t := r.tries[pay.ID]; t != nil {
+		tries = t.attempts
+	}
+	r.mu.Unlock()
+	final := tries+1 >= r.p.retry.MaxAttempts
+	o := r.p.execAuthorize(ctx, pay, []*gateway.Gateway{g}, execOpts{attempts: 1, prior: true, claim: true, final: final})
 	if err != nil && !errors.Is(err, gateway.ErrNotFound) && o.payment != nil && o.payment.Status == StatusProcessing {
 		return o, fmt.Errorf("lookup: %w; resumed authorization: %v", err, o.err)
 	}

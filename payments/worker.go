@@ -62,6 +62,7 @@ type Worker struct {
 	sweepEvery time.Duration
 	staleAfter time.Duration
 	rec        *Reconciler // WithReconciler (reconcile.go)
+	drain      bool        // Shutdown drains the subscription (WithDrainOnShutdown)
 
 	runMu  sync.Mutex
 	stop   context.CancelFunc // cancels the running Run, if any
@@ -86,6 +87,13 @@ func WithRecovery(every, staleAfter time.Duration) WorkerOption {
 	return func(w *Worker) { w.sweepEvery, w.staleAfter = every, staleAfter }
 }
 
+// WithDrainOnShutdown makes Shutdown wait until the subscription holds
+// nothing queued or in flight before stopping — for a bus whose queue does
+// not outlive the process. It is on by default for the processor's own
+// in-memory bus and off otherwise (a durable bus keeps its queue for the
+// next worker).
+func WithDrainOnShutdown(drain bool) WorkerOption { return func(w *Worker) { w.drain = drain } }
+
 // NewWorker returns a worker for p.
 func NewWorker(p *Processor, opts ...WorkerOption) (*Worker, error) {
 	if p == nil {
@@ -97,6 +105,7 @@ func NewWorker(p *Processor, opts ...WorkerOption) (*Worker, error) {
 	}
 	if w.sub == nil {
 		w.sub = p.localSub
+		w.drain = true
 	}
 	if w.sub == nil {
 		return nil, errors.New("payments: NewWorker needs WithSubscription when the processor was given its own topic")
@@ -180,8 +189,9 @@ func (w *Worker) Recover(ctx context.Context) (int, error) {
 }
 
 // Shutdown stops the worker gracefully. When it consumes the processor's
-// default in-memory bus — a queue that dies with the process — it first
-// waits until every accepted command in it has been processed (nothing
+// default in-memory bus — a queue that dies with the process — or was given
+// WithDrainOnShutdown(true), it first waits until every accepted command
+// in it has been processed (nothing
 // queued, delayed for a retry or in flight); then it stops Run and waits
 // for the commands in flight to be settled. On a durable bus it only does
 // the latter: what is queued there stays for the next worker. It returns
@@ -189,8 +199,8 @@ func (w *Worker) Recover(ctx context.Context) (int, error) {
 // were left (see Processor.Unfinished for the payments they belong to).
 func (w *Worker) Shutdown(ctx context.Context) error {
 	var drainErr error
-	if w.sub == w.p.localSub {
-		drainErr = w.drain(ctx)
+	if w.drain {
+		drainErr = w.drainQueue(ctx)
 	}
 	w.runMu.Lock()
 	stop, end := w.stop, w.runEnd
@@ -207,8 +217,8 @@ func (w *Worker) Shutdown(ctx context.Context) error {
 	}
 }
 
-// drain waits until the subscription holds nothing queued or in flight.
-func (w *Worker) drain(ctx context.Context) error {
+// drainQueue waits until the subscription holds nothing queued or in flight.
+func (w *Worker) drainQueue(ctx context.Context) error {
 	t := time.NewTicker(10 * time.Millisecond)
 	defer t.Stop()
 	for {

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/payrail/payrail/bus"
@@ -128,6 +130,7 @@ func StartInstance(ctx context.Context, env *Env, gw *FaultGateway, dice *Dice, 
 		payments.WithRetryPolicy(payments.RetryPolicy{MaxAttempts: 3, InitialBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond}),
 		payments.WithGatewayTimeout(tm.GatewayTimeout),
 		payments.WithIdempotencyLease(tm.Lease),
+		payments.WithLogger(soakLogger()),
 	)
 	if err != nil {
 		return nil, err
@@ -140,7 +143,9 @@ func StartInstance(ctx context.Context, env *Env, gw *FaultGateway, dice *Dice, 
 	if err != nil {
 		return nil, err
 	}
-	in.worker, err = payments.NewWorker(in.proc, payments.WithSubscription(sub),
+	// A queue that dies with the instance (the in-memory bus) is drained
+	// at shutdown, as the processor's own in-memory bus is.
+	in.worker, err = payments.NewWorker(in.proc, payments.WithSubscription(sub), payments.WithDrainOnShutdown(!env.Durable),
 		payments.WithRecovery(tm.RecoveryEvery, tm.RecoveryStale), payments.WithReconciler(rec))
 	if err != nil {
 		return nil, err
@@ -157,6 +162,21 @@ func StartInstance(ctx context.Context, env *Env, gw *FaultGateway, dice *Dice, 
 	in.cancel = cancel
 	go func() { in.done <- in.worker.Run(runCtx) }()
 	return in, nil
+}
+
+// soakLogger logs the instances' processors, workers and reconcilers as
+// JSON to the file PAYRAIL_SOAK_LOG names (appended), for investigating a
+// failed run; by default nothing is logged.
+func soakLogger() *slog.Logger {
+	name := os.Getenv("PAYRAIL_SOAK_LOG")
+	if name == "" {
+		return slog.New(slog.DiscardHandler)
+	}
+	f, err := os.OpenFile(name, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return slog.New(slog.NewJSONHandler(f, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
 func (in *Instance) closeAll() {
@@ -178,11 +198,12 @@ func (in *Instance) Kill() {
 	go in.closeAll()
 }
 
-// Shutdown is SIGTERM, the SDK's graceful path: /readyz fails, the HTTP
-// server stops accepting and waits for in-flight requests, then the
-// worker's context is cancelled and Run waits for its in-flight commands;
-// finally the processor and handles close. It returns the errors of those
-// steps (a timeout waiting for requests or for the worker).
+// Shutdown is SIGTERM, the SDK's graceful path in the documented order:
+// /readyz fails and the HTTP server stops accepting and waits for
+// in-flight requests; Processor.Shutdown refuses new operations and waits
+// for those in flight; Worker.Shutdown drains a queue that dies with the
+// instance and waits for its in-flight commands; finally the processor and
+// handles close. It returns the errors of those steps.
 func (in *Instance) Shutdown(timeout time.Duration) error {
 	in.handler.SetDraining(true)
 	var errs []error
@@ -192,15 +213,21 @@ func (in *Instance) Shutdown(timeout time.Duration) error {
 		_ = in.srv.Close()
 		errs = append(errs, fmt.Errorf("http shutdown: %w", err))
 	}
-	in.cancel()
+	if err := in.proc.Shutdown(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	if err := in.worker.Shutdown(ctx); err != nil {
+		errs = append(errs, err)
+	}
 	select {
 	case err := <-in.done:
 		if err != nil && !errors.Is(err, context.Canceled) {
 			errs = append(errs, fmt.Errorf("worker: %w", err))
 		}
-	case <-time.After(timeout):
+	case <-ctx.Done():
 		errs = append(errs, errors.New("worker did not stop in time"))
 	}
+	in.cancel()
 	in.closeAll()
 	return errors.Join(errs...)
 }

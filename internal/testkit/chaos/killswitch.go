@@ -194,6 +194,17 @@ func NewKillSubscription(s busdriver.Subscription, sw *Switch) *KillSubscription
 	return &KillSubscription{Subscription: s, sw: sw}
 }
 
+// Stats forwards to the wrapped subscription when it reports stats (the
+// worker's shutdown drains the in-memory queue by them); the capabilities
+// come from the wrapped subscription too.
+func (k *KillSubscription) Stats(ctx context.Context) (busdriver.Stats, error) {
+	st, ok := k.Subscription.(busdriver.Stater)
+	if !ok || k.sw.Dead() {
+		return busdriver.Stats{}, busdriver.ErrClosed
+	}
+	return st.Stats(ctx)
+}
+
 // ReceiveBatch implements bus/driver.Subscription; after the kill it
 // blocks until ctx ends.
 func (k *KillSubscription) ReceiveBatch(ctx context.Context, max int) ([]*busdriver.Message, error) {
