@@ -135,10 +135,11 @@ func TestMaxAttemptsAcrossMembers(t *testing.T) {
 		attempt int
 	}
 	deliveries := make(chan delivery, 64)
-	// Quick retries at first; from attempt 3 on, long enough for the
-	// third member's join to rebalance the group while the message waits.
+	// A quick first retry; then long enough for member A to be closed,
+	// and for the third member's join to rebalance the group, while the
+	// message waits.
 	backoff := bus.WithRetryBackoff(func(attempt int) time.Duration {
-		if attempt < 3 {
+		if attempt == 1 {
 			return 200 * time.Millisecond
 		}
 		return 3 * time.Second
