@@ -53,7 +53,12 @@
 //     its deliveries being handled to be settled before it is handed over;
 //     it must be below rebalance_timeout;
 //   - ordered (default true): per-key ordering, see below;
-//   - balance=range|roundrobin|sticky (default range): partition assignment.
+//   - balance=range|roundrobin|sticky (default range): partition assignment;
+//   - attempts_metadata_max (default 2048): the bytes of committed offset
+//     metadata that carry delivery attempts (see Nack and retries); it must
+//     not exceed the brokers' offset.metadata.max.bytes (default 4096), or
+//     the partition's commits fail; 0 keeps attempts in memory only, so
+//     that they restart at 1 after a rebalance or restart.
 //
 // Topics must exist, with their dead-letter topic: opening a missing topic
 // (or a subscription whose topic or dead-letter topic is missing) fails with
@@ -93,15 +98,35 @@
 // nacked record in the handle's memory and delivers it again after the
 // requested delay (an in-process timer), with DeliveryAttempt incremented;
 // its offset stays uncommitted, so the commit point cannot pass it while it
-// waits. No retry topic is used: a retry topic would reorder a key's
-// messages and fan a retry out to every group. Attempts are counted in
-// memory: if the partition moves to another member, or the process stops,
-// while a record waits for a retry, the new owner delivers it again from
-// the committed offset starting at attempt 1. Package bus dead-letters a
-// message once its handler failed on the last allowed attempt
-// (bus.WithMaxAttempts); there is no ack deadline (Capabilities.AckDeadline
-// is zero), so a handler may run as long as it needs, holding back the
-// commit point of its partition meanwhile.
+// waits. No retry topic is used: re-publishing a retry, to the topic or to
+// another, would let later records with its key overtake it, and a retry
+// topic would fan it out to every group.
+//
+// Attempt counts survive rebalances and restarts: they travel in the
+// consumer group's committed offset metadata. A nack records the record's
+// deliveries so far, for every nacked record at or after the partition's
+// commit point, in the metadata of the commit point (re-marked at the same
+// offset), and commits it before the record can be delivered again (a
+// commit that fails is retried with the partition's next one); a nack
+// during a revoked partition's drain is committed when the claim ends. The
+// next owner of the partition (another member after a rebalance, or this
+// process after a restart) reads the metadata when it claims the partition
+// and continues each record's count from there, so package bus
+// dead-letters a message once its handler failed on the last allowed
+// attempt (bus.WithMaxAttempts) in total, however often the partition
+// moved, and the payrail.dlq.attempts header is that total. Acks add no
+// request: a commit that moves the commit point carries the metadata as
+// the last nack encoded it, and drops it once the commit point is past
+// every record it names. The metadata is bounded by attempts_metadata_max;
+// when more nacked records are waiting than fit, those with the most
+// attempts keep their counts (the others would restart at 1 after a
+// rebalance). Deliveries that ended without a settle (a crash during the
+// handler, or a handler still running when its partition was handed over
+// after drain_timeout) are not counted.
+//
+// There is no ack deadline (Capabilities.AckDeadline is zero), so a handler
+// may run as long as it needs, holding back the commit point of its
+// partition meanwhile.
 //
 // # Ordering
 //
@@ -225,6 +250,9 @@ type config struct {
 	prefetch     int
 	drainTimeout time.Duration
 	ordered      bool
+	// attemptsMetadataMax bounds the committed offset metadata carrying
+	// delivery attempts; 0 keeps attempts in memory only.
+	attemptsMetadataMax int
 }
 
 func invalidURL(format string, args ...any) error {
@@ -238,7 +266,7 @@ func parseURL(u *url.URL, sub bool) (*config, error) {
 	if u.Opaque != "" || u.Host == "" {
 		return nil, invalidURL("missing brokers; want kafka://host:port[,host:port]/<topic>")
 	}
-	cfg := &config{prefetch: 512, drainTimeout: 30 * time.Second, ordered: true}
+	cfg := &config{prefetch: 512, drainTimeout: 30 * time.Second, ordered: true, attemptsMetadataMax: defaultAttemptsMetadataMax}
 	for _, b := range strings.Split(u.Host, ",") {
 		b = strings.TrimSpace(b)
 		if b == "" {
@@ -455,6 +483,15 @@ func parseSubParam(cfg *config, sc *sarama.Config, name, v string) error {
 		if cfg.ordered, err = strconv.ParseBool(v); err != nil {
 			return bad("a boolean")
 		}
+	case "attempts_metadata_max":
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 || n > 1<<20 {
+			return bad("a byte count in [0, 1048576]")
+		}
+		if n > 0 && n < minAttemptsMetadata {
+			return bad(fmt.Sprintf("0 or at least %d bytes", minAttemptsMetadata))
+		}
+		cfg.attemptsMetadataMax = n
 	case "balance":
 		switch v {
 		case "range":

@@ -66,6 +66,20 @@ func subURL(name, group string) string {
 	return fmt.Sprintf("kafka://%s/%s?group=%s&%s", brokers, name, group, groupParams)
 }
 
+// newTopic creates a uniquely named topic with its dead-letter topic and
+// opens it (closed when the test ends).
+func newTopic(t *testing.T, partitions int32) (string, *bus.Topic) {
+	t.Helper()
+	name := uniqueName(t)
+	ensure(t, name, partitions)
+	topic, err := bus.OpenTopic(context.Background(), topicURL(name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = topic.Close() })
+	return name, topic
+}
+
 // ensure creates a topic and its dead-letter topic.
 func ensure(tb testing.TB, name string, partitions int32) {
 	tb.Helper()
@@ -174,13 +188,7 @@ func bodies(ms []*driver.Message) []string {
 // the first unsettled record: nothing is skipped.
 func TestOutOfOrderAcksLoseNothing(t *testing.T) {
 	ctx := context.Background()
-	name := uniqueName(t)
-	ensure(t, name, 1)
-	topic, err := bus.OpenTopic(ctx, topicURL(name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer topic.Close()
+	name, topic := newTopic(t, 1)
 	var ms []*bus.Message
 	for i := range 5 {
 		ms = append(ms, &bus.Message{Body: []byte{'0' + byte(i)}})
@@ -239,13 +247,7 @@ func TestOutOfOrderAcksLoseNothing(t *testing.T) {
 func TestRedriveOnlyToOwnGroup(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	name := uniqueName(t)
-	ensure(t, name, 2)
-	topic, err := bus.OpenTopic(ctx, topicURL(name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer topic.Close()
+	name, topic := newTopic(t, 2)
 	a, b := openDriverSub(t, subURL(name, "a")), openDriverSub(t, subURL(name, "b"))
 	defer a.Close()
 	defer b.Close()
@@ -287,13 +289,7 @@ func TestRedriveOnlyToOwnGroup(t *testing.T) {
 
 func TestReservedAttributesRefused(t *testing.T) {
 	ctx := context.Background()
-	name := uniqueName(t)
-	ensure(t, name, 1)
-	topic, err := bus.OpenTopic(ctx, topicURL(name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer topic.Close()
+	_, topic := newTopic(t, 1)
 	for _, k := range []string{kafka.HeaderID, kafka.HeaderRedriveGroup, kafka.HeaderDLQReason} {
 		err := topic.Publish(ctx, &bus.Message{Body: []byte("x"), Attributes: map[string]string{k: "v"}})
 		if err == nil || !strings.Contains(err.Error(), "reserved") {
@@ -304,13 +300,7 @@ func TestReservedAttributesRefused(t *testing.T) {
 
 func TestAs(t *testing.T) {
 	ctx := context.Background()
-	name := uniqueName(t)
-	ensure(t, name, 1)
-	topic, err := bus.OpenTopic(ctx, topicURL(name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer topic.Close()
+	name, topic := newTopic(t, 1)
 	var client sarama.Client
 	var producer sarama.AsyncProducer
 	if !topic.As(&client) || client == nil || !topic.As(&producer) || producer == nil {
@@ -378,6 +368,8 @@ func TestInvalidURLs(t *testing.T) {
 		{"kafka://h:9092/t?group=g&acks=all", "unknown subscription parameter"},
 		{"kafka://h:9092/t?group=g&group=h", "given 2 times"},
 		{"kafka://h:9092/t?group=g&rebalance_timeout=5s", "drain_timeout"},
+		{"kafka://h:9092/t?group=g&attempts_metadata_max=-1", "attempts_metadata_max"},
+		{"kafka://h:9092/t?group=g&attempts_metadata_max=10", "at least 64"},
 	} {
 		_, err := bus.OpenSubscription(ctx, c.url)
 		if !errors.Is(err, bus.ErrInvalidURL) || !strings.Contains(err.Error(), c.want) {
@@ -449,13 +441,7 @@ func TestSessionTimeoutRejected(t *testing.T) {
 // not, and a late settle of a drained delivery reports ErrRevoked.
 func TestRebalanceRedeliversUnsettled(t *testing.T) {
 	ctx := context.Background()
-	name := uniqueName(t)
-	ensure(t, name, 1)
-	topic, err := bus.OpenTopic(ctx, topicURL(name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer topic.Close()
+	name, topic := newTopic(t, 1)
 	if err := topic.PublishBatch(ctx, []*bus.Message{{Body: []byte("0")}, {Body: []byte("1")}, {Body: []byte("2")}}); err != nil {
 		t.Fatal(err)
 	}

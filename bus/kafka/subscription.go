@@ -58,6 +58,15 @@ type claim struct {
 	revoked   bool          // the claim is ending: nothing new is handed out
 	gone      bool          // the claim ended: settles no longer commit
 	changed   chan struct{} // closed and replaced when a record leaves
+
+	// Delivery attempts kept in the committed offset metadata (see
+	// attempts.go): attempts maps the offsets at or after the commit point
+	// that were nacked (or seeded from the metadata at the claim's start)
+	// to their deliveries so far; meta is their encoding, sent with every
+	// commit of the partition, and metaMax the highest offset it names.
+	attempts map[int64]int
+	meta     string
+	metaMax  int64
 }
 
 // keyQueue serialises one key on an ordered subscription.
@@ -169,18 +178,28 @@ func (h *groupHandler) Cleanup(sarama.ConsumerGroupSession) error { return nil }
 // ends, then drains it: see endClaim.
 func (h *groupHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, cl sarama.ConsumerGroupClaim) error {
 	s := (*subscription)(h)
+	done := sess.Context().Done()
+	attempts, meta, ok := s.loadAttempts(cl.Partition(), cl.InitialOffset(), done)
+	if !ok {
+		return nil // the session ended first
+	}
 	c := &claim{
 		partition: cl.Partition(),
 		sess:      sess,
 		tracker:   newOffsetTracker(cl.InitialOffset()),
 		owned:     map[*record]struct{}{},
 		changed:   make(chan struct{}),
+		attempts:  attempts,
+		meta:      meta,
+		metaMax:   -1,
+	}
+	for o := range attempts {
+		c.metaMax = max(c.metaMax, o)
 	}
 	s.mu.Lock()
 	s.claims[c.partition] = c
 	s.mu.Unlock()
 	defer s.endClaim(c)
-	done := sess.Context().Done()
 	for {
 		var msg *sarama.ConsumerMessage
 		var ok bool
@@ -214,6 +233,9 @@ func (s *subscription) admit(c *claim, msg *sarama.ConsumerMessage) {
 		return
 	}
 	r := &record{claim: c, offset: msg.Offset, key: string(msg.Key), body: msg.Value, ts: msg.Timestamp}
+	if c.attempts != nil {
+		r.attempts = c.attempts[msg.Offset] // deliveries before this claim
+	}
 	r.attrs = make(map[string]string, len(msg.Headers))
 	redrive := ""
 	for _, h := range msg.Headers {
@@ -367,12 +389,47 @@ func deleteRecord(rs []*record, r *record) []*record {
 
 // commitLocked marks offset settled and, if the commit point advanced,
 // marks it in the session (sarama commits marked offsets every
-// commit_interval, and on endClaim).
+// commit_interval, and on endClaim), with the attempts metadata as last
+// encoded (by a nack); it is dropped once the commit point passed every
+// offset it names.
 func (s *subscription) commitLocked(c *claim, offset int64) {
 	commit, advanced, err := c.tracker.settle(offset)
 	if err == nil && advanced && !c.gone {
-		c.sess.MarkOffset(s.cfg.topic, c.partition, commit, "")
+		if c.meta != "" && commit > c.metaMax {
+			c.meta = ""
+		}
+		c.sess.MarkOffset(s.cfg.topic, c.partition, commit, c.meta)
 	}
+}
+
+// keepAttemptsLocked records r's deliveries in its claim's offset metadata,
+// re-marking the current commit point with it, and reports whether it did
+// (not if attempts_metadata_max=0 or the claim ended).
+func (s *subscription) keepAttemptsLocked(r *record) bool {
+	c := r.claim
+	if s.cfg.attemptsMetadataMax <= 0 || c.gone {
+		return false
+	}
+	commit := c.tracker.commitPoint()
+	if commit < 0 {
+		return false // cannot happen: r is unsettled, so the commit point is an offset
+	}
+	if c.attempts == nil {
+		c.attempts = map[int64]int{}
+	}
+	c.attempts[r.offset] = r.attempts
+	for o := range c.attempts {
+		if o < commit {
+			delete(c.attempts, o)
+		}
+	}
+	c.meta, c.metaMax = encodeAttempts(c.attempts, s.cfg.attemptsMetadataMax)
+	// MarkOffset moves sarama's offset up to the commit point if it is
+	// not there yet (no commit so far); ResetOffset replaces the metadata
+	// at an unchanged offset.
+	c.sess.MarkOffset(s.cfg.topic, c.partition, commit, c.meta)
+	c.sess.ResetOffset(s.cfg.topic, c.partition, commit, c.meta)
+	return true
 }
 
 // ReceiveBatch hands out up to max ready records, blocking until one is
@@ -497,8 +554,11 @@ func (s *subscription) settleLocked(d *delivery, op string) error {
 }
 
 // Nack keeps the record and delivers it again after delay, with its
-// attempt count incremented. If its partition is being revoked, the record
-// is let go instead: the partition's next owner delivers it again.
+// attempt count incremented. The count is first committed in the
+// partition's offset metadata, so that the next delivery, by this handle or
+// another, continues from it. If its partition is being revoked, the record
+// is let go instead: the partition's next owner delivers it again (the
+// count is committed when the claim ends).
 func (s *subscription) Nack(_ context.Context, m *driver.Message, delay time.Duration) error {
 	d, err := s.current("nack", m)
 	if err != nil {
@@ -512,10 +572,22 @@ func (s *subscription) Nack(_ context.Context, m *driver.Message, delay time.Dur
 		return nil // dropped with its claim: redelivered by the new owner
 	}
 	s.inFlight--
+	r.state = stDelayed // not in flight any more
+	kept := s.keepAttemptsLocked(r)
 	if r.claim.revoked {
-		r.state = stDelayed // not in flight any more
 		s.releaseLocked(r)
 		return nil
+	}
+	if kept {
+		// Commit before the record can be delivered again: a crash after
+		// this point does not lose the count (sarama retries a failed
+		// commit on its next one).
+		s.mu.Unlock()
+		r.claim.sess.Commit()
+		s.mu.Lock()
+		if r.state != stDelayed {
+			return nil // the claim ended meanwhile
+		}
 	}
 	if delay <= 0 {
 		s.pushReadyLocked(r)
@@ -658,8 +730,8 @@ func (s *subscription) Stats(ctx context.Context) (driver.Stats, error) {
 	return st, nil
 }
 
-// committed reads the group's committed offsets (-1 where none).
-func (s *subscription) committed(client sarama.Client, parts []int32) (map[int32]int64, error) {
+// fetchCommitted reads the group's committed offsets and their metadata.
+func (s *subscription) fetchCommitted(client sarama.Client, parts []int32) (*sarama.OffsetFetchResponse, error) {
 	coord, err := client.Coordinator(s.cfg.group)
 	if err != nil {
 		return nil, classify("coordinator", err)
@@ -667,6 +739,15 @@ func (s *subscription) committed(client sarama.Client, parts []int32) (map[int32
 	resp, err := coord.FetchOffset(sarama.NewOffsetFetchRequest(s.cfg.sarama.Version, s.cfg.group, map[string][]int32{s.cfg.topic: parts}))
 	if err != nil {
 		return nil, classify("fetch offsets", err)
+	}
+	return resp, nil
+}
+
+// committed reads the group's committed offsets (-1 where none).
+func (s *subscription) committed(client sarama.Client, parts []int32) (map[int32]int64, error) {
+	resp, err := s.fetchCommitted(client, parts)
+	if err != nil {
+		return nil, err
 	}
 	out := make(map[int32]int64, len(parts))
 	for _, p := range parts {

@@ -40,6 +40,12 @@ func (t *offsetTracker) add(offset int64) error {
 		return fmt.Errorf("kafka: offset %d received after %d", offset, t.last)
 	}
 	t.last = offset
+	if t.commit < 0 {
+		// A claim without a committed offset starts at a sentinel
+		// (OffsetOldest or OffsetNewest): the first record is the commit
+		// point.
+		t.commit = offset
+	}
 	if t.head == len(t.entries) {
 		// Everything before is settled: drop it and start afresh.
 		t.entries = t.entries[:0]

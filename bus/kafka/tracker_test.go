@@ -78,9 +78,13 @@ func TestTrackerGaps(t *testing.T) {
 
 func TestTrackerSentinelStart(t *testing.T) {
 	// A claim without a committed offset starts at OffsetOldest (-2).
+	// The first record received becomes the commit point.
 	tr := newOffsetTracker(-2)
 	mustAdd(t, tr, 0, 1)
-	settleWant(t, tr, 1, -2, false)
+	if tr.commitPoint() != 0 {
+		t.Fatalf("commit point %d after adding 0 to a sentinel start, want 0", tr.commitPoint())
+	}
+	settleWant(t, tr, 1, 0, false)
 	settleWant(t, tr, 0, 2, true)
 }
 
