@@ -543,15 +543,20 @@ func hostileShow(v string) string {
 	return fmt.Sprintf("%q", v)
 }
 
+// hostileDiff collects differences, showing values shortened.
+type hostileDiff []string
+
+func (d *hostileDiff) str(name, got, want string) {
+	if got != want {
+		*d = append(*d, fmt.Sprintf("%s = %s, want %s", name, hostileShow(got), hostileShow(want)))
+	}
+}
+
 // storeDiff names the fields in which got differs from want (times
 // compared as instants), showing values shortened.
 func storeDiff(got, want *payments.Payment) []string {
-	var out []string
-	str := func(name, a, b string) {
-		if a != b {
-			out = append(out, fmt.Sprintf("%s = %s, want %s", name, hostileShow(a), hostileShow(b)))
-		}
-	}
+	var out hostileDiff
+	str := out.str
 	str("ID", got.ID, want.ID)
 	str("Merchant", got.Merchant, want.Merchant)
 	str("Currency", got.Currency, want.Currency)
@@ -599,16 +604,17 @@ func storeDiff(got, want *payments.Payment) []string {
 	return out
 }
 
-// hostileField sets one string field of a payment to a hostile value.
-type hostileField struct {
+// hostileField sets one string field of a T (a payment, a Begin request)
+// to a hostile value.
+type hostileField[T any] struct {
 	name string
-	set  func(p *payments.Payment, v string)
-	// identity fields (id, merchant) name the payment: an Update cannot
-	// change them.
+	set  func(p *T, v string)
+	// identity fields (a payment's id and merchant, a record's merchant
+	// and key) name what is stored: an Update cannot change them.
 	identity bool
 }
 
-var hostileFields = []hostileField{
+var hostileFields = []hostileField[payments.Payment]{
 	{"ID", func(p *payments.Payment, v string) { p.ID = v }, true},
 	{"Merchant", func(p *payments.Payment, v string) { p.Merchant = v }, true},
 	{"Currency", func(p *payments.Payment, v string) { p.Currency = v }, false},
@@ -629,9 +635,9 @@ var hostileFields = []hostileField{
 	{"RefundGatewayReference", func(p *payments.Payment, v string) { p.Refunds[0].GatewayReference = v }, false},
 }
 
-// storeCall runs op, turning a panic into an error that matches nothing
-// the suite accepts.
-func storeCall(op func() error) (err error) {
+// hostileCall runs op, turning a panic into an error that matches nothing
+// the suites accept.
+func hostileCall(op func() error) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("panic: %v", r)
@@ -640,15 +646,16 @@ func storeCall(op func() error) (err error) {
 	return op()
 }
 
-// storeRefusal checks an error from a store given a hostile value: nil or
-// ErrStoreInvalid, whose message does not echo the value.
-func storeRefusal(t *testing.T, what, value string, err error) (refused bool) {
+// hostileRefusal checks the error of a store given a hostile value: nil,
+// or one matching sentinel whose message does not echo the value. It
+// reports whether the store refused.
+func hostileRefusal(t *testing.T, sentinel error, what, value string, err error) (refused bool) {
 	t.Helper()
 	if err == nil {
 		return false
 	}
-	if !errors.Is(err, payments.ErrStoreInvalid) {
-		t.Errorf("%s: error %v, want nil (stored exactly) or one matching payments.ErrStoreInvalid", what, err)
+	if !errors.Is(err, sentinel) {
+		t.Errorf("%s: error %v, want nil (kept exactly) or one matching %v", what, err, sentinel)
 		return true
 	}
 	if len(value) >= 6 && strings.Contains(err.Error(), value) {
@@ -674,10 +681,10 @@ func storeHostileStrings(t *testing.T, _ PaymentStoreHarness, s payments.Store) 
 			p.DeclineCode, p.FailureCode = "none", "none"
 			f.set(p, hv.Value)
 			want := p.Clone()
-			err := storeCall(func() error { return s.Create(ctx, p) })
-			refused := storeRefusal(t, "Create with "+what, hv.Value, err)
+			err := hostileCall(func() error { return s.Create(ctx, p) })
+			refused := hostileRefusal(t, payments.ErrStoreInvalid, "Create with "+what, hv.Value, err)
 			var got *payments.Payment
-			gerr := storeCall(func() (err error) { got, err = s.Get(ctx, p.Merchant, p.ID); return err })
+			gerr := hostileCall(func() (err error) { got, err = s.Get(ctx, p.Merchant, p.ID); return err })
 			switch {
 			case refused && !errors.Is(gerr, payments.ErrStoreNotFound):
 				t.Errorf("Get after a refused Create with %s: %v, want ErrStoreNotFound (nothing stored)", what, gerr)
@@ -701,9 +708,9 @@ func storeHostileStrings(t *testing.T, _ PaymentStoreHarness, s payments.Store) 
 			u := clean.Clone()
 			f.set(u, hv.Value)
 			want = u.Clone()
-			err = storeCall(func() error { return s.Update(ctx, u) })
-			refused = storeRefusal(t, "Update with "+what, hv.Value, err)
-			gerr = storeCall(func() (err error) { got, err = s.Get(ctx, "acme", uid); return err })
+			err = hostileCall(func() error { return s.Update(ctx, u) })
+			refused = hostileRefusal(t, payments.ErrStoreInvalid, "Update with "+what, hv.Value, err)
+			gerr = hostileCall(func() (err error) { got, err = s.Get(ctx, "acme", uid); return err })
 			if gerr != nil {
 				t.Errorf("Get after Update with %s: %v", what, gerr)
 				continue

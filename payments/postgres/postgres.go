@@ -42,12 +42,12 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/payrail/payrail/internal/pgtext"
 	"github.com/payrail/payrail/payments"
 )
 
@@ -247,21 +247,12 @@ func (s *Store) fail(ctx context.Context, op string, err error) error {
 	if errors.As(err, &pe) && pe.Code == "42P01" {
 		return fmt.Errorf("postgres: %s: %w: table %q was dropped; apply the schema (opsctl db migrate)", op, ErrSchemaMissing, s.table)
 	}
-	if invalidInput(pe) {
+	if code, ok := pgtext.Refused(err); ok {
 		// The server's message may quote the value: keep the code and
 		// the column only.
-		return fmt.Errorf("postgres: %s: %w: SQLSTATE %s%s", op, payments.ErrStoreInvalid, pe.Code, column(pe))
+		return fmt.Errorf("postgres: %s: %w: SQLSTATE %s%s", op, payments.ErrStoreInvalid, code, column(pe))
 	}
 	return fmt.Errorf("postgres: %s: %w", op, ctxErr(ctx, err))
-}
-
-// invalidInput reports whether the server refused a statement because of
-// the values it carried: a data exception (SQLSTATE class 22: invalid byte
-// sequence, untranslatable character, string too long...) or a program
-// limit (54000: an index row too large). Such a statement fails the same
-// way on every attempt; it is the caller's input, not an outage.
-func invalidInput(pe *pgconn.PgError) bool {
-	return pe != nil && (strings.HasPrefix(pe.Code, "22") || pe.Code == "54000")
 }
 
 func column(pe *pgconn.PgError) string {
@@ -271,24 +262,9 @@ func column(pe *pgconn.PgError) string {
 	return ""
 }
 
-// MaxIndexedBytes is the longest id and status the store accepts: both are
-// indexed, and PostgreSQL refuses index entries over about 2.7 kB.
-const MaxIndexedBytes = 1024
-
-// checkText returns the reason a text value cannot be stored exactly, or
-// "": PostgreSQL text holds valid UTF-8 without NUL bytes, and a JSON
-// encoding would replace invalid bytes by U+FFFD.
-func checkText(v string, max int) string {
-	switch {
-	case max > 0 && len(v) > max:
-		return fmt.Sprintf("is longer than %d bytes", max)
-	case strings.IndexByte(v, 0) >= 0:
-		return "contains a NUL byte"
-	case !utf8.ValidString(v):
-		return "is not valid UTF-8"
-	}
-	return ""
-}
+// MaxIndexedBytes is the longest id and status the store accepts: both
+// are indexed, and PostgreSQL refuses index entries over about 2.7 kB.
+const MaxIndexedBytes = pgtext.MaxIndexedBytes
 
 // validate refuses, before any round trip, a payment holding a value the
 // store cannot keep exactly; the error names the field, never the value.
@@ -297,7 +273,7 @@ func validate(p *payments.Payment) error {
 		field, why string
 	)
 	check := func(name, v string, max int) bool {
-		if r := checkText(v, max); r != "" {
+		if r := pgtext.Problem(v, max); r != "" {
 			field, why = name, r
 			return false
 		}
@@ -328,7 +304,7 @@ func validate(p *payments.Payment) error {
 // storable reports whether a payment with this id and merchant could be
 // stored; Get answers ErrStoreNotFound for the others without asking.
 func storable(merchant, id string) bool {
-	return checkText(id, MaxIndexedBytes) == "" && checkText(merchant, 0) == ""
+	return pgtext.Problem(id, MaxIndexedBytes) == "" && pgtext.Problem(merchant, 0) == ""
 }
 
 func (s *Store) check(ctx context.Context) error {
