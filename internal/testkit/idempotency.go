@@ -1006,6 +1006,7 @@ func idemHostileStrings(t *testing.T, r *idemRun) {
 	ctx := context.Background()
 	admin, _ := s.(driver.Admin)
 	n := 0
+	var refusals []string
 	for _, f := range idemHostileBeginFields {
 		for _, hv := range HostileStrings() {
 			n++
@@ -1016,6 +1017,7 @@ func idemHostileStrings(t *testing.T, r *idemRun) {
 			var res *driver.BeginResult
 			err := hostileCall(func() (err error) { res, err = s.Begin(ctx, req); return err })
 			if hostileRefusal(t, driver.ErrInvalidInput, "Begin with "+what, hv.Value, err) {
+				refusals = append(refusals, what)
 				// Nothing was stored: the owner's writes find no lease.
 				cerr := hostileCall(func() error {
 					return s.Complete(ctx, req.Merchant, req.Key, req.Token, sampleResponse("x"), r.at(time.Second), time.Hour)
@@ -1109,6 +1111,7 @@ func idemHostileStrings(t *testing.T, r *idemRun) {
 			resp := f.resp(hv.Value)
 			err := hostileCall(func() error { return s.Complete(ctx, m, k, "tok", resp, r.at(time.Second), time.Hour) })
 			if hostileRefusal(t, driver.ErrInvalidInput, "Complete with "+what, hv.Value, err) {
+				refusals = append(refusals, what)
 				// Nothing was stored: the record is still in progress and
 				// its owner completes it.
 				begin(t, s, idemReq(m, k, "fp", "tok-2", "pay_2", r.at(2*time.Second)), driver.InProgress)
@@ -1129,6 +1132,7 @@ func idemHostileStrings(t *testing.T, r *idemRun) {
 			}
 		}
 	}
+	t.Logf("capability: %d of %d hostile values kept exactly, refused: %s", n-len(refusals), n, strings.Join(refusals, " "))
 	// The store keeps working.
 	m = r.merchant(t)
 	begin(t, s, idemReq(m, "after", "fp", "t1", "pay_1", r.at(0)), driver.Acquired)

@@ -672,6 +672,7 @@ func storeHostileStrings(t *testing.T, _ PaymentStoreHarness, s payments.Store) 
 	ctx := context.Background()
 	values := HostileStrings()
 	n := 0
+	var refusals []string
 	for _, f := range hostileFields {
 		for _, hv := range values {
 			n++
@@ -683,6 +684,9 @@ func storeHostileStrings(t *testing.T, _ PaymentStoreHarness, s payments.Store) 
 			want := p.Clone()
 			err := hostileCall(func() error { return s.Create(ctx, p) })
 			refused := hostileRefusal(t, payments.ErrStoreInvalid, "Create with "+what, hv.Value, err)
+			if refused {
+				refusals = append(refusals, what)
+			}
 			var got *payments.Payment
 			gerr := hostileCall(func() (err error) { got, err = s.Get(ctx, p.Merchant, p.ID); return err })
 			switch {
@@ -728,6 +732,7 @@ func storeHostileStrings(t *testing.T, _ PaymentStoreHarness, s payments.Store) 
 			}
 		}
 	}
+	t.Logf("capability: %d of %d hostile values kept exactly, refused: %s", n-len(refusals), n, strings.Join(refusals, " "))
 	// The store keeps working.
 	p := storePayment("pay_after_hostile", "acme", payments.StatusCaptured, storeT0)
 	if err := s.Create(ctx, p); err != nil {
