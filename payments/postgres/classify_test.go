@@ -90,3 +90,36 @@ func TestFailClassifiesServerErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestValidateNamesTheField: a refused payment's error names the field and
+// the reason, never the value.
+func TestValidateNamesTheField(t *testing.T) {
+	secret := "4242424242424242"
+	base := func() *payments.Payment {
+		return &payments.Payment{ID: "pay_1", Merchant: "acme", Currency: "EUR", Status: payments.StatusCaptured,
+			Refunds: []payments.Refund{{ID: "re_1"}, {ID: "re_2"}}, Metadata: map[string]string{"order": "1"}}
+	}
+	cases := []struct {
+		set  func(p *payments.Payment)
+		want string
+	}{
+		{func(p *payments.Payment) { p.Refunds[1].GatewayReference = secret + "\xff" }, "refunds[1].gateway_reference is not valid UTF-8"},
+		{func(p *payments.Payment) { p.Metadata = map[string]string{"note": secret + "\x00"} }, "a metadata value contains a NUL byte"},
+		{func(p *payments.Payment) { p.ID = strings.Repeat(secret, 100) }, "id is longer than 1024 bytes"},
+		{func(p *payments.Payment) { p.PaymentMethod = "\xed\xa0\x80" + secret }, "payment_method is not valid UTF-8"},
+	}
+	for _, c := range cases {
+		p := base()
+		c.set(p)
+		err := validate(p)
+		if !errors.Is(err, payments.ErrStoreInvalid) || !strings.HasSuffix(err.Error(), c.want) {
+			t.Errorf("validate: %v, want ErrStoreInvalid ending %q", err, c.want)
+		}
+		if err != nil && strings.Contains(err.Error(), secret) {
+			t.Errorf("validate: the error echoes the value: %v", err)
+		}
+	}
+	if err := validate(base()); err != nil {
+		t.Errorf("validate of a clean payment: %v", err)
+	}
+}

@@ -271,13 +271,18 @@ const MaxIndexedBytes = pgtext.MaxIndexedBytes
 func validate(p *payments.Payment) error {
 	var (
 		field, why string
+		refund     = -1 // the index of the refund being checked
 	)
 	check := func(name, v string, max int) bool {
-		if r := pgtext.Problem(v, max); r != "" {
-			field, why = name, r
-			return false
+		r := pgtext.Problem(v, max)
+		if r == "" {
+			return true
 		}
-		return true
+		field, why = name, r
+		if refund >= 0 {
+			field = fmt.Sprintf("refunds[%d].%s", refund, name)
+		}
+		return false
 	}
 	ok := check("id", p.ID, MaxIndexedBytes) && check("merchant", p.Merchant, 0) &&
 		check("status", string(p.Status), MaxIndexedBytes) && check("currency", p.Currency, 0) &&
@@ -290,13 +295,13 @@ func validate(p *payments.Payment) error {
 	}
 	for i := range p.Refunds {
 		r := &p.Refunds[i]
-		f := func(name string) string { return fmt.Sprintf("refunds[%d].%s", i, name) }
-		ok = ok && check(f("id"), r.ID, 0) && check(f("payment_id"), r.PaymentID, 0) &&
-			check(f("currency"), r.Currency, 0) && check(f("status"), r.Status, 0) &&
-			check(f("gateway_reference"), r.GatewayReference, 0)
+		refund = i
+		ok = ok && check("id", r.ID, 0) && check("payment_id", r.PaymentID, 0) &&
+			check("currency", r.Currency, 0) && check("status", r.Status, 0) &&
+			check("gateway_reference", r.GatewayReference, 0)
 	}
 	if !ok {
-		return fmt.Errorf("postgres: payment %w: %s %s", payments.ErrStoreInvalid, field, why)
+		return fmt.Errorf("postgres: %w: %s %s", payments.ErrStoreInvalid, field, why)
 	}
 	return nil
 }
