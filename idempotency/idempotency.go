@@ -76,6 +76,9 @@ var (
 	ErrUnsupported = errors.New("idempotency: operation not supported by this store")
 	// ErrUnknownDriver is returned by Open for an unregistered URL scheme.
 	ErrUnknownDriver = errors.New("idempotency: unknown driver")
+	// ErrInvalidInput: the store cannot keep a value of the request exactly
+	// (see driver.ErrInvalidInput); a client error, not an outage.
+	ErrInvalidInput = driver.ErrInvalidInput
 )
 
 var drivers = registry.New[Driver]("idempotency", map[string]string{

@@ -218,6 +218,9 @@ func (p *Processor) begin(ctx context.Context, merchant, key, fingerprint, resou
 		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 			return nil, failed(&Error{Code: CodeUnavailable, Detail: "request cancelled", Err: err}, nil)
 		}
+		if errors.Is(err, idempotency.ErrInvalidInput) {
+			return nil, failed(&Error{Code: CodeValidation, Detail: storeInvalidDetail, Err: err}, nil)
+		}
 		p.log.ErrorContext(ctx, "payments: idempotency store failed", "error", err)
 		return nil, failed(&Error{Code: CodeStoreUnavailable, Detail: "idempotency store unavailable", RetryAfter: time.Second, Err: err}, nil)
 	}

@@ -373,12 +373,19 @@ func (p *Processor) Get(ctx context.Context, merchant, id string) (*Payment, err
 	return pay.Clone(), nil // a deep copy: stores may share metadata maps
 }
 
+// storeInvalidDetail explains a value refused by a store; the field is
+// named in the wrapped error, for logs, never the value.
+const storeInvalidDetail = "the request holds a value that cannot be stored: a NUL byte, invalid UTF-8 or an over-long value"
+
 func (p *Processor) storeError(err error, id string) *Error {
 	switch {
 	case errors.Is(err, ErrStoreNotFound):
 		return &Error{Code: CodeNotFound, Detail: "no such payment: " + id}
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return &Error{Code: CodeUnavailable, Detail: "request cancelled", Err: err}
+	case errors.Is(err, ErrStoreInvalid):
+		// The client's input, not an outage: a 4xx, never retried.
+		return &Error{Code: CodeValidation, Detail: storeInvalidDetail, Err: err}
 	}
 	return &Error{Code: CodeStoreUnavailable, Detail: "payment store unavailable", RetryAfter: time.Second, Err: err}
 }

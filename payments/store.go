@@ -20,6 +20,13 @@ var (
 	// ErrStoreConflict: Create of an existing id, or Update of a payment
 	// whose Version changed since it was read.
 	ErrStoreConflict = errors.New("payments: store: version conflict")
+	// ErrStoreInvalid: the payment holds a value the store cannot keep
+	// exactly (a NUL byte, invalid UTF-8, a value too long for its
+	// column...). The input is at fault, not the store's availability, and
+	// nothing was stored. Implementations wrap it with the field's name,
+	// never its value; a Get by such an id or merchant returns
+	// ErrStoreNotFound.
+	ErrStoreInvalid = errors.New("payments: store: value cannot be stored")
 )
 
 // Store persists payments. Implementations are safe for concurrent use

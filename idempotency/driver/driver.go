@@ -27,6 +27,12 @@ var (
 	ErrClosed = errors.New("idempotency: store closed")
 	// ErrNotFound is returned by administrative reads of a missing record.
 	ErrNotFound = errors.New("idempotency: record not found")
+	// ErrInvalidInput means the store cannot keep a value of the request
+	// exactly (a NUL byte or invalid UTF-8 where the store holds text, a
+	// value over the store's size limits): the caller's input is at fault,
+	// not the store's availability, and nothing was stored. Drivers wrap it
+	// with the field's name, never its value.
+	ErrInvalidInput = errors.New("idempotency: value cannot be stored")
 )
 
 // State is a record's state.

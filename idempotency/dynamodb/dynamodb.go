@@ -29,6 +29,16 @@
 // both on the lease token. Expiry is always checked against the caller's
 // clock, never left to DynamoDB's TTL alone.
 //
+// # Values the store refuses
+//
+// DynamoDB strings are UTF-8 and its keys short: a request with invalid
+// UTF-8 in any string, a merchant and key longer than MaxPKBytes together,
+// or fields or headers over MaxFieldsBytes or MaxHeaderBytes is refused
+// before the round trip with driver.ErrInvalidInput (naming the field,
+// never the value). Other values (NUL bytes, empty strings) are kept
+// exactly. A ValidationException from DynamoDB matches ErrInvalidInput
+// too.
+//
 // # Large bodies
 //
 // An item holds at most 400 KB. Response bodies up to InlineBodyMax bytes
@@ -52,11 +62,14 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/aws/smithy-go"
 
 	"github.com/payrail/payrail/idempotency"
 	"github.com/payrail/payrail/idempotency/driver"
@@ -283,7 +296,90 @@ func (s *Store) fail(ctx context.Context, op string, err error) error {
 	if errors.As(err, &nf) {
 		return fmt.Errorf("dynamodb: %s: %w: table %q: %w", op, ErrTableMissing, *s.table, err)
 	}
+	var ae smithy.APIError
+	if errors.As(err, &ae) && ae.ErrorCode() == "ValidationException" {
+		// The request's values break a DynamoDB limit (the checks below
+		// catch the known ones first). The message may quote a value:
+		// keep the code and the request id only.
+		var re *awshttp.ResponseError
+		id := ""
+		if errors.As(err, &re) {
+			id = " (request id " + re.ServiceRequestID() + ")"
+		}
+		return fmt.Errorf("dynamodb: %s: %w: %s%s", op, driver.ErrInvalidInput, ae.ErrorCode(), id)
+	}
 	return fmt.Errorf("dynamodb: %s: %w", op, ctxErr(ctx, err))
+}
+
+// DynamoDB limits on what the store keeps, checked before the round trip.
+const (
+	// MaxPKBytes is DynamoDB's limit on a partition key value: the
+	// merchant (escaped) and the key together.
+	MaxPKBytes = 2048
+	// MaxFieldsBytes bounds the fingerprint, token and resource id
+	// together, and MaxHeaderBytes the names and values of a stored
+	// response's headers: with an inline body, a record stays under
+	// DynamoDB's 400 KB item limit.
+	MaxFieldsBytes = 32 << 10
+	MaxHeaderBytes = 32 << 10
+)
+
+// validText reports whether every string can be kept exactly: DynamoDB
+// strings are UTF-8, and the SDK's JSON encoding would replace invalid
+// bytes by U+FFFD (so that two different keys could name one record).
+func validText(vs ...string) bool {
+	for _, v := range vs {
+		if !utf8.ValidString(v) {
+			return false
+		}
+	}
+	return true
+}
+
+// storable reports whether a record of merchant and key with token could
+// exist: the writes conditional on a token answer ErrLeaseLost for the
+// others, and Get ErrNotFound, without a round trip.
+func storable(merchant, key, token string) bool {
+	return validText(merchant, key, token) && len(pk(merchant, key)) <= MaxPKBytes
+}
+
+// validateBegin refuses a request the store cannot keep exactly; the
+// error names the field, never the value.
+func validateBegin(r *driver.BeginRequest) error {
+	why := ""
+	switch {
+	case !validText(r.Merchant):
+		why = "merchant is not valid UTF-8"
+	case !validText(r.Key):
+		why = "key is not valid UTF-8"
+	case !validText(r.Fingerprint):
+		why = "fingerprint is not valid UTF-8"
+	case !validText(r.Token):
+		why = "token is not valid UTF-8"
+	case !validText(r.ResourceID):
+		why = "resource id is not valid UTF-8"
+	case len(pk(r.Merchant, r.Key)) > MaxPKBytes:
+		why = fmt.Sprintf("merchant and key are longer than %d bytes together", MaxPKBytes)
+	case len(r.Fingerprint)+len(r.Token)+len(r.ResourceID) > MaxFieldsBytes:
+		why = fmt.Sprintf("fingerprint, token and resource id are longer than %d bytes together", MaxFieldsBytes)
+	default:
+		return nil
+	}
+	return fmt.Errorf("dynamodb: begin: %w: %s", driver.ErrInvalidInput, why)
+}
+
+func validateHeaders(h map[string]string) error {
+	n := 0
+	for k, v := range h {
+		if !validText(k, v) {
+			return fmt.Errorf("dynamodb: complete: %w: a header name or value is not valid UTF-8", driver.ErrInvalidInput)
+		}
+		n += len(k) + len(v)
+	}
+	if n > MaxHeaderBytes {
+		return fmt.Errorf("dynamodb: complete: %w: headers longer than %d bytes", driver.ErrInvalidInput, MaxHeaderBytes)
+	}
+	return nil
 }
 
 func (s *Store) check(ctx context.Context) error {
@@ -316,6 +412,9 @@ const maxBeginAttempts = 5
 // Begin implements driver.Store.
 func (s *Store) Begin(ctx context.Context, r *driver.BeginRequest) (*driver.BeginResult, error) {
 	if err := s.check(ctx); err != nil {
+		return nil, err
+	}
+	if err := validateBegin(r); err != nil {
 		return nil, err
 	}
 	p := pk(r.Merchant, r.Key)
@@ -503,6 +602,12 @@ func (s *Store) Complete(ctx context.Context, merchant, key, token string, resp 
 	if len(resp.Body) > MaxBodyBytes {
 		return fmt.Errorf("%w: %d bytes, the most is %d", ErrBodyTooLarge, len(resp.Body), MaxBodyBytes)
 	}
+	if err := validateHeaders(resp.Header); err != nil {
+		return err
+	}
+	if !storable(merchant, key, token) {
+		return driver.ErrLeaseLost
+	}
 	p := pk(merchant, key)
 	exp := now.Add(ttl)
 	update := completeUpdateBase
@@ -580,6 +685,9 @@ func (s *Store) Extend(ctx context.Context, merchant, key, token string, now tim
 	if err := s.check(ctx); err != nil {
 		return err
 	}
+	if !storable(merchant, key, token) {
+		return driver.ErrLeaseLost
+	}
 	const update = "SET #lease = :lease"
 	_, err := s.c.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName: s.table, Key: keyOf(pk(merchant, key)), UpdateExpression: aws.String(update),
@@ -594,6 +702,9 @@ func (s *Store) Extend(ctx context.Context, merchant, key, token string, now tim
 func (s *Store) Release(ctx context.Context, merchant, key, token string) error {
 	if err := s.check(ctx); err != nil {
 		return err
+	}
+	if !storable(merchant, key, token) {
+		return driver.ErrLeaseLost
 	}
 	_, err := s.c.DeleteItem(ctx, &dynamodb.DeleteItemInput{
 		TableName: s.table, Key: keyOf(pk(merchant, key)),
@@ -610,6 +721,9 @@ func (s *Store) Delete(ctx context.Context, r *driver.Record) error {
 	if err := s.check(ctx); err != nil {
 		return err
 	}
+	if !storable(r.Merchant, r.Key, r.Token) {
+		return driver.ErrLeaseLost
+	}
 	const cond = "#st = :st AND #tok = :tok AND #exp = :exp"
 	_, err := s.c.DeleteItem(ctx, &dynamodb.DeleteItemInput{
 		TableName: s.table, Key: keyOf(pk(r.Merchant, r.Key)),
@@ -624,6 +738,9 @@ func (s *Store) Delete(ctx context.Context, r *driver.Record) error {
 func (s *Store) Get(ctx context.Context, merchant, key string) (*driver.Record, error) {
 	if err := s.check(ctx); err != nil {
 		return nil, err
+	}
+	if !storable(merchant, key, "") {
+		return nil, driver.ErrNotFound
 	}
 	p := pk(merchant, key)
 	out, err := s.c.GetItem(ctx, &dynamodb.GetItemInput{TableName: s.table, Key: keyOf(p), ConsistentRead: aws.Bool(true)})

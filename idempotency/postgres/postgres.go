@@ -45,6 +45,7 @@ import (
 
 	"github.com/payrail/payrail/idempotency"
 	"github.com/payrail/payrail/idempotency/driver"
+	"github.com/payrail/payrail/internal/pgtext"
 )
 
 func init() { idempotency.Register("postgres", opener{}) }
@@ -233,7 +234,52 @@ func (s *Store) fail(ctx context.Context, op string, err error) error {
 	if errors.As(err, &pe) && pe.Code == "42P01" { // undefined_table
 		return fmt.Errorf("postgres: %s: %w: table %q was dropped; apply the schema (opsctl db migrate)", op, ErrSchemaMissing, s.table)
 	}
+	if code, ok := pgtext.Refused(err); ok {
+		// The server's message may quote the value: keep the code only.
+		return fmt.Errorf("postgres: %s: %w: SQLSTATE %s", op, driver.ErrInvalidInput, code)
+	}
 	return fmt.Errorf("postgres: %s: %w", op, ctxErr(ctx, err))
+}
+
+// MaxIndexedBytes is the longest merchant and key the store accepts: both
+// make the primary key, and PostgreSQL refuses index entries over about
+// 2.7 kB.
+const MaxIndexedBytes = pgtext.MaxIndexedBytes
+
+// storable reports whether a record of merchant and key with token could
+// exist: the writes conditional on a token answer ErrLeaseLost for the
+// others, and Get ErrNotFound, without a round trip.
+func storable(merchant, key, token string) bool {
+	return pgtext.Problem(merchant, MaxIndexedBytes) == "" && pgtext.Problem(key, MaxIndexedBytes) == "" && pgtext.Problem(token, 0) == ""
+}
+
+// validateBegin refuses, before the round trip, a request with a value the
+// store cannot keep exactly; the error names the field, never the value.
+func validateBegin(r *driver.BeginRequest) error {
+	for _, f := range [...]struct {
+		name, v string
+		max     int
+	}{
+		{"merchant", r.Merchant, MaxIndexedBytes}, {"key", r.Key, MaxIndexedBytes},
+		{"fingerprint", r.Fingerprint, 0}, {"token", r.Token, 0}, {"resource id", r.ResourceID, 0},
+	} {
+		if why := pgtext.Problem(f.v, f.max); why != "" {
+			return fmt.Errorf("postgres: begin: %w: %s %s", driver.ErrInvalidInput, f.name, why)
+		}
+	}
+	return nil
+}
+
+func validateHeaders(h map[string]string) error {
+	for k, v := range h {
+		if why := pgtext.Problem(k, 0); why != "" {
+			return fmt.Errorf("postgres: complete: %w: a header name %s", driver.ErrInvalidInput, why)
+		}
+		if why := pgtext.Problem(v, 0); why != "" {
+			return fmt.Errorf("postgres: complete: %w: a header value %s", driver.ErrInvalidInput, why)
+		}
+	}
+	return nil
 }
 
 func (s *Store) check(ctx context.Context) error {
@@ -249,6 +295,9 @@ const maxBeginAttempts = 5
 // Begin implements driver.Store.
 func (s *Store) Begin(ctx context.Context, r *driver.BeginRequest) (*driver.BeginResult, error) {
 	if err := s.check(ctx); err != nil {
+		return nil, err
+	}
+	if err := validateBegin(r); err != nil {
 		return nil, err
 	}
 	for range maxBeginAttempts {
@@ -294,9 +343,15 @@ func (s *Store) Begin(ctx context.Context, r *driver.BeginRequest) (*driver.Begi
 	return nil, fmt.Errorf("postgres: begin %s/%s: no result after %d attempts under contention", r.Merchant, r.Key, maxBeginAttempts)
 }
 
-func (s *Store) exec1(ctx context.Context, op, sql string, args ...any) error {
+// exec1 runs a write conditional on the record of merchant and key being
+// held by token: ErrLeaseLost if no row matched, or if no such record can
+// exist.
+func (s *Store) exec1(ctx context.Context, op, merchant, key, token, sql string, args ...any) error {
 	if err := s.check(ctx); err != nil {
 		return err
+	}
+	if !storable(merchant, key, token) {
+		return driver.ErrLeaseLost
 	}
 	tag, err := s.pool.Exec(ctx, sql, args...)
 	if err != nil {
@@ -315,19 +370,22 @@ func (s *Store) Complete(ctx context.Context, merchant, key, token string, resp 
 	}
 	var headers map[string]string
 	if len(resp.Header) > 0 {
+		if err := validateHeaders(resp.Header); err != nil {
+			return err
+		}
 		headers = resp.Header
 	}
-	return s.exec1(ctx, "complete", s.qDone, merchant, key, token, int32(resp.StatusCode), headers, resp.Body, now.Add(ttl))
+	return s.exec1(ctx, "complete", merchant, key, token, s.qDone, merchant, key, token, int32(resp.StatusCode), headers, resp.Body, now.Add(ttl))
 }
 
 // Extend implements driver.Store.
 func (s *Store) Extend(ctx context.Context, merchant, key, token string, now time.Time, lease time.Duration) error {
-	return s.exec1(ctx, "extend", s.qExtend, merchant, key, token, now.Add(lease))
+	return s.exec1(ctx, "extend", merchant, key, token, s.qExtend, merchant, key, token, now.Add(lease))
 }
 
 // Release implements driver.Store.
 func (s *Store) Release(ctx context.Context, merchant, key, token string) error {
-	return s.exec1(ctx, "release", s.qRelease, merchant, key, token)
+	return s.exec1(ctx, "release", merchant, key, token, s.qRelease, merchant, key, token)
 }
 
 func scanRecord(row pgx.Row) (*driver.Record, error) {
@@ -385,6 +443,9 @@ func (s *Store) Get(ctx context.Context, merchant, key string) (*driver.Record, 
 	if err := s.check(ctx); err != nil {
 		return nil, err
 	}
+	if !storable(merchant, key, "") {
+		return nil, driver.ErrNotFound
+	}
 	rec, err := scanRecord(s.pool.QueryRow(ctx, s.qGet, merchant, key))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, driver.ErrNotFound
@@ -398,7 +459,7 @@ func (s *Store) Get(ctx context.Context, merchant, key string) (*driver.Record, 
 // Delete implements driver.Admin: it deletes the row only if its state,
 // token and expiry are still those of r.
 func (s *Store) Delete(ctx context.Context, r *driver.Record) error {
-	return s.exec1(ctx, "delete", s.qDelete, r.Merchant, r.Key, string(r.State), r.Token, r.ExpiresAt)
+	return s.exec1(ctx, "delete", r.Merchant, r.Key, r.Token, s.qDelete, r.Merchant, r.Key, string(r.State), r.Token, r.ExpiresAt)
 }
 
 // Ping implements driver.Pinger.

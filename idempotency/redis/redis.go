@@ -20,6 +20,10 @@
 // the caller's clock is also checked against the stored expiry, so that a
 // record past its logical expiry is never replayed.
 //
+// Every string is kept byte for byte (Redis is binary-safe), except the
+// headers of a stored response, kept as JSON: a header name or value that
+// is not valid UTF-8 is refused with driver.ErrInvalidInput.
+//
 // Since every script touches a single key, the store works on Redis Cluster
 // too (pass a *redis.ClusterClient to New); List then scans every master.
 package redis
@@ -36,6 +40,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	goredis "github.com/redis/go-redis/v9"
 
@@ -364,6 +369,13 @@ func (s *Store) Complete(ctx context.Context, merchant, key, token string, resp 
 	}
 	var hd []byte
 	if len(resp.Header) > 0 {
+		// Headers are kept as JSON, which would replace invalid UTF-8 by
+		// U+FFFD: refuse what cannot come back exactly.
+		for k, v := range resp.Header {
+			if !utf8.ValidString(k) || !utf8.ValidString(v) {
+				return fmt.Errorf("redis: complete: %w: a header name or value is not valid UTF-8", driver.ErrInvalidInput)
+			}
+		}
 		var err error
 		if hd, err = json.Marshal(resp.Header); err != nil {
 			return fmt.Errorf("redis: complete: headers: %w", err)

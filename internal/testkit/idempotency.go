@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -80,6 +81,7 @@ func RunIdempotencyConformance(t *testing.T, h IdempotencyHarness) {
 		{"BinaryAndEmptyParts", idemBinaryParts},
 		{"MerchantIsolation", idemMerchantIsolation},
 		{"KeyCharacters", idemKeyCharacters},
+		{"HostileStrings", idemHostileStrings},
 		{"ContextCancellation", idemContextCancellation},
 		{"RoundTrips", idemRoundTrips},
 		{"Admin", idemAdmin},
@@ -943,4 +945,198 @@ func BenchmarkIdempotencyStore(b *testing.B, h IdempotencyHarness) {
 		})
 		report(b, c0)
 	})
+}
+
+// idemRecordDiff names the fields of got that differ from the request.
+func idemRecordDiff(got *driver.Record, req *driver.BeginRequest, token string) []string {
+	var out hostileDiff
+	str := out.str
+	str("Merchant", got.Merchant, req.Merchant)
+	str("Key", got.Key, req.Key)
+	str("Fingerprint", got.Fingerprint, req.Fingerprint)
+	str("Token", got.Token, token)
+	str("ResourceID", got.ResourceID, req.ResourceID)
+	return out
+}
+
+// idemResponseDiff names the parts of got that differ from want.
+func idemResponseDiff(got, want *driver.Response) []string {
+	if got == nil {
+		return []string{"no response"}
+	}
+	var out []string
+	if got.StatusCode != want.StatusCode {
+		out = append(out, fmt.Sprintf("status %d, want %d", got.StatusCode, want.StatusCode))
+	}
+	if !bytes.Equal(got.Body, want.Body) {
+		out = append(out, fmt.Sprintf("body %s, want %s", hostileShow(string(got.Body)), hostileShow(string(want.Body))))
+	}
+	if len(got.Header) != len(want.Header) {
+		out = append(out, fmt.Sprintf("%d headers, want %d", len(got.Header), len(want.Header)))
+	}
+	for k, v := range want.Header {
+		g, ok := got.Header[k]
+		switch {
+		case !ok:
+			out = append(out, fmt.Sprintf("header %s missing", hostileShow(k)))
+		case g != v:
+			out = append(out, fmt.Sprintf("header %s = %s, want %s", hostileShow(k), hostileShow(g), hostileShow(v)))
+		}
+	}
+	return out
+}
+
+var idemHostileBeginFields = []hostileField[driver.BeginRequest]{
+	{"Merchant", func(r *driver.BeginRequest, v string) { r.Merchant = v }, true},
+	{"Key", func(r *driver.BeginRequest, v string) { r.Key = v }, true},
+	{"Fingerprint", func(r *driver.BeginRequest, v string) { r.Fingerprint = v }, false},
+	{"Token", func(r *driver.BeginRequest, v string) { r.Token = v }, false},
+	{"ResourceID", func(r *driver.BeginRequest, v string) { r.ResourceID = v }, false},
+}
+
+// idemHostileStrings feeds the merchant, key, fingerprint, token and
+// resource id of Begin, and the headers and body of Complete, with each of
+// HostileStrings: the store must keep the value exactly (read back by a
+// later Begin, a replay and Admin.Get) or refuse it with ErrInvalidInput,
+// storing nothing, and go on working. (The idempotency.Store in front of a
+// driver admits printable-ASCII keys only; drivers are held to the
+// contract for any value.)
+func idemHostileStrings(t *testing.T, r *idemRun) {
+	s := r.open(t)
+	ctx := context.Background()
+	admin, _ := s.(driver.Admin)
+	n := 0
+	var refusals []string
+	for _, f := range idemHostileBeginFields {
+		for _, hv := range HostileStrings() {
+			n++
+			what := fmt.Sprintf("%s=%s", f.name, hv.Name)
+			m := r.merchant(t)
+			req := idemReq(m, fmt.Sprintf("hostile-%s-%d", r.id, n), "fp", "tok", "pay_1", r.at(0))
+			f.set(req, hv.Value)
+			var res *driver.BeginResult
+			err := hostileCall(func() (err error) { res, err = s.Begin(ctx, req); return err })
+			if hostileRefusal(t, driver.ErrInvalidInput, "Begin with "+what, hv.Value, err) {
+				refusals = append(refusals, what)
+				// Nothing was stored: the owner's writes find no lease.
+				cerr := hostileCall(func() error {
+					return s.Complete(ctx, req.Merchant, req.Key, req.Token, sampleResponse("x"), r.at(time.Second), time.Hour)
+				})
+				if !errors.Is(cerr, driver.ErrLeaseLost) && !errors.Is(cerr, driver.ErrInvalidInput) {
+					t.Errorf("Complete after a refused Begin with %s: %v, want ErrLeaseLost or ErrInvalidInput", what, cerr)
+				}
+				if f.identity {
+					if admin != nil {
+						_, gerr := admin.Get(ctx, req.Merchant, req.Key)
+						if !errors.Is(gerr, driver.ErrNotFound) {
+							t.Errorf("Admin Get after a refused Begin with %s: %v, want ErrNotFound", what, gerr)
+						}
+					}
+					continue
+				}
+				begin(t, s, idemReq(req.Merchant, req.Key, "fp", "tok-sane", "pay_2", r.at(time.Second)), driver.Acquired)
+				continue
+			}
+			if res == nil || res.Record == nil || res.Outcome != driver.Acquired {
+				t.Errorf("Begin with %s: %+v, want Acquired", what, res)
+				continue
+			}
+			if d := idemRecordDiff(res.Record, req, req.Token); len(d) > 0 {
+				t.Errorf("Begin with %s: acquired record: %s", what, strings.Join(d, "; "))
+			}
+			// Read back by another request (same payload), the replay and
+			// the admin interface.
+			other := *req
+			other.Token, other.Now = "tok-other", r.at(time.Second)
+			var seen *driver.BeginResult
+			err = hostileCall(func() (err error) { seen, err = s.Begin(ctx, &other); return err })
+			switch {
+			case err != nil:
+				t.Errorf("second Begin with %s: %v", what, err)
+				continue
+			case seen.Outcome != driver.InProgress:
+				t.Errorf("second Begin with %s: %v, want in_progress (the stored values differ from the request's?)", what, seen.Outcome)
+				continue
+			}
+			if d := idemRecordDiff(seen.Record, req, req.Token); len(d) > 0 {
+				t.Errorf("Begin with %s: stored record: %s", what, strings.Join(d, "; "))
+			}
+			resp := sampleResponse("pay_1")
+			if err := hostileCall(func() error {
+				return s.Complete(ctx, req.Merchant, req.Key, req.Token, resp, r.at(2*time.Second), time.Hour)
+			}); err != nil {
+				t.Errorf("Complete after Begin with %s: %v", what, err)
+				continue
+			}
+			other.Token, other.Now = "tok-replay", r.at(3*time.Second)
+			err = hostileCall(func() (err error) { seen, err = s.Begin(ctx, &other); return err })
+			if err != nil || seen.Outcome != driver.Replay {
+				t.Errorf("replay after Begin with %s: %v %v", what, seen, err)
+				continue
+			}
+			if d := append(idemRecordDiff(seen.Record, req, ""), idemResponseDiff(seen.Record.Response, resp)...); len(d) > 0 {
+				t.Errorf("replay after Begin with %s: %s", what, strings.Join(d, "; "))
+			}
+			if admin != nil {
+				rec, err := admin.Get(ctx, req.Merchant, req.Key)
+				if err != nil {
+					t.Errorf("Admin Get after Begin with %s: %v", what, err)
+				} else if d := idemRecordDiff(rec, req, ""); len(d) > 0 {
+					t.Errorf("Admin Get after Begin with %s: %s", what, strings.Join(d, "; "))
+				}
+			}
+		}
+	}
+	completeFields := []struct {
+		name string
+		resp func(v string) *driver.Response
+	}{
+		{"HeaderName", func(v string) *driver.Response {
+			return &driver.Response{StatusCode: 201, Header: map[string]string{v: "1", "Content-Type": "application/json"}, Body: []byte(`{}`)}
+		}},
+		{"HeaderValue", func(v string) *driver.Response {
+			return &driver.Response{StatusCode: 201, Header: map[string]string{"X-Note": v}, Body: []byte(`{}`)}
+		}},
+		{"Body", func(v string) *driver.Response {
+			return &driver.Response{StatusCode: 201, Header: map[string]string{"Content-Type": "application/json"}, Body: []byte(v)}
+		}},
+	}
+	m := r.merchant(t)
+	for _, f := range completeFields {
+		for _, hv := range HostileStrings() {
+			n++
+			what := fmt.Sprintf("%s=%s", f.name, hv.Name)
+			k := fmt.Sprintf("hostile-%d", n)
+			begin(t, s, idemReq(m, k, "fp", "tok", "pay_1", r.at(0)), driver.Acquired)
+			resp := f.resp(hv.Value)
+			err := hostileCall(func() error { return s.Complete(ctx, m, k, "tok", resp, r.at(time.Second), time.Hour) })
+			if hostileRefusal(t, driver.ErrInvalidInput, "Complete with "+what, hv.Value, err) {
+				refusals = append(refusals, what)
+				// Nothing was stored: the record is still in progress and
+				// its owner completes it.
+				begin(t, s, idemReq(m, k, "fp", "tok-2", "pay_2", r.at(2*time.Second)), driver.InProgress)
+				complete(t, s, m, k, "tok", sampleResponse("pay_1"), r.at(2*time.Second), time.Hour)
+				continue
+			}
+			rep := begin(t, s, idemReq(m, k, "fp", "tok-2", "pay_2", r.at(2*time.Second)), driver.Replay)
+			if d := idemResponseDiff(rep.Record.Response, resp); len(d) > 0 {
+				t.Errorf("replay after Complete with %s: %s", what, strings.Join(d, "; "))
+			}
+			if admin != nil {
+				rec, err := admin.Get(ctx, m, k)
+				if err != nil {
+					t.Errorf("Admin Get after Complete with %s: %v", what, err)
+				} else if d := idemResponseDiff(rec.Response, resp); len(d) > 0 {
+					t.Errorf("Admin Get after Complete with %s: %s", what, strings.Join(d, "; "))
+				}
+			}
+		}
+	}
+	t.Logf("capability: %d of %d hostile values kept exactly, refused: %s", n-len(refusals), n, strings.Join(refusals, " "))
+	// The store keeps working.
+	m = r.merchant(t)
+	begin(t, s, idemReq(m, "after", "fp", "t1", "pay_1", r.at(0)), driver.Acquired)
+	complete(t, s, m, "after", "t1", sampleResponse("pay_1"), r.at(time.Second), time.Hour)
+	rep := begin(t, s, idemReq(m, "after", "fp", "t2", "pay_2", r.at(2*time.Second)), driver.Replay)
+	sameResponse(t, "replay after the hostile values", rep.Record.Response, sampleResponse("pay_1"))
 }

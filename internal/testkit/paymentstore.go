@@ -7,6 +7,7 @@ import (
 	"maps"
 	"reflect"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -34,7 +35,8 @@ type PaymentStoreHarness struct {
 // create/get round trip of every field, id conflicts, merchant scoping,
 // optimistic versioning (a stale Update is refused, concurrent updates have
 // exactly one winner), ListStale filtering and ordering, copies independent
-// of the store, context cancellation and Close.
+// of the store, context cancellation, hostile strings (kept exactly or
+// refused with payments.ErrStoreInvalid) and Close.
 func RunPaymentStoreConformance(t *testing.T, h PaymentStoreHarness) {
 	t.Helper()
 	if h.Open == nil {
@@ -53,6 +55,7 @@ func RunPaymentStoreConformance(t *testing.T, h PaymentStoreHarness) {
 		{"CopiesAreIndependent", storeCopies},
 		{"ContextCancellation", storeContextCancellation},
 		{"SharedAcrossClients", storeShared},
+		{"HostileStrings", storeHostileStrings},
 		{"Close", storeClose},
 	}
 	for _, c := range cases {
@@ -477,4 +480,267 @@ func storeClose(t *testing.T, h PaymentStoreHarness, s payments.Store) {
 	if ctx.Err() != nil {
 		t.Fatal("an operation after Close hung")
 	}
+}
+
+// HostileString is a value a client may send, by mistake or on purpose, in
+// any string a store keeps.
+type HostileString struct {
+	Name  string
+	Value string
+}
+
+// HostileStrings returns the values of the hostile-input cases: NUL bytes,
+// invalid UTF-8 (a stray byte, an overlong encoding, UTF-16 surrogate
+// halves encoded as bytes, a truncated sequence), control characters,
+// values of 10 KiB and 1 MiB, right-to-left and zero-width characters, and
+// SQL- and JSON-ish metacharacters.
+func HostileStrings() []HostileString {
+	// Varied printable text: long values that a store compresses no better
+	// than real data.
+	long := func(n int) string {
+		b := make([]byte, n)
+		x := uint32(2463534242)
+		for i := range b {
+			x ^= x << 13
+			x ^= x >> 17
+			x ^= x << 5
+			b[i] = byte(' ' + x%95)
+		}
+		return string(b)
+	}
+	return []HostileString{
+		{"empty", ""},
+		{"nul", "\x00"},
+		{"embedded-nul", "pay\x00ment"},
+		{"invalid-byte", "a\xffb"},
+		{"overlong-slash", "\xc0\xaf"},
+		{"high-surrogate-bytes", "\xed\xa0\x80"},
+		{"low-surrogate-bytes", "x\xed\xbf\xbfy"},
+		{"truncated-euro", "\xe2\x82"},
+		{"latin1", "caf\xe9"},
+		{"control", "\x01\x07\x08\x1b[31m\t\r\n\x7f\u0085"},
+		{"10KiB", long(10 << 10)},
+		{"1MiB", long(1 << 20)},
+		{"rtl-zero-width", "\u202egnp.exe\u200b\u200c\u200d\u2060\ufeff"},
+		{"line-separators", "a\u2028b\u2029c"},
+		{"non-bmp", "💳𝔘\U0010FFFF"},
+		{"noncharacter", "\ufffe\uffff\ufffd"},
+		{"quotes-backslash", `"'\` + "`"},
+		{"sql", `'); DROP TABLE x;--`},
+		{"json-operator", `{"$ne":1}`},
+		{"escaped-nul-text", `\u0000`},
+		{"json-breakout", `","status":"captured`},
+		{"separators", "%3A:%25/#*?[]\\"},
+	}
+}
+
+// hostileShow describes a value for failure messages without printing a
+// long one.
+func hostileShow(v string) string {
+	if len(v) > 40 {
+		return fmt.Sprintf("%q... (%d bytes)", v[:40], len(v))
+	}
+	return fmt.Sprintf("%q", v)
+}
+
+// hostileDiff collects differences, showing values shortened.
+type hostileDiff []string
+
+func (d *hostileDiff) str(name, got, want string) {
+	if got != want {
+		*d = append(*d, fmt.Sprintf("%s = %s, want %s", name, hostileShow(got), hostileShow(want)))
+	}
+}
+
+// storeDiff names the fields in which got differs from want (times
+// compared as instants), showing values shortened.
+func storeDiff(got, want *payments.Payment) []string {
+	var out hostileDiff
+	str := out.str
+	str("ID", got.ID, want.ID)
+	str("Merchant", got.Merchant, want.Merchant)
+	str("Currency", got.Currency, want.Currency)
+	str("PaymentMethod", got.PaymentMethod, want.PaymentMethod)
+	str("Origin", got.Origin, want.Origin)
+	str("CaptureMethod", string(got.CaptureMethod), string(want.CaptureMethod))
+	str("Status", string(got.Status), string(want.Status))
+	str("Gateway", got.Gateway, want.Gateway)
+	str("GatewayReference", got.GatewayReference, want.GatewayReference)
+	str("DeclineCode", got.DeclineCode, want.DeclineCode)
+	str("FailureCode", got.FailureCode, want.FailureCode)
+	if got.Amount != want.Amount || got.AmountCaptured != want.AmountCaptured || got.AmountRefunded != want.AmountRefunded {
+		out = append(out, "amounts differ")
+	}
+	if !got.CreatedAt.Equal(want.CreatedAt) || !got.UpdatedAt.Equal(want.UpdatedAt) || !got.AttemptUntil.Equal(want.AttemptUntil) {
+		out = append(out, "times differ")
+	}
+	if len(got.Metadata) != len(want.Metadata) {
+		out = append(out, fmt.Sprintf("Metadata has %d entries, want %d", len(got.Metadata), len(want.Metadata)))
+	}
+	for k, v := range want.Metadata {
+		g, ok := got.Metadata[k]
+		if !ok {
+			out = append(out, fmt.Sprintf("Metadata key %s missing", hostileShow(k)))
+			continue
+		}
+		str("Metadata["+hostileShow(k)+"]", g, v)
+	}
+	if len(got.Refunds) != len(want.Refunds) {
+		out = append(out, fmt.Sprintf("%d refunds, want %d", len(got.Refunds), len(want.Refunds)))
+		return out
+	}
+	for i := range want.Refunds {
+		g, w := got.Refunds[i], want.Refunds[i]
+		f := fmt.Sprintf("Refunds[%d].", i)
+		str(f+"ID", g.ID, w.ID)
+		str(f+"PaymentID", g.PaymentID, w.PaymentID)
+		str(f+"Currency", g.Currency, w.Currency)
+		str(f+"Status", g.Status, w.Status)
+		str(f+"GatewayReference", g.GatewayReference, w.GatewayReference)
+		if g.Amount != w.Amount || !g.CreatedAt.Equal(w.CreatedAt) {
+			out = append(out, f+"Amount or CreatedAt differs")
+		}
+	}
+	return out
+}
+
+// hostileField sets one string field of a T (a payment, a Begin request)
+// to a hostile value.
+type hostileField[T any] struct {
+	name string
+	set  func(p *T, v string)
+	// identity fields (a payment's id and merchant, a record's merchant
+	// and key) name what is stored: an Update cannot change them.
+	identity bool
+}
+
+var hostileFields = []hostileField[payments.Payment]{
+	{"ID", func(p *payments.Payment, v string) { p.ID = v }, true},
+	{"Merchant", func(p *payments.Payment, v string) { p.Merchant = v }, true},
+	{"Currency", func(p *payments.Payment, v string) { p.Currency = v }, false},
+	{"PaymentMethod", func(p *payments.Payment, v string) { p.PaymentMethod = v }, false},
+	{"Origin", func(p *payments.Payment, v string) { p.Origin = v }, false},
+	{"CaptureMethod", func(p *payments.Payment, v string) { p.CaptureMethod = payments.CaptureMethod(v) }, false},
+	{"Status", func(p *payments.Payment, v string) { p.Status = payments.Status(v) }, false},
+	{"Gateway", func(p *payments.Payment, v string) { p.Gateway = v }, false},
+	{"GatewayReference", func(p *payments.Payment, v string) { p.GatewayReference = v }, false},
+	{"DeclineCode", func(p *payments.Payment, v string) { p.DeclineCode = v }, false},
+	{"FailureCode", func(p *payments.Payment, v string) { p.FailureCode = v }, false},
+	{"MetadataKey", func(p *payments.Payment, v string) { p.Metadata = map[string]string{v: "value", "order": "1001"} }, false},
+	{"MetadataValue", func(p *payments.Payment, v string) { p.Metadata = map[string]string{"note": v, "order": "1001"} }, false},
+	{"RefundID", func(p *payments.Payment, v string) { p.Refunds[0].ID = v }, false},
+	{"RefundPaymentID", func(p *payments.Payment, v string) { p.Refunds[0].PaymentID = v }, false},
+	{"RefundCurrency", func(p *payments.Payment, v string) { p.Refunds[0].Currency = v }, false},
+	{"RefundStatus", func(p *payments.Payment, v string) { p.Refunds[0].Status = v }, false},
+	{"RefundGatewayReference", func(p *payments.Payment, v string) { p.Refunds[0].GatewayReference = v }, false},
+}
+
+// hostileCall runs op, turning a panic into an error that matches nothing
+// the suites accept.
+func hostileCall(op func() error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("panic: %v", r)
+		}
+	}()
+	return op()
+}
+
+// hostileRefusal checks the error of a store given a hostile value: nil,
+// or one matching sentinel whose message does not echo the value. It
+// reports whether the store refused.
+func hostileRefusal(t *testing.T, sentinel error, what, value string, err error) (refused bool) {
+	t.Helper()
+	if err == nil {
+		return false
+	}
+	if !errors.Is(err, sentinel) {
+		t.Errorf("%s: error %v, want nil (kept exactly) or one matching %v", what, err, sentinel)
+		return true
+	}
+	if len(value) >= 6 && strings.Contains(err.Error(), value) {
+		t.Errorf("%s: the error message echoes the refused value", what)
+	}
+	return true
+}
+
+// storeHostileStrings feeds every string field of a payment, through
+// Create and through Update, with each of HostileStrings: the store must
+// keep the value exactly or refuse it with ErrStoreInvalid, storing
+// nothing, and go on working.
+func storeHostileStrings(t *testing.T, _ PaymentStoreHarness, s payments.Store) {
+	ctx := context.Background()
+	values := HostileStrings()
+	n := 0
+	var refusals []string
+	for _, f := range hostileFields {
+		for _, hv := range values {
+			n++
+			what := fmt.Sprintf("%s=%s", f.name, hv.Name)
+			id := fmt.Sprintf("pay_hostile_%d", n)
+			p := storePayment(id, "acme", payments.StatusCaptured, storeT0)
+			p.DeclineCode, p.FailureCode = "none", "none"
+			f.set(p, hv.Value)
+			want := p.Clone()
+			err := hostileCall(func() error { return s.Create(ctx, p) })
+			refused := hostileRefusal(t, payments.ErrStoreInvalid, "Create with "+what, hv.Value, err)
+			if refused {
+				refusals = append(refusals, what)
+			}
+			var got *payments.Payment
+			gerr := hostileCall(func() (err error) { got, err = s.Get(ctx, p.Merchant, p.ID); return err })
+			switch {
+			case refused && !errors.Is(gerr, payments.ErrStoreNotFound):
+				t.Errorf("Get after a refused Create with %s: %v, want ErrStoreNotFound (nothing stored)", what, gerr)
+			case !refused && gerr != nil:
+				t.Errorf("Get after Create with %s: %v", what, gerr)
+			case !refused:
+				if d := storeDiff(got, want); len(d) > 0 {
+					t.Errorf("Create with %s did not keep the payment exactly: %s", what, strings.Join(d, "; "))
+				}
+			}
+			if f.identity {
+				continue
+			}
+			// The same value in an Update of a stored, clean payment.
+			uid := id + "_upd"
+			clean := storePayment(uid, "acme", payments.StatusCaptured, storeT0)
+			if err := s.Create(ctx, clean); err != nil {
+				t.Fatalf("Create of a clean payment after %s: %v (the store stopped working)", what, err)
+			}
+			before := clean.Clone()
+			u := clean.Clone()
+			f.set(u, hv.Value)
+			want = u.Clone()
+			err = hostileCall(func() error { return s.Update(ctx, u) })
+			refused = hostileRefusal(t, payments.ErrStoreInvalid, "Update with "+what, hv.Value, err)
+			gerr = hostileCall(func() (err error) { got, err = s.Get(ctx, "acme", uid); return err })
+			if gerr != nil {
+				t.Errorf("Get after Update with %s: %v", what, gerr)
+				continue
+			}
+			if refused {
+				if got.Version != 1 {
+					t.Errorf("a refused Update with %s changed the version to %d", what, got.Version)
+				}
+				want = before
+			} else if got.Version != 2 {
+				t.Errorf("Update with %s: version %d, want 2", what, got.Version)
+			}
+			if d := storeDiff(got, want); len(d) > 0 {
+				t.Errorf("after Update with %s (refused %v): %s", what, refused, strings.Join(d, "; "))
+			}
+		}
+	}
+	t.Logf("capability: %d of %d hostile values kept exactly, refused: %s", n-len(refusals), n, strings.Join(refusals, " "))
+	// The store keeps working.
+	p := storePayment("pay_after_hostile", "acme", payments.StatusCaptured, storeT0)
+	if err := s.Create(ctx, p); err != nil {
+		t.Fatalf("Create after the hostile values: %v", err)
+	}
+	got, err := s.Get(ctx, "acme", "pay_after_hostile")
+	if err != nil {
+		t.Fatalf("Get after the hostile values: %v", err)
+	}
+	storeEqual(t, "payment stored after the hostile values", got, p)
 }

@@ -13,6 +13,17 @@
 // a stale version from a missing payment), ListStale an index scan on
 // (status, updated_at).
 //
+// # Values the store refuses
+//
+// PostgreSQL text holds valid UTF-8 without NUL bytes, and the payment's
+// JSON encoding would replace invalid bytes by U+FFFD: a payment with a
+// NUL byte or invalid UTF-8 in any string, or an id or status longer than
+// MaxIndexedBytes, is refused before the round trip with an error matching
+// payments.ErrStoreInvalid (naming the field, never quoting the value), and
+// Get by such an id or merchant returns payments.ErrStoreNotFound. Server
+// errors caused by the values sent (SQLSTATE class 22, 54000) match
+// payments.ErrStoreInvalid too; every other failure is an outage.
+//
 // # Schema
 //
 // Applied explicitly, never at start: `go run ./examples/opsctl db migrate`
@@ -36,6 +47,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/payrail/payrail/internal/pgtext"
 	"github.com/payrail/payrail/payments"
 )
 
@@ -235,7 +247,69 @@ func (s *Store) fail(ctx context.Context, op string, err error) error {
 	if errors.As(err, &pe) && pe.Code == "42P01" {
 		return fmt.Errorf("postgres: %s: %w: table %q was dropped; apply the schema (opsctl db migrate)", op, ErrSchemaMissing, s.table)
 	}
+	if code, ok := pgtext.Refused(err); ok {
+		// The server's message may quote the value: keep the code and
+		// the column only.
+		return fmt.Errorf("postgres: %s: %w: SQLSTATE %s%s", op, payments.ErrStoreInvalid, code, column(pe))
+	}
 	return fmt.Errorf("postgres: %s: %w", op, ctxErr(ctx, err))
+}
+
+func column(pe *pgconn.PgError) string {
+	if pe.ColumnName != "" {
+		return " (column " + pe.ColumnName + ")"
+	}
+	return ""
+}
+
+// MaxIndexedBytes is the longest id and status the store accepts: both
+// are indexed, and PostgreSQL refuses index entries over about 2.7 kB.
+const MaxIndexedBytes = pgtext.MaxIndexedBytes
+
+// validate refuses, before any round trip, a payment holding a value the
+// store cannot keep exactly; the error names the field, never the value.
+func validate(p *payments.Payment) error {
+	var (
+		field, why string
+		refund     = -1 // the index of the refund being checked
+	)
+	check := func(name, v string, max int) bool {
+		r := pgtext.Problem(v, max)
+		if r == "" {
+			return true
+		}
+		field, why = name, r
+		if refund >= 0 {
+			field = fmt.Sprintf("refunds[%d].%s", refund, name)
+		}
+		return false
+	}
+	ok := check("id", p.ID, MaxIndexedBytes) && check("merchant", p.Merchant, 0) &&
+		check("status", string(p.Status), MaxIndexedBytes) && check("currency", p.Currency, 0) &&
+		check("payment_method", p.PaymentMethod, 0) && check("origin", p.Origin, 0) &&
+		check("capture_method", string(p.CaptureMethod), 0) && check("gateway", p.Gateway, 0) &&
+		check("gateway_reference", p.GatewayReference, 0) && check("decline_code", p.DeclineCode, 0) &&
+		check("failure_code", p.FailureCode, 0)
+	for k, v := range p.Metadata {
+		ok = ok && check("a metadata key", k, 0) && check("a metadata value", v, 0)
+	}
+	for i := range p.Refunds {
+		r := &p.Refunds[i]
+		refund = i
+		ok = ok && check("id", r.ID, 0) && check("payment_id", r.PaymentID, 0) &&
+			check("currency", r.Currency, 0) && check("status", r.Status, 0) &&
+			check("gateway_reference", r.GatewayReference, 0)
+	}
+	if !ok {
+		return fmt.Errorf("postgres: %w: %s %s", payments.ErrStoreInvalid, field, why)
+	}
+	return nil
+}
+
+// storable reports whether a payment with this id and merchant could be
+// stored; Get answers ErrStoreNotFound for the others without asking.
+func storable(merchant, id string) bool {
+	return pgtext.Problem(id, MaxIndexedBytes) == "" && pgtext.Problem(merchant, 0) == ""
 }
 
 func (s *Store) check(ctx context.Context) error {
@@ -271,6 +345,9 @@ func (s *Store) Create(ctx context.Context, p *payments.Payment) error {
 	if err := s.check(ctx); err != nil {
 		return err
 	}
+	if err := validate(p); err != nil {
+		return err
+	}
 	doc, err := encode(p)
 	if err != nil {
 		return err
@@ -304,6 +381,9 @@ func (s *Store) Get(ctx context.Context, merchant, id string) (*payments.Payment
 	if err := s.check(ctx); err != nil {
 		return nil, err
 	}
+	if !storable(merchant, id) {
+		return nil, payments.ErrStoreNotFound
+	}
 	var (
 		doc     []byte
 		version int64
@@ -321,6 +401,9 @@ func (s *Store) Get(ctx context.Context, merchant, id string) (*payments.Payment
 // Update implements payments.Store.
 func (s *Store) Update(ctx context.Context, p *payments.Payment) error {
 	if err := s.check(ctx); err != nil {
+		return err
+	}
+	if err := validate(p); err != nil {
 		return err
 	}
 	doc, err := encode(p)
