@@ -71,6 +71,7 @@ type telemetry struct {
 	duration   metric.Float64Histogram
 	idem       metric.Int64Counter
 	problems   metric.Int64Counter
+	redrives   metric.Int64Counter // MetricRedrives (redrive.go)
 
 	// opts caches measurement options per attribute combination: building
 	// an attribute.Set on every operation is a measurable share of the hot
@@ -161,6 +162,9 @@ func newTelemetry(tp trace.TracerProvider, mp metric.MeterProvider) (*telemetry,
 	if t.problems, err = m.Int64Counter(MetricHTTPProblems,
 		metric.WithDescription("HTTP API error responses (problem documents) by method, route, status and error code."),
 		metric.WithUnit("{response}")); err != nil {
+		return nil, err
+	}
+	if t.redrives, err = newRedriveCounter(m); err != nil {
 		return nil, err
 	}
 	return t, nil
