@@ -13,11 +13,12 @@ import (
 
 // FailureRetriesExhausted is the FailureCode of a payment that the async
 // worker failed because its command exhausted its delivery attempts on a
-// retryable gateway failure (the gateway unavailable or timing out, or no
-// route to one), after confirming that the provider had not processed it:
-// every attempt was refused before processing, or a Lookup of the payment's
-// gateway idempotency key found nothing. Its command is dead-lettered with
-// it.
+// retryable gateway failure (the gateway unavailable or timing out) or for
+// want of a gateway (no route, or its gateway no longer configured). When
+// the last delivery called the gateway, the worker first confirmed that the
+// provider had not processed the payment: the attempts were refused before
+// processing, or a Lookup of the payment's gateway idempotency key found
+// nothing. Its command is dead-lettered with it.
 //
 // It is the only failure a redriven command reopens (see Redrivable). The
 // HTTP API renders it as before, with the problem code gateway_unavailable;
