@@ -346,18 +346,22 @@ func (p *Processor) claimAttempt(ctx context.Context, pay *Payment) (*Payment, b
 // processing (a later delivery or the reconciler goes on), so that the next
 // writer is not fenced off by an attempt that is over. It changes nothing if
 // anyone wrote the payment since (their claim stands).
-func (p *Processor) releaseAttempt(ctx context.Context, pay *Payment) {
+// It returns the payment as stored afterwards, or pay if that is unknown.
+func (p *Processor) releaseAttempt(ctx context.Context, pay *Payment) *Payment {
 	version := pay.Version
-	if _, e := p.save(ctx, pay.Clone(), func(q *Payment) error {
+	saved, e := p.save(ctx, pay.Clone(), func(q *Payment) error {
 		if q.Version != version || q.Status != StatusProcessing || q.AttemptUntil.IsZero() {
 			return errUnchanged
 		}
 		q.AttemptUntil = time.Time{}
 		return nil
-	}); e != nil {
+	})
+	if e != nil {
 		p.log.WarnContext(ctx, "payments: releasing a gateway attempt claim failed; it lapses on its own",
 			"payment_id", pay.ID, "error", e)
+		return pay
 	}
+	return saved
 }
 
 // execAuthorize calls the gateway chain for a processing payment and
@@ -374,7 +378,7 @@ func (p *Processor) execAuthorize(ctx context.Context, pay *Payment, chain []*ga
 	}
 	o := p.attemptChain(ctx, pay, chain, eo, fenced)
 	if fenced && !o.fencedOff && o.payment != nil && o.payment.Status == StatusProcessing {
-		p.releaseAttempt(ctx, o.payment)
+		o.payment = p.releaseAttempt(ctx, o.payment)
 	}
 	return o
 }
@@ -438,13 +442,14 @@ func (p *Processor) attemptChain(ctx context.Context, pay *Payment, chain []*gat
 		case !ambiguous && !eo.prior:
 			return p.failPayment(ctx, pay, fenced, CodeGatewayUnavailable, err)
 		}
-		return p.reconcileAuthorization(ctx, pay, fenced, g, err)
+		return p.reconcileAuthorization(ctx, pay, fenced, g, CodeGatewayUnavailable, err)
 	}
 	return p.failPayment(ctx, pay, fenced, CodeGatewayUnavailable, errors.New("no gateway left to try"))
 }
 
 // reconcileAuthorization resolves an ambiguous authorization with Lookup.
-func (p *Processor) reconcileAuthorization(ctx context.Context, pay *Payment, fenced bool, g *gateway.Gateway, cause error) *outcome {
+// A payment Lookup does not find is failed with code (as its FailureCode).
+func (p *Processor) reconcileAuthorization(ctx context.Context, pay *Payment, fenced bool, g *gateway.Gateway, code Code, cause error) *outcome {
 	tx, _, err := p.call(ctx, g, "lookup", p.retry.MaxAttempts, func(ctx context.Context) (*gateway.Transaction, error) {
 		return g.Lookup(ctx, gatewayKey(pay.ID, "authorize"))
 	})
@@ -452,7 +457,7 @@ func (p *Processor) reconcileAuthorization(ctx context.Context, pay *Payment, fe
 	case err == nil:
 		return p.settleAuthorization(ctx, pay, tx)
 	case errors.Is(err, gateway.ErrNotFound):
-		return p.failPayment(ctx, pay, fenced, CodeGatewayUnavailable, cause)
+		return p.failPayment(ctx, pay, fenced, code, cause)
 	}
 	p.log.WarnContext(ctx, "payments: authorization outcome unknown; left processing for reconciliation",
 		"payment_id", pay.ID, "gateway", g.Name(), "error", cause, "lookup_error", err)
@@ -521,6 +526,13 @@ func (p *Processor) reviewPayment(ctx context.Context, pay *Payment, reason stri
 // caller without one (fenced false) may fail the payment only when no claim
 // is live. A fenced-off failure leaves the payment processing.
 func (p *Processor) failPayment(ctx context.Context, pay *Payment, fenced bool, code Code, cause error) *outcome {
+	if !fenced && claimLive(pay, p.now()) {
+		// The caller's copy may predate the claim's release: decide on the
+		// payment as stored.
+		if fresh, err := p.store.Get(context.WithoutCancel(ctx), pay.Merchant, pay.ID); err == nil {
+			pay = fresh
+		}
+	}
 	version := pay.Version
 	fencedOff := false
 	saved, e := p.save(ctx, pay, func(q *Payment) error {

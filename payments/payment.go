@@ -26,7 +26,9 @@ const (
 	// StatusDeclined: the gateway declined; see DeclineCode.
 	StatusDeclined Status = "declined"
 	// StatusFailed: the payment could not be processed (gateway unavailable
-	// after retries, dead-lettered command); nothing was charged.
+	// after retries, dead-lettered command); nothing was charged. A payment
+	// failed with FailureRetriesExhausted is reopened by a redriven command
+	// (Worker.reopen, redrive.go); no other move leaves failed.
 	StatusFailed Status = "failed"
 	// StatusRequiresReview: the gateway's answer could not be established
 	// while the provider still honoured the payment's idempotency key (see

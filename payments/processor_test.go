@@ -317,7 +317,7 @@ func TestAsyncDeadLetterAfterMaxAttempts(t *testing.T) {
 		t.Fatal(err)
 	}
 	failed := waitStatus(t, p, "m", pay.ID, payments.StatusFailed)
-	if failed.FailureCode != "gateway_unavailable" {
+	if failed.FailureCode != payments.FailureRetriesExhausted {
 		t.Fatalf("failure code %q", failed.FailureCode)
 	}
 	var dls []*bus.DeadLetter
@@ -332,16 +332,17 @@ func TestAsyncDeadLetterAfterMaxAttempts(t *testing.T) {
 	if dl.Message.Attributes[payments.AttrPaymentID] != pay.ID || dl.Message.Key != pay.ID {
 		t.Fatalf("dead letter lost attributes: %+v", dl.Message)
 	}
-	// Redriving a command for a settled payment never charges again.
+	// A redrive reprocesses the retryable failure (redrive_test.go); this
+	// card fails every time, so the command is dead-lettered again.
 	if n, err := sub.Redrive(context.Background(), 0); err != nil || n != 1 {
 		t.Fatalf("redrive %d %v", n, err)
 	}
 	eventually(t, 2*time.Second, func() bool {
 		st, err := sub.Stats(context.Background())
-		return err == nil && st.Backlog == 0 && st.InFlight == 0
+		return err == nil && st.Backlog == 0 && st.InFlight == 0 && st.DeadLetters == 1
 	})
-	if got, _ := p.Get(context.Background(), "m", pay.ID); got.Status != payments.StatusFailed {
-		t.Fatalf("status after redrive %s", got.Status)
+	if got, _ := p.Get(context.Background(), "m", pay.ID); got.Status != payments.StatusFailed || got.FailureCode != payments.FailureRetriesExhausted {
+		t.Fatalf("after redrive: %s %s", got.Status, got.FailureCode)
 	}
 }
 

@@ -83,6 +83,7 @@ type telemetry struct {
 	// originLabel maps a payment's origin to its metric label: an origin
 	// the deployment knows, or "other" (see WithMetricOrigins).
 	originLabel func(string) string
+	redrives   metric.Int64Counter // MetricRedrives (redrive.go)
 
 	// opts caches measurement options per attribute combination: building
 	// an attribute.Set on every operation is a measurable share of the hot
@@ -183,6 +184,9 @@ func newTelemetry(tp trace.TracerProvider, mp metric.MeterProvider) (*telemetry,
 	// Export the series at 0 from the start, so that the first review is an
 	// increase the alert sees.
 	t.reviews.Add(context.Background(), 0, metric.WithAttributes(attrReason.String(ReviewOutcomeUnknown)))
+	if t.redrives, err = newRedriveCounter(m); err != nil {
+		return nil, err
+	}
 	return t, nil
 }
 

@@ -47,9 +47,16 @@ func (p *Processor) publish(ctx context.Context, pay *Payment) error {
 // payments: it calls the gateway with a deterministic idempotency key,
 // stores the outcome, and only then acknowledges the message. Transient
 // gateway failures are retried by redelivery with exponential back-off; after
-// the retry policy's attempts the payment is marked failed and the message
-// dead-lettered with the reason. A duplicated or redelivered command never
-// charges twice.
+// the retry policy's attempts the payment is marked failed
+// (FailureRetriesExhausted) and the message dead-lettered with the reason. A
+// duplicated or redelivered command never charges twice.
+//
+// Redriving dead letters (bus.Subscription.Redrive) reprocesses them: a
+// command for a payment that failed with FailureRetriesExhausted reopens it
+// and authorizes it again with the same gateway idempotency key, looking an
+// ambiguous earlier attempt up rather than charging twice; a command for a
+// payment with a final outcome (see Redrivable) is acknowledged without a
+// gateway call. Both are counted by MetricRedrives.
 //
 // The worker also runs a recovery sweep that republishes commands for
 // payments left pending or processing (a lost publish, a crash between
@@ -277,6 +284,27 @@ func (w *Worker) Handle(ctx context.Context, m *bus.Message) error {
 		}
 		return m.Nack(ctx, w.p.retry.Backoff(m.DeliveryAttempt))
 	}
+	if pay.Status != StatusPending && pay.Status != StatusProcessing {
+		// The payment already ended: a redriven dead letter or a duplicate.
+		// Only a retryable failure is reopened (redrive.go).
+		reopened, ok, e := w.reopen(ctx, pay)
+		if e != nil {
+			if final {
+				return m.DeadLetter(ctx, "reopening the failed payment for a redrive failed: "+e.Error())
+			}
+			return m.Nack(ctx, w.p.retry.Backoff(m.DeliveryAttempt))
+		}
+		if !ok {
+			w.p.tel.redriven(ctx, RedriveSkipped)
+			_, why := RedrivePlan(reopened)
+			w.log.DebugContext(ctx, "payments: command for an ended payment skipped", "payment_id", pay.ID, "reason", why)
+			return m.Ack(ctx)
+		}
+		w.p.tel.redriven(ctx, RedriveReprocessed)
+		w.log.InfoContext(ctx, "payments: redriven command reopened a payment that failed retryably",
+			"payment_id", pay.ID, "gateway", reopened.Gateway, "status", string(reopened.Status))
+		pay = reopened
+	}
 	var chain []*gateway.Gateway
 	prior := pay.Status == StatusProcessing // an earlier delivery or request reached the gateway step
 	switch pay.Status {
@@ -311,15 +339,22 @@ func (w *Worker) Handle(ctx context.Context, m *bus.Message) error {
 		}
 		chain = []*gateway.Gateway{g}
 	default:
-		// Already settled: a duplicate or redelivered command.
-		return m.Ack(ctx)
+		return m.Ack(ctx) // settled meanwhile (another delivery or request)
 	}
 
 	// One gateway attempt per delivery: retries happen by redelivery, with
-	// back-off, so a worker never blocks on a failing gateway.
+	// back-off, so a worker never blocks on a failing gateway. A transient
+	// failure on the last delivery is settled by exhausted (redrive.go),
+	// which marks a payment it fails as FailureRetriesExhausted: the mark
+	// that lets a redrive of its dead letter reopen it.
 	// A payment already processing was moved there by an earlier delivery
 	// or request: claim the attempt first (fencing, operations.go).
-	o := w.p.execAuthorize(ctx, pay, chain, execOpts{attempts: 1, final: final, prior: m.DeliveryAttempt > 1 || prior, claim: prior})
+	claim := prior
+	prior = m.DeliveryAttempt > 1 || prior
+	o := w.p.execAuthorize(ctx, pay, chain, execOpts{attempts: 1, prior: prior, claim: claim})
+	if o.retry && final {
+		o = w.exhausted(ctx, o.payment, o.err.Err, prior)
+	}
 	w.p.tel.end(ctx, span, "process", start, o)
 	ended = true
 	switch {
@@ -340,7 +375,7 @@ func (w *Worker) Handle(ctx context.Context, m *bus.Message) error {
 // payment failed and dead-letters the message.
 func (w *Worker) retryOrFail(ctx context.Context, m *bus.Message, pay *Payment, final bool, cause error) error {
 	if final {
-		w.p.failPayment(ctx, pay, false, CodeGatewayUnavailable, cause)
+		w.p.failPayment(ctx, pay, false, codeRetriesExhausted, cause)
 		return m.DeadLetter(ctx, fmt.Sprintf("payment %s failed after %d attempts: %v", pay.ID, m.DeliveryAttempt, cause))
 	}
 	return m.Nack(ctx, w.p.retry.Backoff(m.DeliveryAttempt))

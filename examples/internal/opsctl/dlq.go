@@ -2,6 +2,7 @@ package opsctl
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -11,14 +12,16 @@ import (
 
 	"github.com/payrail/payrail/bus"
 	"github.com/payrail/payrail/examples/internal/config"
+	"github.com/payrail/payrail/observability"
+	"github.com/payrail/payrail/payments"
 )
 
 // subOpener opens the worker's subscription; tests replace it.
-type subOpener func(ctx context.Context, cfg *config.Config) (*bus.Subscription, error)
+type subOpener func(ctx context.Context, cfg *config.Config, opts ...bus.SubscriptionOption) (*bus.Subscription, error)
 
 // openWorkerSubscription opens the subscription the worker consumes. The
 // in-memory bus is refused: it lives inside the server process.
-func openWorkerSubscription(ctx context.Context, cfg *config.Config) (*bus.Subscription, error) {
+func openWorkerSubscription(ctx context.Context, cfg *config.Config, opts ...bus.SubscriptionOption) (*bus.Subscription, error) {
 	_, subURL, err := cfg.BusURLs()
 	if err != nil {
 		return nil, usagef("%v", err)
@@ -27,7 +30,7 @@ func openWorkerSubscription(ctx context.Context, cfg *config.Config) (*bus.Subsc
 		return nil, usagef("the in-memory bus lives inside the server process and cannot be reached from outside; " +
 			"its DLQ size is the metric payrail_bus_dead_letters on the server's /metrics. Set MESSAGE_BUS_ADAPTER (or BUS_SUBSCRIPTION_URL) to the deployment's bus")
 	}
-	sub, err := bus.OpenSubscription(ctx, subURL)
+	sub, err := bus.OpenSubscription(ctx, subURL, opts...)
 	if err != nil {
 		if errors.Is(err, bus.ErrUnknownDriver) || errors.Is(err, bus.ErrInvalidURL) {
 			return nil, usagef("bus subscription %s: %v", config.Redact(subURL), err)
@@ -125,7 +128,7 @@ func (c *cli) dlqList(args []string, open subOpener) error {
 	for _, dl := range dls {
 		m := dl.Message
 		v := deadLetterView{ID: m.ID, Key: m.Key, Attempt: m.DeliveryAttempt, Reason: dl.Reason,
-			PaymentID: m.Attributes["payrail.payment_id"], Merchant: m.Attributes["payrail.merchant"],
+			PaymentID: m.Attributes[payments.AttrPaymentID], Merchant: m.Attributes[payments.AttrMerchant],
 			TraceParent: m.Attributes["traceparent"]}
 		if !dl.DeadLetteredAt.IsZero() {
 			t := dl.DeadLetteredAt.UTC()
@@ -188,6 +191,86 @@ func (c *cli) dlqList(args []string, open subOpener) error {
 	return nil
 }
 
+// redriveLine is one dead letter as `bus dlq redrive` reports it: its
+// payment as the configured payment store has it, and what the worker does
+// with the redriven command (payments.RedrivePlan).
+type redriveLine struct {
+	id, payment, status, failure, action string
+	reprocess                            bool
+}
+
+// planRedrive reads the payment of each dead letter from PAYMENTS_STORE_URL
+// (when it names a shared store) and says what a redrive does with it.
+func (c *cli) planRedrive(dls []*bus.DeadLetter) ([]redriveLine, error) {
+	var ps payments.Store
+	if u := c.Config.PaymentsStoreURL; u != "" && scheme(u) != "memory" {
+		s, err := payments.OpenStore(c.ctx, u)
+		if err != nil {
+			return nil, fmt.Errorf("PAYMENTS_STORE_URL (reading the dead letters' payments): %w", err)
+		}
+		defer s.Close()
+		ps = s
+	}
+	lines := make([]redriveLine, 0, len(dls))
+	for _, dl := range dls {
+		m := dl.Message
+		id, merchant := m.Attributes[payments.AttrPaymentID], m.Attributes[payments.AttrMerchant]
+		if id == "" || merchant == "" {
+			var cmd struct {
+				PaymentID string `json:"payment_id"`
+				Merchant  string `json:"merchant"`
+			}
+			_ = json.Unmarshal(m.Body, &cmd)
+			id, merchant = cmd.PaymentID, cmd.Merchant
+		}
+		l := redriveLine{id: m.ID, payment: orDash(id), status: "?", failure: "-", reprocess: true}
+		switch {
+		case id == "" || merchant == "":
+			l.action = "redrive (not a payment command: the worker dead-letters it again)"
+		case ps == nil:
+			l.action = "redrive (status unknown: PAYMENTS_STORE_URL is not a shared store)"
+		default:
+			p, err := ps.Get(c.ctx, merchant, id)
+			if errors.Is(err, payments.ErrStoreNotFound) {
+				l.status, l.action = "not found", "redrive (payment not found: dead-lettered again after its attempts)"
+				break
+			}
+			if err != nil {
+				return nil, fmt.Errorf("reading payment %s: %w", id, err)
+			}
+			process, why := payments.RedrivePlan(p)
+			l.status, l.failure, l.reprocess = string(p.Status), orDash(p.FailureCode), process
+			l.action = "skip (" + why + ")"
+			if process {
+				l.action = "redrive (" + why + ")"
+			}
+		}
+		lines = append(lines, l)
+	}
+	return lines, nil
+}
+
+// printRedrive writes the per-message report and returns how many the
+// worker reprocesses and skips.
+func (c *cli) printRedrive(lines []redriveLine) (reprocess, skip int, err error) {
+	w := tabwriter.NewWriter(c.Stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(w, "ID\tPAYMENT\tSTATUS\tFAILURE\tACTION")
+	for _, l := range lines {
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", l.id, l.payment, l.status, l.failure, l.action)
+		if l.reprocess {
+			reprocess++
+		} else {
+			skip++
+		}
+	}
+	return reprocess, skip, w.Flush()
+}
+
+// dlqRedrive reports, per dead letter, its payment's status and failure
+// code and what the redrive does with it, then (--apply) redrives. Every
+// bus's dead-letter queue redrives in bulk (the first N, or all), so the
+// commands of final outcomes are moved back too: the worker acknowledges
+// them without calling the gateway (payments.Redrivable).
 func (c *cli) dlqRedrive(args []string, open subOpener) error {
 	fs := c.flags("bus dlq redrive")
 	limit := fs.Int("limit", 0, "redrive at most N dead letters (default: all)")
@@ -198,31 +281,53 @@ func (c *cli) dlqRedrive(args []string, open subOpener) error {
 	if *limit < 0 {
 		return usagef("--limit must not be negative")
 	}
-	sub, err := open(c.ctx, c.Config)
+	var opts []bus.SubscriptionOption
+	if *apply {
+		// payrail.bus.redriven is counted by Subscription.Redrive: export it
+		// (OTLP, from the OTEL_* environment) like the services do.
+		prov, shutdown, err := observability.NewProviders(c.ctx, observability.WithServiceName("opsctl"))
+		if err != nil {
+			return err
+		}
+		defer func() {
+			if err := shutdown(context.WithoutCancel(c.ctx)); err != nil {
+				fmt.Fprintf(c.Stderr, "opsctl: warning: exporting telemetry: %v\n", err)
+			}
+		}()
+		opts = append(opts, bus.WithMeterProvider(prov.Meter), bus.WithTracerProvider(prov.Tracer))
+	}
+	sub, err := open(c.ctx, c.Config, opts...)
 	if err != nil {
 		return err
 	}
 	defer sub.Close()
+	const maxReport = 1000
+	peek := *limit
+	if peek == 0 {
+		peek = maxReport
+	}
+	dls, err := sub.DeadLetters(c.ctx, peek)
+	if errors.Is(err, bus.ErrUnsupported) {
+		return fmt.Errorf("this bus (%s) does not support redrive through payrail; use the broker's own redrive", c.Config.MessageBusAdapter)
+	}
+	if err != nil {
+		return err
+	}
+	lines, err := c.planRedrive(dls)
+	if err != nil {
+		return err
+	}
+	reprocess, skip, err := c.printRedrive(lines)
+	if err != nil {
+		return err
+	}
+	more := ""
+	if *limit == 0 && len(dls) == peek {
+		more = fmt.Sprintf(" (the first %d listed; there may be more)", maxReport)
+	}
 	if !*apply {
-		peek := *limit
-		if peek == 0 {
-			peek = 1000
-		}
-		dls, err := sub.DeadLetters(c.ctx, peek)
-		if errors.Is(err, bus.ErrUnsupported) {
-			return fmt.Errorf("this bus (%s) does not support redrive through payrail; use the broker's own redrive", c.Config.MessageBusAdapter)
-		}
-		if err != nil {
-			return err
-		}
-		for _, dl := range dls {
-			fmt.Fprintf(c.Stdout, "would redrive %s (payment %s): %s\n", dl.Message.ID, orDash(dl.Message.Attributes["payrail.payment_id"]), dl.Reason)
-		}
-		more := ""
-		if *limit == 0 && len(dls) == peek {
-			more = " or more"
-		}
-		fmt.Fprintf(c.Stdout, "-- dry run: %d%s dead letter(s) would be redriven; add --apply to redrive\n", len(dls), more)
+		fmt.Fprintf(c.Stdout, "-- dry run: %d dead letter(s)%s: %d to redrive, %d to skip; the bus redrives in bulk, so --apply moves them all back and the worker acknowledges the skipped ones without calling the gateway; add --apply to redrive\n",
+			len(dls), more, reprocess, skip)
 		return nil
 	}
 	n, err := sub.Redrive(c.ctx, *limit)
@@ -232,6 +337,7 @@ func (c *cli) dlqRedrive(args []string, open subOpener) error {
 	if err != nil {
 		return fmt.Errorf("redrive (after %d moved): %w", n, err)
 	}
-	fmt.Fprintf(c.Stdout, "redrove %d dead letter(s); the worker processes them again (a redelivered command never charges twice)\n", n)
+	fmt.Fprintf(c.Stdout, "redrove %d dead letter(s)%s: the worker reprocesses %d (same gateway idempotency key: nothing is charged twice) and acknowledges %d without calling the gateway\n",
+		n, more, reprocess, skip)
 	return nil
 }

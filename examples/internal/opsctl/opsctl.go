@@ -86,7 +86,9 @@ Dead letters (any bus with a dead-letter queue; dlq.go):
   bus dlq ls   [--limit N] [--body] [--json]
                list dead letters: id, payment, attempts, trace id, reason
   bus dlq redrive [--limit N] [--apply]
-               move dead letters back for redelivery (all, or the first N)
+               move dead letters back for redelivery (all, or the first N); prints per message
+               its payment's status and failure code (PAYMENTS_STORE_URL) and whether the
+               worker reprocesses it (a retryable failure) or skips it (a final outcome)
 
 Commands that change something are dry runs unless --apply is given.
 `
