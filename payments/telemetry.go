@@ -83,7 +83,7 @@ type telemetry struct {
 	// originLabel maps a payment's origin to its metric label: an origin
 	// the deployment knows, or "other" (see WithMetricOrigins).
 	originLabel func(string) string
-	redrives   metric.Int64Counter // MetricRedrives (redrive.go)
+	redrives    metric.Int64Counter // MetricRedrives (redrive.go)
 
 	// opts caches measurement options per attribute combination: building
 	// an attribute.Set on every operation is a measurable share of the hot
