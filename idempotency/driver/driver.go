@@ -27,6 +27,12 @@ var (
 	ErrClosed = errors.New("idempotency: store closed")
 	// ErrNotFound is returned by administrative reads of a missing record.
 	ErrNotFound = errors.New("idempotency: record not found")
+	// ErrFull is returned (wrapped) by Begin of a new key when a bounded
+	// store holds as many unexpired records as it may. It is transient:
+	// the caller retries later, when records have expired or in-progress
+	// ones were released. A store never makes room by forgetting an
+	// unexpired record, which would let a retry execute twice.
+	ErrFull = errors.New("idempotency: store full, retry later")
 )
 
 // State is a record's state.
