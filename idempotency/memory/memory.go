@@ -661,7 +661,8 @@ func (s *Store) Delete(ctx context.Context, r *driver.Record) error {
 	return nil
 }
 
-// Len returns the number of records held, including expired ones not yet evicted.
+// Len returns the number of records held, including expired ones not yet
+// reclaimed.
 func (s *Store) Len() int {
 	n := 0
 	for i := range s.shards {
