@@ -28,8 +28,10 @@
 // records), a record costs about 1.1 KB of heap once completed with a
 // typical payment response (1,080 to 1,120 B: the 600-byte body 640 B, the
 // response 48 B, the key, fingerprint and payment id 150 B, the store's
-// slot, index and expiry-queue entries about 260 B), and about 450 B while
-// in progress. The response body dominates: larger bodies cost their size.
+// slot, index and expiry-queue entry about 260 B; 48 B more while it keeps
+// a second queue entry, when requests to its shard overlapped it), and
+// about 450 B while in progress. The response body dominates: larger
+// bodies cost their size.
 //
 // DefaultMaxEntries, 1,000,000 records, bounds the store at about 1.1 GB.
 // Since records leave when their TTL (24 h by default) ends, memory follows
@@ -378,6 +380,19 @@ func (sh *shard) enqueue(k recKey, exp stamp, limit int) {
 	}
 }
 
+// retime moves the entry of k from old to exp if it is the main run's last
+// and stays in order there, as it is when no other key of the shard began
+// since k did; it reports whether it did. Otherwise the entry becomes
+// stale and the caller enqueues a new one. Callers hold sh.mu.
+func (sh *shard) retime(k recKey, old, exp stamp) bool {
+	n := len(sh.order)
+	if n == 0 || sh.order[n-1].expires != old || sh.order[n-1].k != k || n > 1 && exp.before(sh.order[n-2].expires) {
+		return false
+	}
+	sh.order[n-1].expires = exp
+	return true
+}
+
 // runFor returns the run of more that an entry expiring at exp can be
 // appended to, or nil.
 func (sh *shard) runFor(exp stamp) *[]entry {
@@ -518,9 +533,11 @@ func (s *Store) Complete(ctx context.Context, merchant, key, token string, resp 
 	rec.completed = true
 	rec.token = ""
 	rec.resp = resp
-	if rec.expires != expires {
+	if old := rec.expires; old != expires {
 		rec.expires = expires
-		sh.enqueue(k, expires, s.limit)
+		if !sh.retime(k, old, expires) {
+			sh.enqueue(k, expires, s.limit)
+		}
 	}
 	return nil
 }
