@@ -66,6 +66,7 @@ var (
 	ErrLeaseLost = driver.ErrLeaseLost
 	ErrClosed    = driver.ErrClosed
 	ErrNotFound  = driver.ErrNotFound
+	ErrFull      = driver.ErrFull
 	// ErrKeyMissing: an empty idempotency key where one is required.
 	ErrKeyMissing = errors.New("idempotency: key missing")
 	// ErrKeyTooLong: a key longer than MaxKeyLength.

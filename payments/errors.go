@@ -43,6 +43,21 @@ const (
 	CodeTooLong            Code = "too_long"                 // field code
 )
 
+// CodeIdempotencyStoreFull (503): the idempotency store holds as many
+// unexpired keys as it may (the in-process store's max_entries) and cannot
+// take a new one; nothing was executed. Keys it holds still replay. Retry
+// with the same key after Retry-After.
+const CodeIdempotencyStoreFull Code = "idempotency_store_full"
+
+// storeFullRetryAfter is the Retry-After of CodeIdempotencyStoreFull. A
+// full store makes room as records expire (under steady traffic, about as
+// many a second as new keys arrive) and as requests in progress finish,
+// which they do within a lease (30 s by default). Sooner would have
+// clients hammer a saturated process; waiting until the oldest record
+// expires could be hours for a store filled by a burst, while room often
+// comes much sooner.
+const storeFullRetryAfter = 30 * time.Second
+
 var codeStatus = map[Code]int{
 	CodeMalformedRequest:   http.StatusBadRequest,
 	CodeIdempotencyMissing: http.StatusBadRequest,
@@ -65,6 +80,8 @@ var codeStatus = map[Code]int{
 	CodeQueueFull:          http.StatusServiceUnavailable,
 	CodeInternal:           http.StatusInternalServerError,
 	CodeOutcomeUnknown:     http.StatusServiceUnavailable,
+
+	CodeIdempotencyStoreFull: http.StatusServiceUnavailable,
 }
 
 var codeTitle = map[Code]string{
@@ -89,6 +106,8 @@ var codeTitle = map[Code]string{
 	CodeQueueFull:          "Async queue full",
 	CodeInternal:           "Internal error",
 	CodeOutcomeUnknown:     "Payment outcome not yet known",
+
+	CodeIdempotencyStoreFull: "Idempotency store full",
 }
 
 // HTTPStatus returns the HTTP status code the API uses for c (500 for
@@ -155,6 +174,8 @@ var (
 	ErrUnavailable        = &Error{Code: CodeUnavailable}
 	ErrQueueFull          = &Error{Code: CodeQueueFull}
 	ErrOutcomeUnknown     = &Error{Code: CodeOutcomeUnknown}
+
+	ErrIdempotencyStoreFull = &Error{Code: CodeIdempotencyStoreFull}
 )
 
 // Error returns the code and detail.

@@ -221,6 +221,14 @@ func (p *Processor) begin(ctx context.Context, merchant, key, fingerprint, resou
 		if errors.Is(err, idempotency.ErrInvalidInput) {
 			return nil, failed(&Error{Code: CodeValidation, Detail: storeInvalidDetail, Err: err}, nil)
 		}
+		if errors.Is(err, idempotency.ErrFull) {
+			if p.tel.storeFull(ctx, now) {
+				p.log.WarnContext(ctx, "payments: idempotency store full; refusing new keys (503 idempotency_store_full) until records expire: "+
+					"raise its max_entries or use a shared store (one line every 10s)", "error", err)
+			}
+			return nil, failed(&Error{Code: CodeIdempotencyStoreFull, RetryAfter: storeFullRetryAfter, Err: err,
+				Detail: "the idempotency store cannot take a new key right now; retry later with the same Idempotency-Key"}, nil)
+		}
 		p.log.ErrorContext(ctx, "payments: idempotency store failed", "error", err)
 		return nil, failed(&Error{Code: CodeStoreUnavailable, Detail: "idempotency store unavailable", RetryAfter: time.Second, Err: err}, nil)
 	}

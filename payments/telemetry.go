@@ -24,16 +24,17 @@ const instrumentationName = "github.com/payrail/payrail/payments"
 
 // Attribute keys used on spans and metrics.
 const (
-	attrOperation = attribute.Key("payrail.operation")
-	attrOutcome   = attribute.Key("payrail.outcome")
-	attrGateway   = attribute.Key("payrail.gateway")
-	attrOrigin    = attribute.Key("payrail.origin")
-	attrMode      = attribute.Key("payrail.mode")
-	attrPaymentID = attribute.Key("payrail.payment.id")
-	attrMerchant  = attribute.Key("payrail.merchant")
-	attrIdemOut   = attribute.Key("payrail.idempotency.outcome")
-	attrErrCode   = attribute.Key("payrail.error.code")
-	attrReason    = attribute.Key("payrail.review.reason")
+	attrOperation    = attribute.Key("payrail.operation")
+	attrOutcome      = attribute.Key("payrail.outcome")
+	attrGateway      = attribute.Key("payrail.gateway")
+	attrOrigin       = attribute.Key("payrail.origin")
+	attrMode         = attribute.Key("payrail.mode")
+	attrPaymentID    = attribute.Key("payrail.payment.id")
+	attrMerchant     = attribute.Key("payrail.merchant")
+	attrIdemOut      = attribute.Key("payrail.idempotency.outcome")
+	attrErrCode      = attribute.Key("payrail.error.code")
+	attrReason       = attribute.Key("payrail.review.reason")
+	attrRejectReason = attribute.Key("payrail.reason")
 )
 
 // Metric names, as instruments; Prometheus exposes them with dots as
@@ -69,6 +70,11 @@ const (
 	// be established within the provider's idempotency window). Any increase
 	// needs an operator: alert PayrailPaymentsNeedReview.
 	MetricReviews = "payrail.payment.reviews"
+
+	// MetricIdempotencyRejected counts new idempotency keys the store
+	// refused, by payrail.reason: "full" (503 idempotency_store_full: the
+	// in-process store holds its max_entries of unexpired records).
+	MetricIdempotencyRejected = "payrail.idempotency.rejected"
 )
 
 // telemetry holds the processor's tracer and instruments.
@@ -84,6 +90,13 @@ type telemetry struct {
 	// the deployment knows, or "other" (see WithMetricOrigins).
 	originLabel func(string) string
 	redrives    metric.Int64Counter // MetricRedrives (redrive.go)
+
+	// idemRejected counts refused keys (reason full); fullLogged is when a
+	// refusal was last logged (Unix nanoseconds): one line every
+	// storeFullLogEvery.
+	idemRejected metric.Int64Counter
+	fullOpts     []metric.AddOption
+	fullLogged   atomic.Int64
 
 	// opts caches measurement options per attribute combination: building
 	// an attribute.Set on every operation is a measurable share of the hot
@@ -171,6 +184,12 @@ func newTelemetry(tp trace.TracerProvider, mp metric.MeterProvider) (*telemetry,
 		metric.WithUnit("{request}")); err != nil {
 		return nil, err
 	}
+	if t.idemRejected, err = m.Int64Counter(MetricIdempotencyRejected,
+		metric.WithDescription("New idempotency keys refused by the store, by reason (full)."),
+		metric.WithUnit("{request}")); err != nil {
+		return nil, err
+	}
+	t.fullOpts = []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(attrRejectReason.String("full")))}
 	if t.problems, err = m.Int64Counter(MetricHTTPProblems,
 		metric.WithDescription("HTTP API error responses (problem documents) by method, route, status and error code."),
 		metric.WithUnit("{response}")); err != nil {
@@ -188,6 +207,19 @@ func newTelemetry(tp trace.TracerProvider, mp metric.MeterProvider) (*telemetry,
 		return nil, err
 	}
 	return t, nil
+}
+
+// storeFullLogEvery spaces the log lines of refused keys: a full store
+// refuses every new key, and the metric counts each.
+const storeFullLogEvery = 10 * time.Second
+
+// storeFull counts a key refused by a full idempotency store and reports
+// whether to log it: the first refusal, then at most one every
+// storeFullLogEvery.
+func (t *telemetry) storeFull(ctx context.Context, now time.Time) bool {
+	t.idemRejected.Add(ctx, 1, t.fullOpts...)
+	last := t.fullLogged.Load()
+	return (last == 0 || now.UnixNano()-last >= int64(storeFullLogEvery)) && t.fullLogged.CompareAndSwap(last, now.UnixNano())
 }
 
 // problem counts an error response of the HTTP API.

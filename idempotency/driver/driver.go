@@ -33,6 +33,12 @@ var (
 	// not the store's availability, and nothing was stored. Drivers wrap it
 	// with the field's name, never its value.
 	ErrInvalidInput = errors.New("idempotency: value cannot be stored")
+	// ErrFull is returned (wrapped) by Begin of a new key when a bounded
+	// store holds as many unexpired records as it may. It is transient:
+	// the caller retries later, when records have expired or in-progress
+	// ones were released. A store never makes room by forgetting an
+	// unexpired record, which would let a retry execute twice.
+	ErrFull = errors.New("idempotency: store full, retry later")
 )
 
 // State is a record's state.

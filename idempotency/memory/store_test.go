@@ -5,10 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/payrail/payrail/idempotency"
 	"github.com/payrail/payrail/idempotency/driver"
 )
 
@@ -68,82 +71,176 @@ func present(s *Store, keys ...string) string {
 	return out
 }
 
-// A full shard evicts expired records at the front of its insertion order
-// first, then the oldest completed (or expired) record; in-progress ones
-// never.
-func TestEviction(t *testing.T) {
-	now := time.Unix(1_700_000_000, 0)
-	t.Run("all in progress", func(t *testing.T) {
-		s := New(WithMaxEntries(3 * shardCount))
-		k := sameShardKeys(t, s, 4)
-		for _, key := range k[:3] {
-			mustBegin(t, s, req(key, "t-"+key, now, time.Hour), driver.Acquired)
-		}
-		if _, err := s.Begin(context.Background(), req(k[3], "t", now, time.Hour)); !errors.Is(err, ErrFull) {
-			t.Fatalf("Begin on a shard full of in-progress records: %v, want ErrFull", err)
-		}
-		if got, want := present(s, k...), fmt.Sprint(k[0], " ", k[1], " ", k[2], " "); got != want {
-			t.Fatalf("records %q, want %q", got, want)
-		}
-	})
-	t.Run("oldest completed", func(t *testing.T) {
-		s := New(WithMaxEntries(3 * shardCount))
-		k := sameShardKeys(t, s, 5)
-		for _, key := range k[:3] {
-			mustBegin(t, s, req(key, "t-"+key, now, time.Hour), driver.Acquired)
-		}
-		mustComplete(t, s, k[2], now) // completed first, but inserted after k[1]
-		mustComplete(t, s, k[1], now)
-		mustBegin(t, s, req(k[3], "t-"+k[3], now, time.Hour), driver.Acquired)
-		if got, want := present(s, k...), fmt.Sprint(k[0], " ", k[2], " ", k[3], " "); got != want {
-			t.Fatalf("after one eviction: records %q, want %q", got, want)
-		}
-		mustBegin(t, s, req(k[4], "t-"+k[4], now, time.Hour), driver.Acquired)
-		if got, want := present(s, k...), fmt.Sprint(k[0], " ", k[3], " ", k[4], " "); got != want {
-			t.Fatalf("after two evictions: records %q, want %q", got, want)
-		}
-		if s.Len() != 3 {
-			t.Fatalf("Len %d, want 3", s.Len())
-		}
-	})
-	t.Run("expired first", func(t *testing.T) {
-		s := New(WithMaxEntries(3 * shardCount))
-		k := sameShardKeys(t, s, 4)
-		mustBegin(t, s, req(k[0], "t-"+k[0], now, time.Minute), driver.Acquired) // in progress, expires first
-		mustBegin(t, s, req(k[1], "t-"+k[1], now, time.Hour), driver.Acquired)
-		mustComplete(t, s, k[1], now)
-		mustBegin(t, s, req(k[2], "t-"+k[2], now, time.Hour), driver.Acquired)
-		later := now.Add(2 * time.Minute)
-		mustBegin(t, s, req(k[3], "t-"+k[3], later, time.Hour), driver.Acquired)
-		if got, want := present(s, k...), fmt.Sprint(k[1], " ", k[2], " ", k[3], " "); got != want {
-			t.Fatalf("records %q, want %q (the expired in-progress record evicted, not the completed one)", got, want)
-		}
-	})
-	t.Run("released keys", func(t *testing.T) {
-		s := New(WithMaxEntries(2 * shardCount))
-		k := sameShardKeys(t, s, 4)
-		ctx := context.Background()
-		for range 50 { // the insertion order accumulates released keys
-			mustBegin(t, s, req(k[0], "t", now, time.Hour), driver.Acquired)
-			if err := s.Release(ctx, "m", k[0], "t"); err != nil {
+// fill begins n keys "k0".."k<n-1>" at now with ttl, completing them
+// (as one request each, with a response naming the key) unless inProgress.
+func fill(t *testing.T, s *Store, n int, now time.Time, ttl time.Duration, inProgress bool) []string {
+	t.Helper()
+	keys := make([]string, n)
+	for i := range keys {
+		keys[i] = "k" + strconv.Itoa(i)
+		mustBegin(t, s, req(keys[i], "t-"+keys[i], now, ttl), driver.Acquired)
+		if !inProgress {
+			resp := &driver.Response{StatusCode: 201, Body: []byte(keys[i])}
+			if err := s.Complete(context.Background(), "m", keys[i], "t-"+keys[i], resp, now, ttl); err != nil {
 				t.Fatal(err)
 			}
 		}
-		mustBegin(t, s, req(k[1], "t-"+k[1], now, time.Hour), driver.Acquired)
-		mustBegin(t, s, req(k[2], "t-"+k[2], now, time.Hour), driver.Acquired)
-		if _, err := s.Begin(ctx, req(k[3], "t", now, time.Hour)); !errors.Is(err, ErrFull) {
-			t.Fatalf("Begin: %v, want ErrFull", err)
+	}
+	return keys
+}
+
+// wantFull checks that Begin of a new key at now is refused with ErrFull,
+// without naming the key.
+func wantFull(t *testing.T, s *Store, key string, now time.Time) {
+	t.Helper()
+	key = "never-stored-" + key
+	res, err := s.Begin(context.Background(), req(key, "t-"+key, now, time.Hour))
+	if !errors.Is(err, idempotency.ErrFull) || !errors.Is(err, ErrFull) {
+		t.Fatalf("Begin %s of a full store: %v %v, want ErrFull", key, res, err)
+	}
+	if strings.Contains(err.Error(), key) {
+		t.Errorf("error names the key: %v", err)
+	}
+}
+
+// A full store refuses new keys and forgets no unexpired record, completed
+// or in progress; expired records make room, first as they fall due.
+func TestFull(t *testing.T) {
+	ctx := context.Background()
+	now := time.Unix(1_700_000_000, 0)
+	const n, ttl = 50, time.Hour
+	t.Run("completed records are kept for their TTL", func(t *testing.T) {
+		s := New(WithMaxEntries(n))
+		keys := fill(t, s, n, now, ttl, false)
+		for _, at := range []time.Time{now, now.Add(ttl / 2), now.Add(ttl - 1)} {
+			wantFull(t, s, "new", at)
+			for _, k := range keys { // every retry still replays its response
+				res := mustBegin(t, s, req(k, "t-retry", at, ttl), driver.Replay)
+				if string(res.Record.Response.Body) != k {
+					t.Fatalf("replay of %s: %q", k, res.Record.Response.Body)
+				}
+			}
 		}
-		mustComplete(t, s, k[1], now)
-		mustBegin(t, s, req(k[3], "t-"+k[3], now, time.Hour), driver.Acquired)
-		if got, want := present(s, k...), fmt.Sprint(k[2], " ", k[3], " "); got != want {
-			t.Fatalf("records %q, want %q", got, want)
+		if s.Len() != n {
+			t.Fatalf("Len %d, want %d", s.Len(), n)
 		}
-		sh := s.shard("m", k[0])
-		if sh.used > 2 {
-			t.Errorf("%d slots used for at most 2 live records", sh.used)
+		// Expired, they make room for new keys, one each.
+		later := now.Add(ttl)
+		for i := range n {
+			mustBegin(t, s, req("new"+strconv.Itoa(i), "t", later, ttl), driver.Acquired)
+		}
+		wantFull(t, s, "one-too-many", later)
+		if got := present(s, keys...); got != "" {
+			t.Fatalf("expired records kept: %q", got)
 		}
 	})
+	t.Run("in-progress records are never removed", func(t *testing.T) {
+		s := New(WithMaxEntries(n))
+		keys := fill(t, s, n, now, ttl, true)
+		wantFull(t, s, "new", now)
+		// Leases lapsed (crashed requests): the records stay, so that a retry
+		// resumes the same resource.
+		at := now.Add(ttl / 2)
+		wantFull(t, s, "new", at)
+		for _, k := range keys {
+			res := mustBegin(t, s, req(k, "t2-"+k, at, ttl), driver.Reacquired)
+			if res.Record.ResourceID != "pay_"+k {
+				t.Fatalf("resumed %s as %s", k, res.Record.ResourceID)
+			}
+		}
+		// A released key makes room.
+		if err := s.Release(ctx, "m", keys[7], "t2-"+keys[7]); err != nil {
+			t.Fatal(err)
+		}
+		mustBegin(t, s, req("new", "t", at, ttl), driver.Acquired)
+		wantFull(t, s, "new2", at)
+		mustBegin(t, s, req("new2", "t", now.Add(ttl), ttl), driver.Acquired) // k0 expired
+	})
+	t.Run("the record that expired goes, whatever its place", func(t *testing.T) {
+		s := New(WithMaxEntries(4))
+		// a: begun first, completed half an hour later: expires at 1h30.
+		mustBegin(t, s, req("a", "t-a", now, ttl), driver.Acquired)
+		// b: begun next, in progress: expires at 1h01.
+		mustBegin(t, s, req("b", "t-b", now.Add(time.Minute), ttl), driver.Acquired)
+		if err := s.Complete(ctx, "m", "a", "t-a", &driver.Response{StatusCode: 201}, now.Add(30*time.Minute), ttl); err != nil {
+			t.Fatal(err)
+		}
+		// c: a shorter TTL, inserted last: expires first, at 0h40.
+		mustBegin(t, s, req("c", "t-c", now.Add(30*time.Minute), 10*time.Minute), driver.Acquired)
+		mustBegin(t, s, req("d", "t-d", now.Add(30*time.Minute), ttl), driver.Acquired) // 1h30
+		for _, step := range []struct {
+			at        time.Duration
+			key, want string
+		}{
+			{39 * time.Minute, "", "a b c d "},
+			{40 * time.Minute, "e", "a b d e "}, // c expired
+			{60 * time.Minute, "", "a b d e "},
+			{61 * time.Minute, "f", "a d e f "}, // b expired, a was extended
+			{89 * time.Minute, "", "a d e f "},
+			{90 * time.Minute, "g", "e f g "}, // a and d expired: two reclaimed per new key
+		} {
+			at := now.Add(step.at)
+			if step.key == "" {
+				wantFull(t, s, "x", at)
+			} else {
+				mustBegin(t, s, req(step.key, "t", at, ttl), driver.Acquired)
+			}
+			if got := present(s, "a", "b", "c", "d", "e", "f", "g"); got != step.want {
+				t.Fatalf("at %v: records %q, want %q", step.at, got, step.want)
+			}
+		}
+	})
+	t.Run("expired records are reclaimed before the store is full", func(t *testing.T) {
+		s := New(WithMaxEntries(1000))
+		fill(t, s, 100, now, time.Minute, false)
+		later := now.Add(2 * time.Minute)
+		for i := range 100 {
+			mustBegin(t, s, req("new"+strconv.Itoa(i), "t", later, ttl), driver.Acquired)
+		}
+		if s.Len() != 100 {
+			t.Fatalf("Len %d: expired records kept", s.Len())
+		}
+	})
+	t.Run("released keys", func(t *testing.T) {
+		s := New(WithMaxEntries(2))
+		for range 500 { // the expiry queue accumulates stale entries
+			mustBegin(t, s, req("a", "t", now, time.Hour), driver.Acquired)
+			if err := s.Release(ctx, "m", "a", "t"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		mustBegin(t, s, req("b", "t-b", now, time.Hour), driver.Acquired)
+		mustBegin(t, s, req("c", "t-c", now, time.Hour), driver.Acquired)
+		wantFull(t, s, "d", now)
+		mustComplete(t, s, "b", now)
+		wantFull(t, s, "d", now)
+		if got := present(s, "a", "b", "c", "d"); got != "b c " {
+			t.Fatalf("records %q", got)
+		}
+		sh := s.shard("m", "a")
+		if sh.used > 2 || len(sh.order) > 2*2+64 {
+			t.Errorf("%d slots used and %d queue entries for 2 live records", sh.used, len(sh.order))
+		}
+	})
+}
+
+// A bound below 2048 records is exact: one shard. Larger ones are spread
+// over up to shardCount shards of at least minShardRecords.
+func TestBound(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	for _, n := range []int{1, 7, 2047} {
+		s := New(WithMaxEntries(n))
+		fill(t, s, n, now, time.Hour, false)
+		wantFull(t, s, "new", now)
+	}
+	for _, c := range []struct{ max, shards, limit int }{
+		{2048, 2, 1024}, {5000, 4, 1250}, {32 * 1024, 32, 1024}, {DefaultMaxEntries, 32, (DefaultMaxEntries + 31) / 32},
+	} {
+		s := New(WithMaxEntries(c.max))
+		if shards := 1 << (64 - s.shift); shards != c.shards || s.limit != c.limit {
+			t.Errorf("max %d: %d shards of %d, want %d of %d", c.max, shards, s.limit, c.shards, c.limit)
+		}
+	}
 }
 
 // Freed slots are reused and cleared, so that a shard's storage is bounded
@@ -292,4 +389,107 @@ func TestShardSpread(t *testing.T) {
 			}
 		}
 	}
+}
+
+// Random operations on a small store, with TTLs of several lengths (so that
+// entries arrive out of expiry order), checked against a model: Begin of a new key is refused exactly
+// when the store holds its bound of unexpired records, and every unexpired
+// record is there, completed ones replaying their response.
+func TestFullModel(t *testing.T) {
+	const bound = 40
+	ttls := []time.Duration{time.Minute, 7 * time.Minute, time.Hour, 61 * time.Minute, 3 * time.Hour}
+	type rec struct {
+		expires   time.Time
+		completed bool
+		token     string
+	}
+	refused, maxRuns := 0, 0
+	for seed := range uint64(20) {
+		rng := rand.New(rand.NewPCG(seed, 1))
+		s := New(WithMaxEntries(bound))
+		ctx := context.Background()
+		model := map[string]*rec{}
+		now := time.Unix(1_700_000_000, 0)
+		live := func() (n int) {
+			for _, r := range model {
+				if now.Before(r.expires) {
+					n++
+				}
+			}
+			return n
+		}
+		for op := range 3000 {
+			key := "k" + strconv.Itoa(rng.IntN(200))
+			r := model[key]
+			if r != nil && !now.Before(r.expires) {
+				delete(model, key)
+				r = nil
+			}
+			switch x := rng.IntN(10); {
+			case x < 5: // Begin
+				ttl := ttls[rng.IntN(len(ttls))]
+				token := "t" + strconv.Itoa(op)
+				res, err := s.Begin(ctx, req(key, token, now, ttl))
+				switch {
+				case r == nil && live() >= bound:
+					if !errors.Is(err, idempotency.ErrFull) {
+						t.Fatalf("seed %d op %d: Begin %s of a full store: %v %v", seed, op, key, res, err)
+					}
+					refused++
+				case err != nil:
+					t.Fatalf("seed %d op %d: Begin %s with %d of %d records: %v", seed, op, key, live(), bound, err)
+				case r == nil:
+					if res.Outcome != driver.Acquired {
+						t.Fatalf("seed %d op %d: Begin %s: %v, want acquired", seed, op, key, res.Outcome)
+					}
+					model[key] = &rec{expires: now.Add(ttl), token: token}
+				case r.completed:
+					if res.Outcome != driver.Replay || string(res.Record.Response.Body) != key {
+						t.Fatalf("seed %d op %d: Begin %s: %v, want replay", seed, op, key, res.Outcome)
+					}
+				default:
+					if res.Outcome != driver.InProgress && res.Outcome != driver.Reacquired {
+						t.Fatalf("seed %d op %d: Begin %s: %v, want in progress", seed, op, key, res.Outcome)
+					}
+					if res.Outcome == driver.Reacquired {
+						r.token = token
+					}
+				}
+			case x < 8: // Complete
+				if r == nil || r.completed {
+					continue
+				}
+				ttl := ttls[rng.IntN(len(ttls))]
+				resp := &driver.Response{StatusCode: 201, Body: []byte(key)}
+				if err := s.Complete(ctx, "m", key, r.token, resp, now, ttl); err != nil {
+					t.Fatalf("seed %d op %d: Complete %s: %v", seed, op, key, err)
+				}
+				r.completed, r.expires = true, now.Add(ttl)
+			case x < 9: // Release
+				if r == nil || r.completed {
+					continue
+				}
+				if err := s.Release(ctx, "m", key, r.token); err != nil {
+					t.Fatalf("seed %d op %d: Release %s: %v", seed, op, key, err)
+				}
+				delete(model, key)
+			default: // the clock moves
+				now = now.Add(time.Duration(rng.Int64N(int64(20 * time.Minute))))
+			}
+			maxRuns = max(maxRuns, 1+len(s.shards[0].more))
+		}
+		for key, r := range model {
+			if !now.Before(r.expires) {
+				continue
+			}
+			got, err := s.Get(ctx, "m", key)
+			if err != nil || got.ExpiresAt.Compare(r.expires) != 0 || (got.State == driver.StateCompleted) != r.completed {
+				t.Fatalf("seed %d: record %s: %+v %v, want %+v", seed, key, got, err, r)
+			}
+		}
+	}
+	if refused < 100 || maxRuns < 2 {
+		t.Fatalf("%d refusals and at most %d runs: the cases are not exercised", refused, maxRuns)
+	}
+	t.Logf("%d refusals, up to %d runs", refused, maxRuns)
 }

@@ -228,7 +228,25 @@ func OpenBackends(ctx context.Context, cfg *config.Config, store payments.Store,
 		}
 		cl.Add("payment store", store.Close)
 	}
+	WarnMemoryStores(cfg, store, log)
 	return Backends{Router: gw, Idempotency: idem, Store: store}, nil
+}
+
+// WarnMemoryStores logs one warning if the idempotency store
+// (IDEMPOTENCY_URL) or the payment store is an in-process memory one.
+func WarnMemoryStores(cfg *config.Config, store payments.Store, log *slog.Logger) {
+	var mem []string
+	if u, err := url.Parse(cfg.IdempotencyURL); err == nil && u.Scheme == "memory" {
+		mem = append(mem, "IDEMPOTENCY_URL")
+	}
+	if _, ok := store.(*payments.MemoryStore); ok {
+		mem = append(mem, "PAYMENTS_STORE_URL")
+	}
+	if len(mem) > 0 {
+		log.Warn("memory stores are single-process and not durable: a restart loses their records "+
+			"(idempotency keys, payments), and replicas do not share them; use shared stores in production",
+			"stores", mem)
+	}
 }
 
 // NewProcessor creates the payments processor over b with the options of
