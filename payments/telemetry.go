@@ -206,6 +206,9 @@ func newTelemetry(tp trace.TracerProvider, mp metric.MeterProvider) (*telemetry,
 	if t.redrives, err = newRedriveCounter(m); err != nil {
 		return nil, err
 	}
+	for _, o := range []string{RedriveReprocessed, RedriveSkipped} { // exported at 0 from the start
+		t.redrives.Add(context.Background(), 0, metric.WithAttributes(attrOutcome.String(o)))
+	}
 	return t, nil
 }
 
