@@ -4,10 +4,7 @@ go 1.26.0
 
 require github.com/payrail/payrail/internal/testkit/otlpsink v0.0.0-00010101000000-000000000000
 
-replace (
-	github.com/payrail/payrail => ..
-	github.com/payrail/payrail/internal/testkit/otlpsink => ../internal/testkit/otlpsink
-)
+replace github.com/payrail/payrail/internal/testkit/otlpsink => ../internal/testkit/otlpsink
 
 require (
 	github.com/prometheus/client_golang v1.25.0
