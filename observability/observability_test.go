@@ -15,7 +15,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/payrail/payrail/internal/testkit"
+	"github.com/payrail/payrail/internal/testkit/otlpsink"
 	"github.com/payrail/payrail/observability"
 )
 
@@ -68,7 +68,7 @@ func TestSetupWithoutExporterIsNoOp(t *testing.T) {
 
 func TestNewProvidersDisabled(t *testing.T) {
 	clearEnv(t)
-	sink := testkit.StartOTLPSink(t)
+	sink := otlpsink.StartOTLPSink(t)
 	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", sink.GRPCEndpoint())
 	t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
 	t.Setenv("OTEL_SDK_DISABLED", "true")
@@ -134,15 +134,15 @@ func TestSetupPrometheusWithoutExporter(t *testing.T) {
 func TestSetupExportsOverOTLP(t *testing.T) {
 	for _, tc := range []struct {
 		protocol, transport string
-		endpoint            func(*testkit.OTLPSink) string
+		endpoint            func(*otlpsink.OTLPSink) string
 	}{
-		{"grpc", "grpc", (*testkit.OTLPSink).GRPCEndpoint},
-		{"http/protobuf", "http", (*testkit.OTLPSink).HTTPEndpoint},
+		{"grpc", "grpc", (*otlpsink.OTLPSink).GRPCEndpoint},
+		{"http/protobuf", "http", (*otlpsink.OTLPSink).HTTPEndpoint},
 	} {
 		t.Run(tc.protocol, func(t *testing.T) {
 			clearEnv(t)
 			restoreGlobals(t)
-			sink := testkit.StartOTLPSink(t)
+			sink := otlpsink.StartOTLPSink(t)
 			t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", tc.endpoint(sink))
 			t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", tc.protocol)
 			t.Setenv("SERVICE_NAME", "guide-name")
@@ -168,7 +168,7 @@ func TestSetupExportsOverOTLP(t *testing.T) {
 				t.Fatalf("shutdown: %v", err)
 			}
 
-			var got *testkit.SinkSpan
+			var got *otlpsink.SinkSpan
 			for _, sp := range sink.Spans() {
 				if sp.Name == "payments.authorize" {
 					got = &sp
@@ -183,7 +183,7 @@ func TestSetupExportsOverOTLP(t *testing.T) {
 			if got.Resource["service.name"] != "otel-name" || got.Resource["deployment.environment.name"] != "test" || got.Resource["team"] != "payments" {
 				t.Errorf("resource = %v, want service.name otel-name and OTEL_RESOURCE_ATTRIBUTES", got.Resource)
 			}
-			var point *testkit.SinkPoint
+			var point *otlpsink.SinkPoint
 			for _, p := range sink.MetricPoints() {
 				if p.Metric == "payrail.test.duration" {
 					point = &p
@@ -202,7 +202,7 @@ func TestSetupExportsOverOTLP(t *testing.T) {
 
 func TestServiceNameFromGuideVariable(t *testing.T) {
 	clearEnv(t)
-	sink := testkit.StartOTLPSink(t)
+	sink := otlpsink.StartOTLPSink(t)
 	t.Setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", sink.HTTPEndpoint()+"/v1/traces")
 	t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
 	t.Setenv("SERVICE_NAME", "payments-api")

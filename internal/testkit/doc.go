@@ -59,8 +59,9 @@
 // Helpers start the real peers the suites run against and stop them after
 // the tests: DynamoDB Local (package dynamodblocal), the fauxqs SNS/SQS
 // emulator (package fauxqs), a Service Bus-compatible AMQP 1.0 test peer on
-// Qpid Proton (StartServiceBusPeer, sbpeer/) and an OTLP receiver for
-// telemetry tests (otlpsink.go). Postgres and Redis are the machine's own
-// services. A test that needs a missing peer skips locally and fails when
+// Qpid Proton (StartServiceBusPeer, sbpeer/; checked by bus/servicebus's
+// TestServiceBusPeer) and an OTLP receiver for telemetry tests (package
+// otlpsink, its own module because of its gRPC dependency). Postgres and
+// Redis are the machine's own services. A test that needs a missing peer skips locally and fails when
 // CI=true.
 package testkit

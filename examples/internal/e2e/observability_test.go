@@ -19,7 +19,7 @@ import (
 	"github.com/payrail/payrail/bus"
 	"github.com/payrail/payrail/examples/deploy"
 	"github.com/payrail/payrail/examples/internal/apptest"
-	"github.com/payrail/payrail/internal/testkit"
+	"github.com/payrail/payrail/internal/testkit/otlpsink"
 	"github.com/payrail/payrail/payments"
 )
 
@@ -95,7 +95,7 @@ func TestObservabilityEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sink := testkit.StartOTLPSink(t)
+	sink := otlpsink.StartOTLPSink(t)
 	cfg := apptest.Config(t, map[string]string{
 		"MESSAGE_BUS_ADAPTER":   "inmemory",
 		"PAYRAIL_API_KEYS":      obsAPIKey + ":merchant-obs",
@@ -301,8 +301,8 @@ func obsCheckQueriedMetrics(t *testing.T, repo string, scraped map[string]bool) 
 // obsCheckAsyncTrace: the async payment's trace holds the HTTP server span,
 // the bus publish and process spans, the worker's span and the gateway
 // call, each a descendant of the previous.
-func obsCheckAsyncTrace(t *testing.T, spans []testkit.SinkSpan, paymentID string) {
-	var process *testkit.SinkSpan
+func obsCheckAsyncTrace(t *testing.T, spans []otlpsink.SinkSpan, paymentID string) {
+	var process *otlpsink.SinkSpan
 	for i, s := range spans {
 		if s.Name == "payments.process" && s.Attrs["payrail.payment.id"] == paymentID {
 			process = &spans[i]
@@ -311,8 +311,8 @@ func obsCheckAsyncTrace(t *testing.T, spans []testkit.SinkSpan, paymentID string
 	if process == nil {
 		t.Fatalf("no payments.process span for %s among %d spans", paymentID, len(spans))
 	}
-	trace := testkit.Trace(spans, process.TraceID)
-	find := func(pred func(testkit.SinkSpan) bool, what string) testkit.SinkSpan {
+	trace := otlpsink.Trace(spans, process.TraceID)
+	find := func(pred func(otlpsink.SinkSpan) bool, what string) otlpsink.SinkSpan {
 		t.Helper()
 		for _, s := range trace {
 			if pred(s) {
@@ -324,20 +324,20 @@ func obsCheckAsyncTrace(t *testing.T, spans []testkit.SinkSpan, paymentID string
 			names = append(names, s.Kind+" "+s.Name)
 		}
 		t.Fatalf("trace %s has no %s; spans: %v", process.TraceID, what, names)
-		return testkit.SinkSpan{}
+		return otlpsink.SinkSpan{}
 	}
-	httpSpan := find(func(s testkit.SinkSpan) bool {
+	httpSpan := find(func(s otlpsink.SinkSpan) bool {
 		return s.Kind == "server" && s.Name == "POST /payments" && s.Attrs["http.response.status_code"] == "202"
 	}, "HTTP server span POST /payments (202)")
-	publish := find(func(s testkit.SinkSpan) bool { return s.Kind == "producer" && s.Name == "publish payments" }, "producer span publish payments")
-	busProcess := find(func(s testkit.SinkSpan) bool { return s.Kind == "consumer" && s.Name == "process payments" }, "consumer span process payments")
-	gw := find(func(s testkit.SinkSpan) bool {
+	publish := find(func(s otlpsink.SinkSpan) bool { return s.Kind == "producer" && s.Name == "publish payments" }, "producer span publish payments")
+	busProcess := find(func(s otlpsink.SinkSpan) bool { return s.Kind == "consumer" && s.Name == "process payments" }, "consumer span process payments")
+	gw := find(func(s otlpsink.SinkSpan) bool {
 		return s.Kind == "client" && s.Name == "gateway.authorize" && s.Attrs["payrail.payment.id"] == paymentID
 	}, "client span gateway.authorize")
 	for _, link := range []struct {
-		ancestor, span testkit.SinkSpan
+		ancestor, span otlpsink.SinkSpan
 	}{{httpSpan, publish}, {publish, busProcess}, {busProcess, *process}, {*process, gw}} {
-		if !testkit.IsAncestor(trace, link.ancestor.SpanID, link.span.SpanID) {
+		if !otlpsink.IsAncestor(trace, link.ancestor.SpanID, link.span.SpanID) {
 			t.Errorf("%s is not under %s", link.span.Name, link.ancestor.Name)
 		}
 	}
@@ -361,8 +361,8 @@ func obsCheckAsyncTrace(t *testing.T, spans []testkit.SinkSpan, paymentID string
 
 // obsCheckMetrics: the operations guide's metrics arrived over OTLP with
 // the attributes the dashboard and alerts group by.
-func obsCheckMetrics(t *testing.T, points []testkit.SinkPoint) {
-	has := func(metric string, want map[string]string, ok func(testkit.SinkPoint) bool) {
+func obsCheckMetrics(t *testing.T, points []otlpsink.SinkPoint) {
+	has := func(metric string, want map[string]string, ok func(otlpsink.SinkPoint) bool) {
 		t.Helper()
 		for _, p := range points {
 			if p.Metric != metric {
@@ -389,7 +389,7 @@ func obsCheckMetrics(t *testing.T, points []testkit.SinkPoint) {
 		seen = slices.Compact(seen)
 		t.Errorf("no %s point with %v; points: %v", metric, want, seen)
 	}
-	positive := func(p testkit.SinkPoint) bool { return p.Value > 0 || p.Count > 0 }
+	positive := func(p otlpsink.SinkPoint) bool { return p.Value > 0 || p.Count > 0 }
 	has("http.server.request.duration", map[string]string{"http.route": "/payments", "http.request.method": "POST", "http.response.status_code": "202"}, positive)
 	has("http.server.request.duration", map[string]string{"http.route": "/payments", "http.response.status_code": "409"}, positive)
 	has("payrail.payment.operations", map[string]string{"payrail.operation": "process", "payrail.outcome": "captured", "payrail.gateway": "mock", "payrail.origin": "pos"}, positive)
@@ -423,12 +423,12 @@ func obsCheckMetrics(t *testing.T, points []testkit.SinkPoint) {
 	has("payrail.bus.delivery.lag", bus, positive)
 	has("payrail.bus.backlog", with("messaging.destination.subscription.name", "payments"), nil)
 	has("payrail.bus.in_flight", bus, nil)
-	has("payrail.bus.dead_letters", with("messaging.destination.subscription.name", "payments"), func(p testkit.SinkPoint) bool { return p.Value >= 1 })
+	has("payrail.bus.dead_letters", with("messaging.destination.subscription.name", "payments"), func(p otlpsink.SinkPoint) bool { return p.Value >= 1 })
 }
 
 // obsCheckLogs: every line is JSON; lines logged while handling a request
 // or a message carry the trace and span ids of an exported span.
-func obsCheckLogs(t *testing.T, logs string, spans []testkit.SinkSpan) {
+func obsCheckLogs(t *testing.T, logs string, spans []otlpsink.SinkSpan) {
 	ids := map[string]bool{}
 	for _, s := range spans {
 		ids[s.TraceID+"/"+s.SpanID] = true

@@ -48,8 +48,8 @@ type Server struct {
 }
 
 // Dir returns the folder holding DynamoDBLocal.jar: DYNAMODB_LOCAL_DIR, or
-// .cache/dynamodblocal/emulator under the module root found from the
-// working directory.
+// .cache/dynamodblocal/emulator under the repository root (the directory of
+// go.work) found from the working directory.
 func Dir() (string, error) {
 	if d := os.Getenv("DYNAMODB_LOCAL_DIR"); d != "" {
 		return d, nil
@@ -59,11 +59,11 @@ func Dir() (string, error) {
 		return "", err
 	}
 	for d := wd; ; d = filepath.Dir(d) {
-		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
+		if _, err := os.Stat(filepath.Join(d, "go.work")); err == nil {
 			return filepath.Join(d, ".cache", "dynamodblocal", "emulator"), nil
 		}
 		if filepath.Dir(d) == d {
-			return "", fmt.Errorf("dynamodblocal: no go.mod above %s", wd)
+			return "", fmt.Errorf("dynamodblocal: no go.work above %s", wd)
 		}
 	}
 }

@@ -75,24 +75,26 @@ type Server struct {
 	once   sync.Once
 }
 
-// root returns the module root, found from the working directory.
+// root returns the repository root, the directory of go.work, found from
+// the working directory (each driver is a module of its own, so the nearest
+// go.mod is not the root).
 func root() (string, error) {
 	wd, err := os.Getwd()
 	if err != nil {
 		return "", err
 	}
 	for d := wd; ; d = filepath.Dir(d) {
-		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
+		if _, err := os.Stat(filepath.Join(d, "go.work")); err == nil {
 			return d, nil
 		}
 		if filepath.Dir(d) == d {
-			return "", fmt.Errorf("fauxqs: no go.mod above %s", wd)
+			return "", fmt.Errorf("fauxqs: no go.work above %s", wd)
 		}
 	}
 }
 
 // Dir returns the folder holding node_modules/fauxqs: FAUXQS_DIR, or
-// .cache/fauxqs under the module root.
+// .cache/fauxqs under the repository root.
 func Dir() (string, error) {
 	if d := os.Getenv("FAUXQS_DIR"); d != "" {
 		return d, nil

@@ -1,4 +1,7 @@
-package testkit
+// Package otlpsink is a real OTLP receiver (gRPC and HTTP) for telemetry
+// tests. It is its own module so that its gRPC and OTLP protobuf
+// dependencies stay out of the SDK core's go.mod.
+package otlpsink
 
 import (
 	"compress/gzip"
@@ -41,7 +44,7 @@ import (
 //
 // Point an application at it with the standard environment:
 //
-//	sink := testkit.StartOTLPSink(t)
+//	sink := otlpsink.StartOTLPSink(t)
 //	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", sink.GRPCEndpoint())
 //	t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc") // or HTTPEndpoint() with "http/protobuf"
 //

@@ -1,4 +1,4 @@
-package testkit
+package servicebus_test
 
 import (
 	"context"
@@ -7,25 +7,29 @@ import (
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/messaging/azservicebus"
+
+	"github.com/payrail/payrail/internal/testkit"
 )
 
-// TestServiceBusPeer checks the test peer's admin channel and a few of its
-// Service Bus behaviours through the real SDK; the driver's tests in
-// bus/servicebus exercise the rest.
+// TestServiceBusPeer checks internal/testkit's Service Bus test peer: its
+// admin channel and a few of its Service Bus behaviours through the real
+// SDK; the driver's other tests exercise the rest. It lives in this module
+// rather than in internal/testkit so that the SDK core module does not
+// require azservicebus.
 func TestServiceBusPeer(t *testing.T) {
-	p, err := StartServiceBusPeer()
-	StoreRequirePeer(t, "the Service Bus test peer (python3-qpid-proton)", err)
+	p, err := testkit.StartServiceBusPeer()
+	testkit.StoreRequirePeer(t, "the Service Bus test peer (python3-qpid-proton)", err)
 	defer p.Stop()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
-	if err := p.CreateQueue(ctx, "Orders", ServiceBusEntity{LockDuration: time.Second, MaxDeliveryCount: 2}); err != nil {
+	if err := p.CreateQueue(ctx, "Orders", testkit.ServiceBusEntity{LockDuration: time.Second, MaxDeliveryCount: 2}); err != nil {
 		t.Fatal(err)
 	}
-	if err := p.CreateQueue(ctx, "orders", ServiceBusEntity{}); err == nil {
+	if err := p.CreateQueue(ctx, "orders", testkit.ServiceBusEntity{}); err == nil {
 		t.Error("creating a queue twice (names are case-insensitive) succeeded")
 	}
-	if err := p.CreateSubscription(ctx, "no-such-topic", "s", ServiceBusEntity{}); err == nil {
+	if err := p.CreateSubscription(ctx, "no-such-topic", "s", testkit.ServiceBusEntity{}); err == nil {
 		t.Error("creating a subscription of a missing topic succeeded")
 	}
 	if _, err := p.Counts(ctx, "missing"); err == nil {
@@ -50,7 +54,7 @@ func TestServiceBusPeer(t *testing.T) {
 	if err != nil || len(seqs) != 1 {
 		t.Fatalf("ScheduleMessages = %v, %v", seqs, err)
 	}
-	if got, err := p.Counts(ctx, "ORDERS"); err != nil || got != (ServiceBusCounts{Active: 1, Scheduled: 1}) {
+	if got, err := p.Counts(ctx, "ORDERS"); err != nil || got != (testkit.ServiceBusCounts{Active: 1, Scheduled: 1}) {
 		t.Fatalf("counts = %+v, %v; want 1 active, 1 scheduled", got, err)
 	}
 	if err := s.CancelScheduledMessages(ctx, seqs, nil); err != nil {
@@ -100,7 +104,7 @@ func TestServiceBusPeer(t *testing.T) {
 		dl.DeadLetterSource == nil || dl.MessageID != "m1" {
 		t.Fatalf("dead letter %+v", dl)
 	}
-	if got, err := p.Counts(ctx, "orders"); err != nil || got != (ServiceBusCounts{DeadLetters: 1}) {
+	if got, err := p.Counts(ctx, "orders"); err != nil || got != (testkit.ServiceBusCounts{DeadLetters: 1}) {
 		t.Fatalf("counts = %+v, %v; want only 1 dead letter", got, err)
 	}
 

@@ -1,4 +1,4 @@
-package testkit_test
+package otlpsink_test
 
 import (
 	"bytes"
@@ -21,13 +21,13 @@ import (
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/payrail/payrail/internal/testkit"
+	"github.com/payrail/payrail/internal/testkit/otlpsink"
 )
 
 // TestOTLPSinkGRPC exports with the real OTLP/gRPC exporters (gzip
 // compressed) and reads the result back from the sink.
 func TestOTLPSinkGRPC(t *testing.T) {
-	sink := testkit.StartOTLPSink(t)
+	sink := otlpsink.StartOTLPSink(t)
 	ctx := context.Background()
 	addr := sink.GRPCEndpoint()[len("http://"):]
 	te, err := otlptracegrpc.New(ctx, otlptracegrpc.WithEndpoint(addr), otlptracegrpc.WithInsecure(), otlptracegrpc.WithCompressor("gzip"))
@@ -65,7 +65,7 @@ func TestOTLPSinkGRPC(t *testing.T) {
 		t.Fatalf("spans = %d, want 3", len(sink.Spans()))
 	}
 	spans := sink.Spans()
-	byName := map[string]testkit.SinkSpan{}
+	byName := map[string]otlpsink.SinkSpan{}
 	for _, s := range spans {
 		byName[s.Name] = s
 	}
@@ -73,13 +73,13 @@ func TestOTLPSinkGRPC(t *testing.T) {
 	if p.Kind != "server" || c1.Kind != "producer" || gc.Kind != "consumer" || c1.Attrs["n"] != "7" || p.Scope != "sink-test" {
 		t.Errorf("spans = %+v", spans)
 	}
-	if !testkit.IsAncestor(spans, p.SpanID, gc.SpanID) || testkit.IsAncestor(spans, gc.SpanID, p.SpanID) || p.ParentSpanID != "" {
+	if !otlpsink.IsAncestor(spans, p.SpanID, gc.SpanID) || otlpsink.IsAncestor(spans, gc.SpanID, p.SpanID) || p.ParentSpanID != "" {
 		t.Error("IsAncestor does not follow parent links")
 	}
 	if len(gc.Links) != 1 || gc.Links[0] != [2]string{p.TraceID, p.SpanID} || len(gc.Events) != 1 || gc.Events[0] != "settled" {
 		t.Errorf("grandchild links %v events %v", gc.Links, gc.Events)
 	}
-	if tr := testkit.Trace(spans, p.TraceID); len(tr) != 3 || tr[0].Name != "parent" {
+	if tr := otlpsink.Trace(spans, p.TraceID); len(tr) != 3 || tr[0].Name != "parent" {
 		t.Errorf("Trace = %+v", tr)
 	}
 	var count, gauge bool
@@ -105,7 +105,7 @@ func TestOTLPSinkGRPC(t *testing.T) {
 // as exporters configured with OTEL_EXPORTER_OTLP_COMPRESSION=gzip send it,
 // and checks the errors for unusable requests.
 func TestOTLPSinkHTTPGzip(t *testing.T) {
-	sink := testkit.StartOTLPSink(t)
+	sink := otlpsink.StartOTLPSink(t)
 	tid, _ := hex.DecodeString("4bf92f3577b34da6a3ce929d0e0e4736")
 	sid, _ := hex.DecodeString("00f067aa0ba902b7")
 	str := func(s string) *commonpb.AnyValue {
