@@ -8,7 +8,7 @@ import (
 
 	"github.com/payrail/payrail/bus"
 	"github.com/payrail/payrail/examples/internal/opsctl"
-	"github.com/payrail/payrail/internal/testkit"
+	"github.com/payrail/payrail/internal/testkit/otlpsink"
 	"github.com/payrail/payrail/payments"
 	paypostgres "github.com/payrail/payrail/payments/postgres"
 )
@@ -100,7 +100,7 @@ func TestBusDLQRedriveReport(t *testing.T) {
 		t.Fatalf("the dry run moved something: %d %q", code, out)
 	}
 
-	sink := testkit.StartOTLPSink(t)
+	sink := otlpsink.StartOTLPSink(t)
 	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", sink.GRPCEndpoint())
 	t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
 	code, out, errOut = dlqRun(t, env, "bus", "dlq", "redrive", "--apply")
