@@ -15,8 +15,10 @@ import (
 
 // Store errors; implementations return (or wrap) them.
 var (
-	// ErrStoreNotFound: no payment with that id for that merchant.
-	ErrStoreNotFound = errors.New("payments: store: payment not found")
+	// ErrStoreNotFound: no payment with that id for that merchant. It also
+	// matches ErrNotFound, the processor's not-found sentinel, so callers
+	// test one sentinel whichever layer answered.
+	ErrStoreNotFound error = storeNotFound{}
 	// ErrStoreConflict: Create of an existing id, or Update of a payment
 	// whose Version changed since it was read.
 	ErrStoreConflict = errors.New("payments: store: version conflict")
@@ -28,6 +30,17 @@ var (
 	// ErrStoreNotFound.
 	ErrStoreInvalid = errors.New("payments: store: value cannot be stored")
 )
+
+// storeNotFound is ErrStoreNotFound's type: it matches ErrNotFound too.
+type storeNotFound struct{}
+
+func (storeNotFound) Error() string { return "payments: store: payment not found" }
+
+// Is makes errors.Is(ErrStoreNotFound, ErrNotFound) hold.
+func (storeNotFound) Is(target error) bool {
+	e, ok := target.(*Error)
+	return ok && e.Code == CodeNotFound
+}
 
 // Store persists payments. Implementations are safe for concurrent use
 // and scope every read and write by merchant.
