@@ -20,3 +20,25 @@ func TestStoreNotFoundMatchesNotFound(t *testing.T) {
 		t.Fatal("a conflict matches ErrNotFound")
 	}
 }
+
+// A nil or zero Processor returns ErrNotInitialized instead of panicking.
+func TestZeroProcessorDoesNotPanic(t *testing.T) {
+	ctx := t.Context()
+	for name, p := range map[string]*payments.Processor{"nil": nil, "zero": {}} {
+		if _, err := p.Authorize(ctx, payments.AuthorizeRequest{}); !errors.Is(err, payments.ErrNotInitialized) {
+			t.Errorf("%s Authorize: %v", name, err)
+		}
+		if _, err := p.Get(ctx, "m", "pay_x"); !errors.Is(err, payments.ErrNotInitialized) {
+			t.Errorf("%s Get: %v", name, err)
+		}
+		if _, err := p.Refund(ctx, payments.RefundRequest{}); !errors.Is(err, payments.ErrNotInitialized) {
+			t.Errorf("%s Refund: %v", name, err)
+		}
+		if err := p.Close(); !errors.Is(err, payments.ErrNotInitialized) {
+			t.Errorf("%s Close: %v", name, err)
+		}
+		if _, err := payments.NewWorker(p); !errors.Is(err, payments.ErrNotInitialized) {
+			t.Errorf("%s NewWorker: %v", name, err)
+		}
+	}
+}

@@ -23,18 +23,27 @@ import (
 // declined or fails, Authorize returns the payment and an error matching
 // ErrDeclined or ErrGatewayUnavailable.
 func (p *Processor) Authorize(ctx context.Context, req AuthorizeRequest) (*Payment, error) {
+	if err := p.usable(); err != nil {
+		return nil, err
+	}
 	o := p.authorize(ctx, &req)
 	return p.sdkPayment(ctx, req.Merchant, o)
 }
 
 // Capture captures an authorized payment, fully (Amount zero) or partially.
 func (p *Processor) Capture(ctx context.Context, req CaptureRequest) (*Payment, error) {
+	if err := p.usable(); err != nil {
+		return nil, err
+	}
 	o := p.capture(ctx, &req)
 	return p.sdkPayment(ctx, req.Merchant, o)
 }
 
 // Void cancels an authorized, uncaptured payment.
 func (p *Processor) Void(ctx context.Context, req VoidRequest) (*Payment, error) {
+	if err := p.usable(); err != nil {
+		return nil, err
+	}
 	o := p.void(ctx, &req)
 	return p.sdkPayment(ctx, req.Merchant, o)
 }
@@ -43,11 +52,27 @@ func (p *Processor) Void(ctx context.Context, req VoidRequest) (*Payment, error)
 // captured payment. A payment can be refunded several times until its
 // captured amount is exhausted; it becomes refunded then.
 func (p *Processor) Refund(ctx context.Context, req RefundRequest) (*Refund, error) {
+	if err := p.usable(); err != nil {
+		return nil, err
+	}
 	o := p.refund(ctx, &req)
 	if o.err != nil {
 		return nil, o.err
 	}
 	return o.refund, nil
+}
+
+// ErrNotInitialized is returned by the methods of a Processor that New did
+// not create (a nil pointer or a zero value): use New.
+var ErrNotInitialized = errors.New("payments: processor not created with New")
+
+// usable reports ErrNotInitialized for a nil or zero Processor, which would
+// otherwise panic on its first use.
+func (p *Processor) usable() error {
+	if p == nil || p.tel == nil {
+		return ErrNotInitialized
+	}
+	return nil
 }
 
 // sdkPayment returns the payment and error of an outcome. For a replayed

@@ -357,6 +357,9 @@ func (p *Processor) Router() gateway.Router { return p.router }
 
 // Get returns the merchant's payment, or an error matching ErrNotFound.
 func (p *Processor) Get(ctx context.Context, merchant, id string) (*Payment, error) {
+	if err := p.usable(); err != nil {
+		return nil, err
+	}
 	if p.closed.Load() {
 		return nil, ErrUnavailable
 	}
@@ -502,6 +505,9 @@ func (p *Processor) DurableStore() bool {
 // then http.Server.Shutdown), Processor.Shutdown, Worker.Shutdown, then
 // Processor.Close and the stores, buses and gateways it was given.
 func (p *Processor) Shutdown(ctx context.Context) error {
+	if err := p.usable(); err != nil {
+		return err
+	}
 	p.closed.Store(true)
 	t := time.NewTicker(5 * time.Millisecond)
 	defer t.Stop()
@@ -523,6 +529,9 @@ func (p *Processor) Shutdown(ctx context.Context) error {
 // belong to the caller. Stop workers, and call Shutdown to let operations
 // in flight finish, before closing. Close is idempotent.
 func (p *Processor) Close() error {
+	if err := p.usable(); err != nil {
+		return err
+	}
 	p.closeM.Lock()
 	defer p.closeM.Unlock()
 	p.closed.Store(true)

@@ -106,8 +106,8 @@ func WithReconcileLogger(l *slog.Logger) ReconcilerOption {
 
 // NewReconciler returns a reconciler for p's payments.
 func NewReconciler(p *Processor, opts ...ReconcilerOption) (*Reconciler, error) {
-	if p == nil {
-		return nil, errors.New("payments: NewReconciler with a nil processor")
+	if err := p.usable(); err != nil {
+		return nil, fmt.Errorf("payments: NewReconciler: %w", err)
 	}
 	r := &Reconciler{
 		p: p, log: p.log, every: p.recovery.ReconcileInterval, staleAfter: p.recovery.ReconcileStaleAfter,

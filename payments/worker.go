@@ -103,8 +103,8 @@ func WithDrainOnShutdown(drain bool) WorkerOption { return func(w *Worker) { w.d
 
 // NewWorker returns a worker for p.
 func NewWorker(p *Processor, opts ...WorkerOption) (*Worker, error) {
-	if p == nil {
-		return nil, errors.New("payments: NewWorker with a nil processor")
+	if err := p.usable(); err != nil {
+		return nil, fmt.Errorf("payments: NewWorker: %w", err)
 	}
 	w := &Worker{p: p, log: p.log, sweepEvery: p.recovery.SweepInterval, staleAfter: p.recovery.StaleAfter}
 	for _, o := range opts {
