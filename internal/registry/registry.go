@@ -103,8 +103,8 @@ func redact(u *url.URL) string { return Redact(u) }
 
 // Redact returns u as a string safe for logs and error messages: the
 // password and the values of query parameters whose names suggest a secret
-// (key, secret, token, password, signature, credential, sas) are replaced by
-// "xxxxx".
+// (key, secret, token, password, signature, credential, sas, connection
+// string) are replaced by "xxxxx".
 func Redact(u *url.URL) string {
 	if u == nil {
 		return ""
@@ -138,10 +138,14 @@ func Redact(u *url.URL) string {
 
 // secretParam reports whether a query parameter name suggests a secret
 // value: names such as api_key, SharedAccessKey, token, password, secret,
-// sig. Ordinary parameters that merely contain such letters (sasl=scram...)
-// are left alone.
+// sig, connection_string (connection strings embed keys). Ordinary
+// parameters that merely contain such letters (sasl=scram...) are left
+// alone.
 func secretParam(name string) bool {
 	n := strings.ToLower(name)
+	if c := strings.NewReplacer("_", "", "-", "", ".", "").Replace(n); strings.Contains(c, "connectionstring") || strings.Contains(c, "connstr") {
+		return true
+	}
 	for _, w := range []string{"secret", "password", "passwd", "token", "credential", "apikey", "accesskey", "privatekey"} {
 		if strings.Contains(n, w) {
 			return true
