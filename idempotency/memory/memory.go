@@ -205,7 +205,7 @@ func New(opts ...Option) *Store {
 	for _, o := range opts {
 		o(s)
 	}
-	s.limit = max(1, (s.max+shardCount-1)/shardCount)
+	s.limit = max(1, s.max/shardCount+min(1, s.max%shardCount)) // rounded up without overflowing near MaxInt
 	for i := range s.shards {
 		s.shards[i].index = map[recKey]int{}
 	}
