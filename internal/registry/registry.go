@@ -116,17 +116,22 @@ func Redact(u *url.URL) string {
 		}
 	}
 	if c.RawQuery != "" {
-		q := c.Query()
-		changed := false
-		for k := range q {
-			if secretParam(k) {
-				q[k] = []string{"xxxxx"}
-				changed = true
+		// Work on the raw parameters: url.ParseQuery drops those it cannot
+		// decode (a value with a bad %-escape), which must be hidden too.
+		params := strings.Split(c.RawQuery, "&")
+		for i, p := range params {
+			name, _, ok := strings.Cut(p, "=")
+			if !ok {
+				continue
+			}
+			if n, err := url.QueryUnescape(name); err == nil {
+				name = n
+			}
+			if secretParam(name) {
+				params[i] = p[:strings.IndexByte(p, '=')] + "=xxxxx"
 			}
 		}
-		if changed {
-			c.RawQuery = q.Encode()
-		}
+		c.RawQuery = strings.Join(params, "&")
 	}
 	out := c.String()
 	// url.URL drops the "//" of host-less URLs such as mock://; keep it.
