@@ -1,0 +1,61 @@
+package urlcheck
+
+import (
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// pgFileParams name files pgx reads while parsing: the fuzz targets leave
+// them out rather than read the machine's files.
+var pgFileParams = []string{"sslrootcert", "sslcert", "sslkey", "passfile", "service", "servicefile"}
+
+// Postgres is the body of the postgres stores' URL fuzz targets: parse
+// (the store's parseConfig) either refuses raw with an error that reveals
+// none of its secrets, or returns the table it names (default
+// defaultTable) and a pgx configuration with the user, password and
+// database the URL gives. Parsing never connects.
+func Postgres(t *testing.T, raw, defaultTable string, parse func(*url.URL) (*pgxpool.Config, string, error)) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return
+	}
+	q := u.Query()
+	for _, p := range pgFileParams {
+		if q.Has(p) {
+			return
+		}
+	}
+	var cfg *pgxpool.Config
+	var table string
+	err = NoLeak(t, raw, Parsed(t, func(u *url.URL) (err error) {
+		cfg, table, err = parse(u)
+		return err
+	}))
+	if err != nil {
+		if !strings.HasPrefix(err.Error(), "postgres: ") {
+			t.Fatalf("parseConfig(%q): %v", raw, err)
+		}
+		return
+	}
+	want := q.Get("table")
+	if want == "" {
+		want = defaultTable
+	}
+	if table != want {
+		t.Fatalf("parseConfig(%q): table %q, want %q", raw, table, want)
+	}
+	cc := cfg.ConnConfig
+	if name := u.User.Username(); name != "" && !q.Has("user") && cc.User != name {
+		t.Fatalf("parseConfig(%q): user %q, want %q", raw, cc.User, name)
+	}
+	if pw, ok := u.User.Password(); ok && pw != "" && !q.Has("password") && cc.Password != pw {
+		t.Fatalf("parseConfig(%q): the password is not the URL's", raw)
+	}
+	// pgx reads a fragment as part of the database name (db#x): left as pgx's.
+	if db := strings.TrimPrefix(u.Path, "/"); db != "" && !q.Has("dbname") && u.Fragment == "" && cc.Database != db {
+		t.Fatalf("parseConfig(%q): database %q, want %q", raw, cc.Database, db)
+	}
+}
