@@ -18,9 +18,9 @@ import (
 // does not parse, fails the same way before dialing.
 func FuzzParseURL(f *testing.F) {
 	f.Fuzz(func(t *testing.T, raw string, sub bool) {
-		urlcheck.NoLeak(t, raw, ensureTopicOffline(t))
 		u, err := url.Parse(raw)
 		if err != nil {
+			urlcheck.NoLeak(t, raw, ensureTopicOffline(t))
 			return
 		}
 		q := u.Query()
@@ -29,6 +29,7 @@ func FuzzParseURL(f *testing.F) {
 				return // file names: the fuzzer must not read the machine's files
 			}
 		}
+		urlcheck.NoLeak(t, raw, ensureTopicOffline(t))
 		var cfg *config
 		err = urlcheck.NoLeak(t, raw, urlcheck.Parsed(t, func(u *url.URL) (err error) {
 			cfg, err = parseURL(u, sub)
