@@ -415,7 +415,9 @@ func parseURL(u *url.URL, sub bool) (*params, error) {
 		if err := checkQueueURL(p.queueURL); err != nil {
 			return nil, invalidURL("queue_url: %v", err)
 		}
-		name = p.name()
+		if name = p.name(); name == "" {
+			return nil, invalidURL("queue_url does not end in a queue name")
+		}
 	}
 	suffix := strings.HasSuffix(name, ".fifo")
 	switch {
