@@ -1,7 +1,6 @@
 package inmemory
 
 import (
-	"errors"
 	"net/url"
 	"strconv"
 	"testing"
@@ -17,29 +16,18 @@ import (
 // parameter it gave, each given once.
 func FuzzParseURL(f *testing.F) {
 	f.Fuzz(func(t *testing.T, raw string, sub bool) {
-		u, err := url.Parse(raw)
-		if err != nil {
-			return
-		}
 		var cfg config
-		err = urlcheck.NoLeak(t, raw, urlcheck.Parsed(t, func(u *url.URL) (err error) {
+		u, ok := urlcheck.Parse(t, raw, urlcheck.Wraps(driver.ErrInvalidURL), func(u *url.URL) (err error) {
 			cfg, err = parseURL(u, sub)
 			return err
-		}))
-		if err != nil {
-			if !errors.Is(err, driver.ErrInvalidURL) {
-				t.Fatalf("parseURL(%q): %v does not wrap ErrInvalidURL", raw, err)
-			}
+		})
+		if !ok {
 			return
 		}
 		q := u.Query()
+		urlcheck.Once(t, raw, q)
 		if cfg.topic != u.Host || cfg.topic == "" || u.User != nil || u.Fragment != "" {
 			t.Fatalf("parseURL(%q): topic %q from host %q (user %v, fragment %q)", raw, cfg.topic, u.Host, u.User, u.Fragment)
-		}
-		for name, vs := range q {
-			if len(vs) != 1 {
-				t.Fatalf("parseURL(%q) accepted %s given %d times", raw, name, len(vs))
-			}
 		}
 		if want, err := strconv.ParseBool(q.Get("create")); (err == nil && cfg.create != want) || (!q.Has("create") && !cfg.create) {
 			t.Fatalf("parseURL(%q): create = %v", raw, cfg.create)

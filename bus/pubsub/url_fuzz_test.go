@@ -21,27 +21,16 @@ import (
 func FuzzParseURL(f *testing.F) {
 	f.Fuzz(func(t *testing.T, raw string, sub bool) {
 		urlcheck.NoLeak(t, raw, provisionOffline(t))
-		u, err := url.Parse(raw)
-		if err != nil {
-			return
-		}
 		var cfg *config
-		err = urlcheck.NoLeak(t, raw, urlcheck.Parsed(t, func(u *url.URL) (err error) {
+		u, ok := urlcheck.Parse(t, raw, urlcheck.Wraps(driver.ErrInvalidURL), func(u *url.URL) (err error) {
 			cfg, err = parseURL(u, sub)
 			return err
-		}))
-		if err != nil {
-			if !errors.Is(err, driver.ErrInvalidURL) {
-				t.Fatalf("parseURL(%q): %v does not wrap ErrInvalidURL", raw, err)
-			}
+		})
+		if !ok {
 			return
 		}
 		q := u.Query()
-		for name, vs := range q {
-			if len(vs) != 1 {
-				t.Fatalf("parseURL(%q) accepted %s given %d times", raw, name, len(vs))
-			}
-		}
+		urlcheck.Once(t, raw, q)
 		if cfg.project != u.Hostname() || cfg.project == "" || u.User != nil || u.Fragment != "" {
 			t.Fatalf("parseURL(%q): project %q from host %q", raw, cfg.project, u.Hostname())
 		}

@@ -1,7 +1,6 @@
 package servicebus
 
 import (
-	"errors"
 	"net/url"
 	"strconv"
 	"strings"
@@ -18,27 +17,16 @@ import (
 // userinfo), or parsed into what it says.
 func FuzzParseURL(f *testing.F) {
 	f.Fuzz(func(t *testing.T, raw string, sub bool) {
-		u, err := url.Parse(raw)
-		if err != nil {
-			return
-		}
 		var cfg *config
-		err = urlcheck.NoLeak(t, raw, urlcheck.Parsed(t, func(u *url.URL) (err error) {
+		u, ok := urlcheck.Parse(t, raw, urlcheck.Wraps(driver.ErrInvalidURL), func(u *url.URL) (err error) {
 			cfg, err = parseURL(u, sub)
 			return err
-		}))
-		if err != nil {
-			if !errors.Is(err, driver.ErrInvalidURL) {
-				t.Fatalf("parseURL(%q): %v does not wrap ErrInvalidURL", raw, err)
-			}
+		})
+		if !ok {
 			return
 		}
 		q := u.Query()
-		for name, vs := range q {
-			if len(vs) != 1 {
-				t.Fatalf("parseURL(%q) accepted %s given %d times", raw, name, len(vs))
-			}
-		}
+		urlcheck.Once(t, raw, q)
 		if u.User != nil || u.Port() != "" || u.Fragment != "" {
 			t.Fatalf("parseURL(%q) accepted a user, port or fragment", raw)
 		}

@@ -22,27 +22,16 @@ import (
 func FuzzParseURL(f *testing.F) {
 	f.Fuzz(func(t *testing.T, raw string, sub bool) {
 		urlcheck.NoLeak(t, raw, openOffline(t, sub))
-		u, err := url.Parse(raw)
-		if err != nil {
-			return
-		}
 		var p *params
-		err = urlcheck.NoLeak(t, raw, urlcheck.Parsed(t, func(u *url.URL) (err error) {
+		u, ok := urlcheck.Parse(t, raw, urlcheck.Wraps(driver.ErrInvalidURL), func(u *url.URL) (err error) {
 			p, err = parseURL(u, sub)
 			return err
-		}))
-		if err != nil {
-			if !errors.Is(err, driver.ErrInvalidURL) {
-				t.Fatalf("parseURL(%q): %v does not wrap ErrInvalidURL", raw, err)
-			}
+		})
+		if !ok {
 			return
 		}
 		q := u.Query()
-		for name, vs := range q {
-			if len(vs) != 1 {
-				t.Fatalf("parseURL(%q) accepted %s given %d times", raw, name, len(vs))
-			}
-		}
+		urlcheck.Once(t, raw, q)
 		if u.Host != "" || u.User != nil || strings.Trim(u.Path, "/") != "" {
 			t.Fatalf("parseURL(%q) accepted a host, user or path", raw)
 		}

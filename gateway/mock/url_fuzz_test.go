@@ -4,7 +4,6 @@ import (
 	"context"
 	"net/url"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -16,31 +15,19 @@ import (
 // that reveals none of its secrets.
 func FuzzOpen(f *testing.F) {
 	f.Fuzz(func(t *testing.T, raw string) {
-		u, err := url.Parse(raw)
-		if err != nil {
-			return
-		}
 		var m *Mock
-		err = urlcheck.NoLeak(t, raw, urlcheck.Parsed(t, func(u *url.URL) error {
+		u, ok := urlcheck.Parse(t, raw, urlcheck.Prefixed("mock: "), func(u *url.URL) error {
 			g, err := opener{}.Open(context.Background(), u)
 			if err == nil {
 				m = g.(*Mock)
 			}
 			return err
-		}))
-		q := u.Query()
-		if err != nil {
-			if !strings.HasPrefix(err.Error(), "mock: ") {
-				t.Fatalf("Open(%q): %v", raw, err)
-			}
+		})
+		if !ok {
 			return
 		}
-		last := func(k string) string {
-			if vs := q[k]; len(vs) > 0 {
-				return vs[len(vs)-1]
-			}
-			return ""
-		}
+		q := u.Query()
+		last := func(k string) string { v, _ := urlcheck.Last(q, k); return v }
 		for k := range q {
 			if k != "latency" && k != "fail_rate" && k != "seed" {
 				t.Fatalf("Open(%q) accepted the unknown parameter %q", raw, k)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"net/url"
 	"strconv"
-	"strings"
 	"testing"
 
 	"github.com/payrail/payrail/internal/urlcheck"
@@ -15,22 +14,15 @@ import (
 // error that reveals none of its secrets.
 func FuzzOpen(f *testing.F) {
 	f.Fuzz(func(t *testing.T, raw string) {
-		u, err := url.Parse(raw)
-		if err != nil {
-			return
-		}
 		var s *Store
-		err = urlcheck.NoLeak(t, raw, urlcheck.Parsed(t, func(u *url.URL) error {
+		u, ok := urlcheck.Parse(t, raw, urlcheck.Prefixed("memory: "), func(u *url.URL) error {
 			d, err := opener{}.Open(context.Background(), u)
 			if err == nil {
 				s = d.(*Store)
 			}
 			return err
-		}))
-		if err != nil {
-			if !strings.HasPrefix(err.Error(), "memory: ") {
-				t.Fatalf("Open(%q): %v", raw, err)
-			}
+		})
+		if !ok {
 			return
 		}
 		q := u.Query()
@@ -38,9 +30,10 @@ func FuzzOpen(f *testing.F) {
 			t.Fatalf("Open(%q) accepted a host, path or unknown parameter", raw)
 		}
 		want := DefaultMaxEntries
-		if vs := q["max_entries"]; len(vs) > 0 {
-			if want, err = strconv.Atoi(vs[len(vs)-1]); err != nil || want <= 0 {
-				t.Fatalf("Open(%q) accepted max_entries %q", raw, vs[len(vs)-1])
+		if v, given := urlcheck.Last(q, "max_entries"); given {
+			var err error
+			if want, err = strconv.Atoi(v); err != nil || want <= 0 {
+				t.Fatalf("Open(%q) accepted max_entries %q", raw, v)
 			}
 		}
 		if s.max != want || s.limit < 1 || s.limit < want/shardCount || s.limit-1 > (want-1)/shardCount {

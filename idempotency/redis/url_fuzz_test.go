@@ -3,7 +3,6 @@ package redis
 import (
 	"net"
 	"net/url"
-	"strings"
 	"testing"
 
 	"github.com/payrail/payrail/internal/urlcheck"
@@ -15,29 +14,20 @@ import (
 // never connects.
 func FuzzParseURL(f *testing.F) {
 	f.Fuzz(func(t *testing.T, raw string) {
-		u, err := url.Parse(raw)
-		if err != nil {
-			return
-		}
-		var prefix string
-		var addr, user, pass, network string
-		err = urlcheck.NoLeak(t, raw, urlcheck.Parsed(t, func(u *url.URL) error {
+		var prefix, addr, user, pass, network string
+		u, ok := urlcheck.Parse(t, raw, urlcheck.Prefixed("redis: "), func(u *url.URL) error {
 			o, p, err := parseURL(u)
 			if err == nil {
 				prefix, addr, user, pass, network = p, o.Addr, o.Username, o.Password, o.Network
 			}
 			return err
-		}))
-		if err != nil {
-			if !strings.HasPrefix(err.Error(), "redis: ") {
-				t.Fatalf("parseURL(%q): %v", raw, err)
-			}
+		})
+		if !ok {
 			return
 		}
-		q := u.Query()
-		want := DefaultPrefix
-		if vs := q["prefix"]; len(vs) > 0 {
-			want = vs[len(vs)-1]
+		want, given := urlcheck.Last(u.Query(), "prefix")
+		if !given {
+			want = DefaultPrefix
 		}
 		if prefix != want {
 			t.Fatalf("parseURL(%q): prefix %q, want %q", raw, prefix, want)

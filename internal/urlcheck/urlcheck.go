@@ -6,6 +6,7 @@
 package urlcheck
 
 import (
+	"errors"
 	"net/url"
 	"strconv"
 	"strings"
@@ -177,4 +178,53 @@ func Parsed(t testing.TB, open func(u *url.URL) error) func(string) error {
 		}
 		return open(u)
 	}
+}
+
+// Parse is the common start of a driver's URL fuzz target: raw, if it
+// parses, goes to parse through NoLeak, and a refusal must satisfy
+// refused (an error class). It returns the parsed URL and whether parse
+// accepted it; u is nil when raw does not parse.
+func Parse(t *testing.T, raw string, refused func(error) bool, parse func(*url.URL) error) (u *url.URL, accepted bool) {
+	t.Helper()
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, false
+	}
+	if err := NoLeak(t, raw, Parsed(t, parse)); err != nil {
+		if !refused(err) {
+			t.Fatalf("%q refused with an unexpected error: %v", raw, err)
+		}
+		return u, false
+	}
+	return u, true
+}
+
+// Wraps is a refused predicate for Parse: the error wraps sentinel.
+func Wraps(sentinel error) func(error) bool {
+	return func(err error) bool { return errors.Is(err, sentinel) }
+}
+
+// Prefixed is a refused predicate for Parse: the message starts with prefix.
+func Prefixed(prefix string) func(error) bool {
+	return func(err error) bool { return strings.HasPrefix(err.Error(), prefix) }
+}
+
+// Once fails t if the accepted URL raw gave a parameter more than once.
+func Once(t *testing.T, raw string, q url.Values) {
+	t.Helper()
+	for name, vs := range q {
+		if len(vs) != 1 {
+			t.Fatalf("%q accepted with %s given %d times", raw, name, len(vs))
+		}
+	}
+}
+
+// Last returns the last value of the parameter k, as the lenient openers
+// read it, and whether it was given.
+func Last(q url.Values, k string) (string, bool) {
+	vs := q[k]
+	if len(vs) == 0 {
+		return "", false
+	}
+	return vs[len(vs)-1], true
 }
