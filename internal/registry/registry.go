@@ -110,6 +110,10 @@ func Redact(u *url.URL) string {
 		return ""
 	}
 	c := *u
+	if strings.Contains(c.Opaque, "@") {
+		// A mistyped scheme:://user:password@host parses as opaque, with no User.
+		c.Opaque = "xxxxx"
+	}
 	if c.User != nil {
 		if _, has := c.User.Password(); has {
 			c.User = url.UserPassword(c.User.Username(), "xxxxx")
