@@ -42,8 +42,8 @@ func Postgres(t *testing.T, raw, defaultTable string, parse func(*url.URL) (*pgx
 	if table != want {
 		t.Fatalf("parseConfig(%q): table %q, want %q", raw, table, want)
 	}
-	if u.Scheme != "postgres" && u.Scheme != "postgresql" {
-		return // pgx reads other strings as keyword=value settings, not as URLs
+	if (u.Scheme != "postgres" && u.Scheme != "postgresql") || !strings.HasPrefix(strings.ToLower(raw), u.Scheme+"://") {
+		return // pgx reads other strings (postgres:/db too) as keyword=value settings, not as URLs
 	}
 	cc := cfg.ConnConfig
 	if name := u.User.Username(); name != "" && !q.Has("user") && cc.User != name {
