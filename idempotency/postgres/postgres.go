@@ -36,6 +36,7 @@ import (
 	"fmt"
 	"net/url"
 	"regexp"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -133,6 +134,10 @@ func parseConfig(u *url.URL) (*pgxpool.Config, string, error) {
 	connURL, table, err := splitURL(u)
 	if err != nil {
 		return nil, "", err
+	}
+	if !strings.HasPrefix(connURL, "postgres://") {
+		// pgx would read it as keyword=value settings and quote it in its error.
+		return nil, "", errors.New("postgres: want a postgres://[user[:password]@]host[:port]/database URL")
 	}
 	cfg, err := pgxpool.ParseConfig(connURL)
 	if err != nil {
