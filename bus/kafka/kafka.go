@@ -673,7 +673,11 @@ func WithTopicConfig(name, value string) TopicOption {
 func EnsureTopic(ctx context.Context, urlstr string, opts ...TopicOption) error {
 	u, err := url.Parse(urlstr)
 	if err != nil {
-		return invalidURL("%v", err)
+		// url.Error repeats the whole URL, SASL password included: keep only the cause.
+		if ue, ok := errors.AsType[*url.Error](err); ok {
+			err = ue.Err
+		}
+		return invalidURL("malformed URL: %v", err)
 	}
 	if u.Scheme != Scheme {
 		return invalidURL("scheme %q, want %s", u.Scheme, Scheme)

@@ -242,9 +242,9 @@ func (Driver) OpenSubscription(ctx context.Context, u *url.URL) (driver.Subscrip
 // OpenTopic opens the topic rawURL names (an sns-sqs:// URL) with the
 // given AWS configuration instead of the default chain.
 func OpenTopic(ctx context.Context, cfg aws.Config, rawURL string, opts ...bus.TopicOption) (*bus.Topic, error) {
-	u, err := url.Parse(rawURL)
+	u, err := parseRawURL(rawURL)
 	if err != nil {
-		return nil, fmt.Errorf("snssqs: %v: %w", err, driver.ErrInvalidURL)
+		return nil, err
 	}
 	p, err := parseURL(u, false)
 	if err != nil {
@@ -260,9 +260,9 @@ func OpenTopic(ctx context.Context, cfg aws.Config, rawURL string, opts ...bus.T
 // OpenSubscription opens the subscription rawURL names (an sns-sqs:// URL)
 // with the given AWS configuration instead of the default chain.
 func OpenSubscription(ctx context.Context, cfg aws.Config, rawURL string, opts ...bus.SubscriptionOption) (*bus.Subscription, error) {
-	u, err := url.Parse(rawURL)
+	u, err := parseRawURL(rawURL)
 	if err != nil {
-		return nil, fmt.Errorf("snssqs: %v: %w", err, driver.ErrInvalidURL)
+		return nil, err
 	}
 	p, err := parseURL(u, true)
 	if err != nil {
@@ -273,6 +273,19 @@ func OpenSubscription(ctx context.Context, cfg aws.Config, rawURL string, opts .
 		return nil, err
 	}
 	return bus.NewSubscription(s, append([]bus.SubscriptionOption{bus.WithName(p.name())}, opts...)...), nil
+}
+
+// parseRawURL parses rawURL for OpenTopic and OpenSubscription. Its error
+// does not repeat the URL, which may hold credentials by mistake.
+func parseRawURL(rawURL string) (*url.URL, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		if ue, ok := errors.AsType[*url.Error](err); ok {
+			err = ue.Err
+		}
+		return nil, invalidURL("malformed URL: %v", err)
+	}
+	return u, nil
 }
 
 // TopicURL returns the sns-sqs:// topic URL of an SNS topic ARN.
@@ -402,7 +415,9 @@ func parseURL(u *url.URL, sub bool) (*params, error) {
 		if err := checkQueueURL(p.queueURL); err != nil {
 			return nil, invalidURL("queue_url: %v", err)
 		}
-		name = p.name()
+		if name = p.name(); name == "" {
+			return nil, invalidURL("queue_url does not end in a queue name")
+		}
 	}
 	suffix := strings.HasSuffix(name, ".fifo")
 	switch {

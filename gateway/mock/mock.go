@@ -59,7 +59,7 @@ func (opener) Open(_ context.Context, u *url.URL) (driver.Gateway, error) {
 			opts = append(opts, WithLatency(d))
 		case "fail_rate":
 			f, err := strconv.ParseFloat(v, 64)
-			if err != nil || f < 0 || f > 1 {
+			if err != nil || !(f >= 0 && f <= 1) { // also refuses NaN
 				return nil, fmt.Errorf("mock: fail_rate %q: want a number in [0,1]", v)
 			}
 			opts = append(opts, WithFailRate(f))

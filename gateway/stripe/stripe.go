@@ -93,7 +93,11 @@ const DefaultAPIKeyEnv = "STRIPE_API_KEY"
 type opener struct{}
 
 func (opener) Open(_ context.Context, u *url.URL) (driver.Gateway, error) {
-	if u.Host != "" || (u.Path != "" && u.Path != "/") {
+	if u.User != nil {
+		// Stripe keys are HTTP basic-auth user names: this is where one lands by mistake.
+		return nil, errors.New("stripe: never put the API key in the URL (user information); use api_key_env or api_key_file")
+	}
+	if u.Opaque != "" || u.Host != "" || (u.Path != "" && u.Path != "/") {
 		return nil, errors.New("stripe: the URL takes no host or path: use stripe://?api_key_env=STRIPE_API_KEY")
 	}
 	q := u.Query()

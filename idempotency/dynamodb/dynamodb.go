@@ -128,31 +128,58 @@ func Open(ctx context.Context, urlstr string) (*Store, error) {
 
 // OpenURL is Open with a parsed URL.
 func OpenURL(ctx context.Context, u *url.URL) (*Store, error) {
-	table := u.Host
-	if table == "" {
-		table = strings.Trim(u.Path, "/")
+	p, err := parseURL(u)
+	if err != nil {
+		return nil, err
 	}
 	var loadOpts []func(*config.LoadOptions) error
 	var clientOpts []func(*dynamodb.Options)
-	for k, vs := range u.Query() {
-		v := vs[len(vs)-1]
-		switch k {
-		case "region":
-			loadOpts = append(loadOpts, config.WithRegion(v))
-		case "endpoint":
-			if e, err := url.Parse(v); err != nil || e.Scheme == "" || e.Host == "" {
-				return nil, fmt.Errorf("dynamodb: endpoint %q: want a URL such as http://127.0.0.1:8000", v)
-			}
-			clientOpts = append(clientOpts, func(o *dynamodb.Options) { o.BaseEndpoint = aws.String(v) })
-		default:
-			return nil, fmt.Errorf("dynamodb: unknown URL parameter %q (want region, endpoint)", k)
-		}
+	if p.region != nil {
+		loadOpts = append(loadOpts, config.WithRegion(*p.region))
 	}
+	if p.endpoint != nil {
+		clientOpts = append(clientOpts, func(o *dynamodb.Options) { o.BaseEndpoint = p.endpoint })
+	}
+	table := p.table
 	cfg, err := config.LoadDefaultConfig(ctx, loadOpts...)
 	if err != nil {
 		return nil, fmt.Errorf("dynamodb: AWS configuration: %w", err)
 	}
 	return New(ctx, dynamodb.NewFromConfig(cfg, clientOpts...), table)
+}
+
+// urlParams is a parsed URL; nil fields were not given.
+type urlParams struct {
+	table    string
+	region   *string
+	endpoint *string
+}
+
+// parseURL reads the table, region and endpoint from u (the table name is
+// checked by New); it does not load the AWS configuration.
+func parseURL(u *url.URL) (urlParams, error) {
+	if u.User != nil {
+		return urlParams{}, errors.New("dynamodb: the URL takes no user information: credentials come from the AWS SDK's configuration chain")
+	}
+	p := urlParams{table: u.Host}
+	if p.table == "" {
+		p.table = strings.Trim(u.Path, "/")
+	}
+	for k, vs := range u.Query() {
+		v := vs[len(vs)-1]
+		switch k {
+		case "region":
+			p.region = aws.String(v)
+		case "endpoint":
+			if e, err := url.Parse(v); err != nil || e.Scheme == "" || e.Host == "" {
+				return urlParams{}, fmt.Errorf("dynamodb: endpoint %q: want a URL such as http://127.0.0.1:8000", v)
+			}
+			p.endpoint = aws.String(v)
+		default:
+			return urlParams{}, fmt.Errorf("dynamodb: unknown URL parameter %q (want region, endpoint)", k)
+		}
+	}
+	return p, nil
 }
 
 // New returns a store over an existing client, after checking that table

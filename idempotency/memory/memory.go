@@ -265,7 +265,8 @@ func New(opts ...Option) *Store {
 		b--
 	}
 	s.shift = 64 - uint(b)
-	s.limit = (s.max + 1<<b - 1) >> b
+	n := 1 << b
+	s.limit = max(1, s.max/n+min(1, s.max%n)) // rounded up without overflowing near MaxInt
 	for i := range s.shards {
 		s.shards[i].index = map[recKey]int{}
 	}

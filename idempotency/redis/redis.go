@@ -94,18 +94,9 @@ func Open(ctx context.Context, urlstr string, opts ...Option) (*Store, error) {
 
 // OpenURL is Open with a parsed URL. It checks the server answers.
 func OpenURL(ctx context.Context, u *url.URL, opts ...Option) (*Store, error) {
-	c := *u
-	q := c.Query()
-	prefix := DefaultPrefix
-	if p, ok := q["prefix"]; ok {
-		prefix = p[len(p)-1]
-	}
-	q.Del("prefix")
-	c.RawQuery = q.Encode()
-	o, err := goredis.ParseURL(c.String())
+	o, prefix, err := parseURL(u)
 	if err != nil {
-		// go-redis errors name the option, never the password.
-		return nil, fmt.Errorf("redis: %w", err)
+		return nil, err
 	}
 	client := goredis.NewClient(o)
 	s := New(client, append([]Option{WithPrefix(prefix)}, opts...)...)
@@ -119,6 +110,25 @@ func OpenURL(ctx context.Context, u *url.URL, opts ...Option) (*Store, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// parseURL reads the store's prefix parameter and hands the rest of u to
+// go-redis; it does not connect.
+func parseURL(u *url.URL) (o *goredis.Options, prefix string, err error) {
+	c := *u
+	q := c.Query()
+	prefix = DefaultPrefix
+	if p, ok := q["prefix"]; ok {
+		prefix = p[len(p)-1]
+	}
+	q.Del("prefix")
+	c.RawQuery = q.Encode()
+	o, err = goredis.ParseURL(c.String())
+	if err != nil {
+		// go-redis errors name the option, never the password.
+		return nil, "", fmt.Errorf("redis: %w", err)
+	}
+	return o, prefix, nil
 }
 
 // New returns a store over an existing client, which it does not close.

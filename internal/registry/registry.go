@@ -103,30 +103,39 @@ func redact(u *url.URL) string { return Redact(u) }
 
 // Redact returns u as a string safe for logs and error messages: the
 // password and the values of query parameters whose names suggest a secret
-// (key, secret, token, password, signature, credential, sas) are replaced by
-// "xxxxx".
+// (key, secret, token, password, signature, credential, sas, connection
+// string) are replaced by "xxxxx".
 func Redact(u *url.URL) string {
 	if u == nil {
 		return ""
 	}
 	c := *u
+	if strings.Contains(c.Opaque, "@") {
+		// A mistyped scheme:://user:password@host parses as opaque, with no User.
+		c.Opaque = "xxxxx"
+	}
 	if c.User != nil {
 		if _, has := c.User.Password(); has {
 			c.User = url.UserPassword(c.User.Username(), "xxxxx")
 		}
 	}
 	if c.RawQuery != "" {
-		q := c.Query()
-		changed := false
-		for k := range q {
-			if secretParam(k) {
-				q[k] = []string{"xxxxx"}
-				changed = true
+		// Work on the raw parameters: url.ParseQuery drops those it cannot
+		// decode (a value with a bad %-escape), which must be hidden too.
+		params := strings.Split(c.RawQuery, "&")
+		for i, p := range params {
+			name, _, ok := strings.Cut(p, "=")
+			if !ok {
+				continue
+			}
+			if n, err := url.QueryUnescape(name); err == nil {
+				name = n
+			}
+			if secretParam(name) {
+				params[i] = p[:strings.IndexByte(p, '=')] + "=xxxxx"
 			}
 		}
-		if changed {
-			c.RawQuery = q.Encode()
-		}
+		c.RawQuery = strings.Join(params, "&")
 	}
 	out := c.String()
 	// url.URL drops the "//" of host-less URLs such as mock://; keep it.
@@ -138,10 +147,14 @@ func Redact(u *url.URL) string {
 
 // secretParam reports whether a query parameter name suggests a secret
 // value: names such as api_key, SharedAccessKey, token, password, secret,
-// sig. Ordinary parameters that merely contain such letters (sasl=scram...)
-// are left alone.
+// sig, connection_string (connection strings embed keys). Ordinary
+// parameters that merely contain such letters (sasl=scram...) are left
+// alone.
 func secretParam(name string) bool {
 	n := strings.ToLower(name)
+	if c := strings.NewReplacer("_", "", "-", "", ".", "").Replace(n); strings.Contains(c, "connectionstring") || strings.Contains(c, "connstr") {
+		return true
+	}
 	for _, w := range []string{"secret", "password", "passwd", "token", "credential", "apikey", "accesskey", "privatekey"} {
 		if strings.Contains(n, w) {
 			return true

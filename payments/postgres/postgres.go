@@ -174,15 +174,29 @@ func Open(ctx context.Context, urlstr string, opts ...Option) (*Store, error) {
 	return OpenURL(ctx, u, opts...)
 }
 
-// OpenURL is Open with a parsed URL.
-func OpenURL(ctx context.Context, u *url.URL, opts ...Option) (*Store, error) {
+// parseConfig reads the pool configuration and table name from u; it does
+// not connect.
+func parseConfig(u *url.URL) (*pgxpool.Config, string, error) {
 	connURL, table, err := splitURL(u)
 	if err != nil {
-		return nil, err
+		return nil, "", err
+	}
+	if !strings.HasPrefix(connURL, "postgres://") {
+		// pgx would read it as keyword=value settings and quote it in its error.
+		return nil, "", errors.New("postgres: want a postgres://[user[:password]@]host[:port]/database URL")
 	}
 	cfg, err := pgxpool.ParseConfig(connURL)
 	if err != nil {
-		return nil, fmt.Errorf("postgres: %w", err)
+		return nil, "", fmt.Errorf("postgres: %w", err)
+	}
+	return cfg, table, nil
+}
+
+// OpenURL is Open with a parsed URL.
+func OpenURL(ctx context.Context, u *url.URL, opts ...Option) (*Store, error) {
+	cfg, table, err := parseConfig(u)
+	if err != nil {
+		return nil, err
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
