@@ -142,7 +142,7 @@ func parseConfig(u *url.URL) (*pgxpool.Config, string, error) {
 	}
 	cfg, err := pgxpool.ParseConfig(connURL)
 	if err != nil {
-		return nil, "", fmt.Errorf("postgres: %w", err) // pgx redacts the password
+		return nil, "", pgtext.ParseError(u, err) // never pgx's text: it quotes the whole string
 	}
 	return cfg, table, nil
 }

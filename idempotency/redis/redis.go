@@ -33,6 +33,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"slices"
 	"strconv"
@@ -127,6 +128,13 @@ func parseURL(u *url.URL) (o *goredis.Options, prefix string, err error) {
 	if err != nil {
 		// go-redis errors name the option, never the password.
 		return nil, "", fmt.Errorf("redis: %w", err)
+	}
+	if o.Network == "tcp" {
+		// go-redis takes a host such as "]0" as it comes; refuse an address
+		// that cannot be dialled rather than fail later with a dial error.
+		if _, _, serr := net.SplitHostPort(o.Addr); serr != nil || strings.ContainsAny(u.Hostname(), "[]") {
+			return nil, "", fmt.Errorf("redis: invalid host in the URL: want redis://[user:password@]host:port/db")
+		}
 	}
 	return o, prefix, nil
 }

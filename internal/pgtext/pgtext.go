@@ -6,10 +6,13 @@ package pgtext
 import (
 	"errors"
 	"fmt"
+	"net/url"
 	"strings"
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/payrail/payrail/internal/registry"
 )
 
 // MaxIndexedBytes is the longest value the stores accept in an indexed
@@ -46,4 +49,20 @@ func Refused(err error) (sqlstate string, ok bool) {
 		return pe.Code, true
 	}
 	return "", false
+}
+
+// ParseError rewrites an error of pgx's ParseConfig for the store URL u.
+// pgx quotes the whole connection string in its errors and hides only the
+// password of the userinfo; a secret in a query parameter (a mistyped
+// "passwd=", a token) would reach logs. The result names u redacted and
+// keeps pgx's reason without the string.
+func ParseError(u *url.URL, err error) error {
+	var pe *pgconn.ParseConfigError
+	if errors.As(err, &pe) {
+		if inner := errors.Unwrap(pe); inner != nil {
+			return fmt.Errorf("postgres: cannot parse %s: %w", registry.Redact(u), inner)
+		}
+		return fmt.Errorf("postgres: cannot parse %s", registry.Redact(u))
+	}
+	return fmt.Errorf("postgres: %w", err)
 }
