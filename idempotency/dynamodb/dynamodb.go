@@ -165,7 +165,13 @@ func parseURL(u *url.URL) (urlParams, error) {
 	if p.table == "" {
 		p.table = strings.Trim(u.Path, "/")
 	}
-	for k, vs := range u.Query() {
+	q, err := url.ParseQuery(u.RawQuery)
+	if err != nil {
+		// Query() drops malformed parameters silently; the error of
+		// ParseQuery may quote a value, so it is not repeated.
+		return urlParams{}, errors.New("dynamodb: malformed URL parameters (check their percent-encoding)")
+	}
+	for k, vs := range q {
 		v := vs[len(vs)-1]
 		switch k {
 		case "region":

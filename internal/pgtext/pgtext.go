@@ -52,17 +52,13 @@ func Refused(err error) (sqlstate string, ok bool) {
 }
 
 // ParseError rewrites an error of pgx's ParseConfig for the store URL u.
-// pgx quotes the whole connection string in its errors and hides only the
-// password of the userinfo; a secret in a query parameter (a mistyped
-// "passwd=", a token) would reach logs. The result names u redacted and
-// keeps pgx's reason without the string.
+// pgx quotes the whole connection string, or the offending value, in its
+// errors and hides only the password of the userinfo; a secret in a query
+// parameter (a mistyped "passwd=", a token) would reach logs. The result
+// names u redacted and nothing of pgx's text.
 func ParseError(u *url.URL, err error) error {
-	var pe *pgconn.ParseConfigError
-	if errors.As(err, &pe) {
-		if inner := errors.Unwrap(pe); inner != nil {
-			return fmt.Errorf("postgres: cannot parse %s: %w", registry.Redact(u), inner)
-		}
-		return fmt.Errorf("postgres: cannot parse %s", registry.Redact(u))
+	if _, ok := errors.AsType[*pgconn.ParseConfigError](err); ok {
+		return fmt.Errorf("postgres: cannot parse %s: check its syntax, parameters and percent-encoding", registry.Redact(u))
 	}
-	return fmt.Errorf("postgres: %w", err)
+	return fmt.Errorf("postgres: cannot parse %s", registry.Redact(u))
 }
