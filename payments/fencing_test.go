@@ -287,3 +287,106 @@ func sumCounter(rm metricdata.ResourceMetrics, name string, want attribute.KeyVa
 	}
 	return n
 }
+
+// A process that dies in the middle of a gateway call leaves its claim
+// behind. Another process's Reconciler leaves the payment alone while that
+// claim may be live (the call could still reach the provider) and resumes
+// it once AttemptWindow has passed: settled, charged once.
+func TestFencingDeadWritersClaimLapsesAfterAttemptWindow(t *testing.T) {
+	clock := newFakeClock()
+	gg := newGatedGateway()
+	g, err := gateway.New("mock", gg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := newSettleCounter()
+	policy := payments.WithRetryPolicy(payments.RetryPolicy{MaxAttempts: 2, InitialBackoff: time.Millisecond, MaxBackoff: time.Millisecond})
+	dying, err := payments.New(payments.WithGateway(g), payments.WithStore(st), clock.option(), policy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := payments.New(payments.WithGateway(g), payments.WithStore(st), clock.option(), policy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = other.Close() })
+	window := other.AttemptWindow()
+	if window <= 0 || window != dying.AttemptWindow() {
+		t.Fatalf("AttemptWindow %v / %v; want the same positive window", window, dying.AttemptWindow())
+	}
+	ctx := context.Background()
+
+	// The dying process's call is held in flight and never returns in time.
+	gg.holdNext.Store(true)
+	var wg sync.WaitGroup
+	wg.Go(func() { _, _ = dying.Authorize(ctx, recReq("order-dead-writer")) })
+	t.Cleanup(func() { close(gg.release); wg.Wait(); _ = dying.Close() })
+	select {
+	case <-gg.held:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the first process never called the gateway")
+	}
+	pending, err := other.Unfinished(ctx, clock.now().Add(time.Hour), 10)
+	if err != nil || len(pending) != 1 {
+		t.Fatalf("unfinished %v, %v; want the one processing payment", pending, err)
+	}
+	id := pending[0].ID
+
+	rec := newRec(t, other)
+	calls := gg.Calls("authorize")
+	clock.advance(window - time.Second)
+	res, err := rec.Sweep(ctx)
+	if err != nil || res.Deferred != 1 {
+		t.Fatalf("inside the window: %+v, %v; want 1 deferred", res, err)
+	}
+	if got, _ := other.Get(ctx, "m", id); got.Status != payments.StatusProcessing || gg.Calls("authorize") != calls || gg.Calls("lookup") != 0 {
+		t.Fatalf("inside the window: %s after %d calls, %d lookups; want processing, untouched", got.Status, gg.Calls("authorize")-calls, gg.Calls("lookup"))
+	}
+
+	clock.advance(2 * time.Second)
+	res, err = rec.Sweep(ctx)
+	if err != nil || res.Settled != 1 {
+		t.Fatalf("after the window: %+v, %v; want 1 settled", res, err)
+	}
+	got, _ := other.Get(ctx, "m", id)
+	if got.Status != payments.StatusCaptured || gg.Processed(id+":authorize") != 1 || st.settlements(id) != 1 {
+		t.Fatalf("%s processed %d settled %d; want captured once", got.Status, gg.Processed(id+":authorize"), st.settlements(id))
+	}
+}
+
+// Two processes' Reconcilers sweep the same payment, which the provider
+// keeps refusing, at the same moments. Sharing attempts, each extended a
+// claim neither could release and neither ever failed it; claiming
+// exclusively, they take turns and the payment fails after the retry
+// policy's attempts.
+func TestFencingConcurrentReconcilersFailARefusedPayment(t *testing.T) {
+	p, rg, st := recSetup(t) // 2 attempts
+	ctx := context.Background()
+	rg.drop.Store(true)
+	rg.lookupDown.Store(true)
+	pay, err := p.Authorize(ctx, recReq("order-refused-twice"))
+	if !errors.Is(err, payments.ErrOutcomeUnknown) {
+		t.Fatalf("%v %+v", err, pay)
+	}
+	rg.drop.Store(false)
+	rg.lookupDown.Store(false)
+	rg.meet = make(chan struct{})
+	rg.refuse.Store(true)
+	recs := []*payments.Reconciler{newRec(t, p, payments.WithReconcileBackoff(time.Nanosecond, time.Nanosecond)),
+		newRec(t, p, payments.WithReconcileBackoff(time.Nanosecond, time.Nanosecond))}
+	for round := 0; round < 10; round++ {
+		var wg sync.WaitGroup
+		for _, r := range recs {
+			wg.Go(func() { _, _ = r.Sweep(ctx) })
+		}
+		wg.Wait()
+		if got, _ := p.Get(ctx, "m", pay.ID); got.Status != payments.StatusProcessing {
+			break
+		}
+	}
+	got, _ := p.Get(ctx, "m", pay.ID)
+	if got.Status != payments.StatusFailed || st.settlements(pay.ID) != 1 || rg.Processed(pay.ID+":authorize") != 0 {
+		t.Fatalf("after 10 rounds of two concurrent sweeps: %s (attempts %d), settled %d; want failed once",
+			got.Status, got.ReconcileAttempts, st.settlements(pay.ID))
+	}
+}

@@ -303,6 +303,12 @@ type execOpts struct {
 	// (with its AttemptUntil set), so execAuthorize first claims the attempt
 	// with a compare-and-set update (see claimAttempt).
 	claim bool
+	// exclusive: with claim, give up (an outcome with busy set, no gateway
+	// call) when another writer's claim is live, instead of sharing the
+	// attempt. Background sweeps claim exclusively: two of them sharing
+	// attempts on one payment would keep extending a claim neither can
+	// release, and neither could ever fail a payment the provider refuses.
+	exclusive bool
 }
 
 // Fencing. Several writers may drive one processing payment at once: a
@@ -326,6 +332,20 @@ type execOpts struct {
 //     claim of another writer it leaves the payment processing, and that
 //     writer (or the reconciler, later) settles it.
 
+// AttemptWindow is how long one writer's claim on a processing payment
+// lasts (see the fencing rules above): every gateway attempt timing out
+// after its back-off, twice, plus a 30 s margin for clock skew between
+// processes. A process that dies in the middle of a gateway call leaves
+// its claim behind: the Reconciler resumes that payment only once the
+// claim has lapsed, up to this long after the crash. It is 0 for a
+// Processor not created with New.
+func (p *Processor) AttemptWindow() time.Duration {
+	if p.usable() != nil {
+		return 0
+	}
+	return p.attemptWindow()
+}
+
 // attemptWindow bounds how long one writer's gateway attempts on a payment
 // may take, Lookup included: every attempt timing out after its back-off,
 // twice, plus a margin.
@@ -342,15 +362,21 @@ func claimLive(q *Payment, now time.Time) bool {
 // is about to call the gateway. It returns the payment as stored, whether
 // another writer's claim was live (the attempt is then shared: this writer
 // may settle the payment with the gateway's answer but never fail it), or
-// the outcome to return when the payment is no longer processing.
-func (p *Processor) claimAttempt(ctx context.Context, pay *Payment) (*Payment, bool, *outcome) {
-	shared := false
+// the outcome to return when the payment is no longer processing, or, for
+// an exclusive claim, when another writer's claim is live (busy).
+func (p *Processor) claimAttempt(ctx context.Context, pay *Payment, exclusive bool) (*Payment, bool, *outcome) {
+	shared, busy := false, false
 	saved, e := p.save(ctx, pay, func(q *Payment) error {
+		busy = false
 		if q.Status != StatusProcessing {
 			return errUnchanged
 		}
 		now := p.now()
 		shared = claimLive(q, now)
+		if shared && exclusive {
+			busy = true
+			return errUnchanged
+		}
 		if until := now.Add(p.attemptWindow()); until.After(q.AttemptUntil) {
 			q.AttemptUntil = until
 		}
@@ -363,6 +389,9 @@ func (p *Processor) claimAttempt(ctx context.Context, pay *Payment) (*Payment, b
 	}
 	if saved.Status != StatusProcessing {
 		return nil, false, fromPayment(saved)
+	}
+	if busy {
+		return nil, false, &outcome{payment: saved, busy: true}
 	}
 	return saved, shared, nil
 }
@@ -395,7 +424,7 @@ func (p *Processor) releaseAttempt(ctx context.Context, pay *Payment) *Payment {
 func (p *Processor) execAuthorize(ctx context.Context, pay *Payment, chain []*gateway.Gateway, eo execOpts) *outcome {
 	fenced := true // pay.Version is this writer's own claim (see Fencing)
 	if eo.claim {
-		claimed, shared, o := p.claimAttempt(ctx, pay)
+		claimed, shared, o := p.claimAttempt(ctx, pay, eo.exclusive)
 		if o != nil {
 			return o
 		}

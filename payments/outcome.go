@@ -36,6 +36,9 @@ type outcome struct {
 	// gateway attempt may be in flight (see Fencing); payment is its state as
 	// that writer stored it.
 	fencedOff bool
+	// busy: an exclusive claim (the Reconciler's) found another writer's
+	// claim live, and nothing was done; payment is the payment as read.
+	busy bool
 }
 
 // problem is the RFC 9457 problem document.

@@ -125,6 +125,14 @@ type Payment struct {
 	// (failed): see Processor's fencing rule. Stores persist it; it is not
 	// part of the API representation.
 	AttemptUntil time.Time `json:"-"`
+	// ReconcileAttempts counts the Reconciler's attempts that left this
+	// payment processing (outcome still unknown, or the provider refusing
+	// it for now). It is stored with the payment, so that every process's
+	// Reconciler, and one that restarted, share the count: a payment the
+	// provider keeps refusing is failed after the retry policy's attempts
+	// whichever processes made them. Stores persist it; it is not part of
+	// the API representation.
+	ReconcileAttempts int `json:"-"`
 }
 
 // Refund is one refund of a captured payment.

@@ -167,7 +167,9 @@ type SweepResult struct {
 	// Unresolved payments are still processing (gateway or Lookup failing);
 	// they are retried after their back-off.
 	Unresolved int
-	// Deferred payments were skipped because their back-off has not passed.
+	// Deferred payments were skipped because their back-off has not
+	// passed, or because another writer's gateway attempt on them may still
+	// be in flight (its claim is live; see Processor.AttemptWindow).
 	Deferred int
 	// Review payments were moved to StatusRequiresReview: their outcome
 	// stayed unknown past the maximum age.
@@ -221,6 +223,8 @@ func (r *Reconciler) Sweep(ctx context.Context) (SweepResult, error) {
 				res.Settled++
 			case reconcileReview:
 				res.Review++
+			case reconcileBusy:
+				res.Deferred++
 			default:
 				res.Unresolved++
 			}
@@ -247,6 +251,11 @@ func (r *Reconciler) Sweep(ctx context.Context) (SweepResult, error) {
 // reports which.
 func (r *Reconciler) reconcile(ctx context.Context, pay *Payment) reconcileResult {
 	o, cause := r.attempt(ctx, pay)
+	if o != nil && o.busy {
+		// Not an attempt: nothing is counted or touched, and the next
+		// sweep looks again (a check of the listed payment, no call).
+		return reconcileBusy
+	}
 	if o != nil && o.payment != nil && o.payment.Status == StatusRequiresReview {
 		r.mu.Lock()
 		delete(r.tries, pay.ID)
@@ -264,31 +273,49 @@ func (r *Reconciler) reconcile(ctx context.Context, pay *Payment) reconcileResul
 	if cause == nil && o != nil && o.err != nil {
 		cause = o.err
 	}
+	// Count the attempt with the payment (every process's Reconciler
+	// shares the count, and a restart keeps it) and move the payment to
+	// the back of the stale list so that others get their turn.
+	attempts := r.attempts(pay) + 1
+	if saved, e := r.p.save(ctx, pay, func(q *Payment) error {
+		if q.Status != StatusProcessing {
+			return errUnchanged
+		}
+		q.ReconcileAttempts = max(q.ReconcileAttempts+1, attempts)
+		q.UpdatedAt = r.p.now()
+		return nil
+	}); e != nil {
+		r.log.WarnContext(ctx, "payments: recording an unresolved reconciliation failed", "payment_id", pay.ID, "error", e)
+	} else if saved.Status == StatusProcessing {
+		attempts = saved.ReconcileAttempts
+	}
 	r.mu.Lock()
 	t := r.tries[pay.ID]
 	if t == nil {
 		t = &reconcileTry{}
 		r.tries[pay.ID] = t
 	}
-	t.attempts++
-	delay := r.backoff.Backoff(t.attempts)
+	t.attempts = attempts
+	delay := r.backoff.Backoff(attempts)
 	t.last = r.p.now()
 	t.next = t.last.Add(delay)
-	attempts := t.attempts
 	r.mu.Unlock()
 	r.log.WarnContext(ctx, "payments: payment outcome still unknown; will retry reconciliation",
 		"payment_id", pay.ID, "gateway", pay.Gateway, "attempts", attempts, "retry_in", delay.String(), "error", cause)
-	// Move it to the back of the stale list so that others get their turn.
-	if _, e := r.p.save(ctx, pay, func(q *Payment) error {
-		if q.Status != StatusProcessing {
-			return errUnchanged
-		}
-		q.UpdatedAt = r.p.now()
-		return nil
-	}); e != nil {
-		r.log.WarnContext(ctx, "payments: touching an unresolved payment failed", "payment_id", pay.ID, "error", e)
-	}
 	return reconcileUnresolved
+}
+
+// attempts returns how many reconciliation attempts have already left pay
+// processing: the count stored with the payment, or this Reconciler's own
+// if higher (a store that does not persist the count).
+func (r *Reconciler) attempts(pay *Payment) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := pay.ReconcileAttempts
+	if t := r.tries[pay.ID]; t != nil && t.attempts > n {
+		n = t.attempts
+	}
+	return n
 }
 
 // reconcileResult is what reconcile did with one payment.
@@ -298,6 +325,7 @@ const (
 	reconcileUnresolved reconcileResult = iota
 	reconcileSettled
 	reconcileReview
+	reconcileBusy
 )
 
 // attempt runs one reconciliation step: Lookup, then settle, resume, fail
@@ -313,6 +341,12 @@ const (
 // provider may have forgotten the key, does the payment move to
 // StatusRequiresReview for an operator instead of being retried forever.
 func (r *Reconciler) attempt(ctx context.Context, pay *Payment) (*outcome, error) {
+	if claimLive(pay, r.p.now()) {
+		// Another writer (a request, a delivery, another process's
+		// Reconciler, or a process that died mid-call) may have a gateway
+		// call in flight: leave the payment to it until its claim lapses.
+		return &outcome{payment: pay, busy: true}, nil
+	}
 	young := r.p.now().Sub(pay.CreatedAt) <= r.maxAge
 	g, ok := r.p.router.Gateway(pay.Gateway)
 	if !ok {
@@ -343,14 +377,11 @@ func (r *Reconciler) attempt(ctx context.Context, pay *Payment) (*outcome, error
 	// finds nothing, no other writer's attempt is live) fails the payment,
 	// so that a payment the provider keeps refusing is not retried for a
 	// whole day.
-	r.mu.Lock()
-	var tries int
-	if t := r.tries[pay.ID]; t != nil {
-		tries = t.attempts
+	final := r.attempts(pay)+1 >= r.p.retry.MaxAttempts
+	o := r.p.execAuthorize(ctx, pay, []*gateway.Gateway{g}, execOpts{attempts: 1, prior: true, claim: true, exclusive: true, final: final})
+	if o.busy {
+		return o, nil
 	}
-	r.mu.Unlock()
-	final := tries+1 >= r.p.retry.MaxAttempts
-	o := r.p.execAuthorize(ctx, pay, []*gateway.Gateway{g}, execOpts{attempts: 1, prior: true, claim: true, final: final})
 	if err != nil && !errors.Is(err, gateway.ErrNotFound) && o.payment != nil && o.payment.Status == StatusProcessing {
 		return o, fmt.Errorf("lookup: %w; resumed authorization: %v", err, o.err)
 	}

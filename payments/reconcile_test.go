@@ -21,12 +21,27 @@ import (
 type recGateway struct {
 	*mock.Mock
 	lose, drop, lookupDown atomic.Bool
-	mu                     sync.Mutex // serialises the mock's authorizations
+	refuse                 atomic.Bool // fail every authorization, unprocessed
+	mu                     sync.Mutex  // serialises the mock's authorizations
+	// meet, when set, holds each refused authorization until a second one
+	// is in flight too (or 100 ms pass): concurrent writers overlap.
+	meet chan struct{}
 }
 
 func (g *recGateway) Authorize(ctx context.Context, r *driver.AuthorizeRequest) (*driver.Transaction, error) {
 	if g.drop.Load() {
 		return nil, &driver.Error{Kind: driver.KindTransient, Code: "timeout", Message: "timed out; outcome unknown"}
+	}
+	if g.refuse.Load() {
+		if g.meet != nil {
+			select {
+			case g.meet <- struct{}{}:
+			case <-g.meet:
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+		return nil, &driver.Error{Kind: driver.KindTransient, Code: "processing_error", NotProcessed: true,
+			Message: "an error occurred while processing the card"}
 	}
 	g.mu.Lock()
 	tx, err := g.Mock.Authorize(ctx, r)
@@ -193,6 +208,50 @@ func TestReconcilerResumesWhatTheGatewayNeverProcessed(t *testing.T) {
 	got, _ := p.Get(ctx, "m", pay.ID)
 	if got.Status != payments.StatusCaptured || rg.Processed(pay.ID+":authorize") != 1 || st.settlements(pay.ID) != 1 {
 		t.Fatalf("%+v processed %d", got, rg.Processed(pay.ID+":authorize"))
+	}
+}
+
+// A payment the provider keeps refusing (a transient error it confirms it
+// never processed) is failed after the retry policy's attempts, counted
+// across every Reconciler that tried it: several processes, each with its
+// own Reconciler, and restarts. Counted per Reconciler in memory, the
+// count restarted with every process and the payment stayed processing
+// until the maximum age (the chaos soak caught it with two instances).
+func TestReconcilerAttemptsAreCountedAcrossProcesses(t *testing.T) {
+	p, rg, st := recSetup(t) // the retry policy allows 2 attempts
+	ctx := context.Background()
+	rg.drop.Store(true)
+	rg.lookupDown.Store(true)
+	pay, err := p.Authorize(ctx, recReq("order-refused"))
+	if !errors.Is(err, payments.ErrOutcomeUnknown) {
+		t.Fatalf("%v %+v", err, pay)
+	}
+	rg.drop.Store(false)
+	rg.lookupDown.Store(false)
+	rg.refuse.Store(true)
+
+	// A first process's Reconciler tries once; the payment stays
+	// processing, the attempt is stored with it.
+	res, err := newRec(t, p).Sweep(ctx)
+	if err != nil || res.Unresolved != 1 {
+		t.Fatalf("first reconciler: %+v %v; want 1 unresolved", res, err)
+	}
+	got, _ := p.Get(ctx, "m", pay.ID)
+	if got.Status != payments.StatusProcessing || got.ReconcileAttempts != 1 {
+		t.Fatalf("after one attempt: %s, %d attempts stored; want processing, 1", got.Status, got.ReconcileAttempts)
+	}
+	// Another process's (or a restarted) Reconciler makes the last
+	// attempt the policy allows: the refusal fails the payment.
+	res, err = newRec(t, p).Sweep(ctx)
+	if err != nil || res.Settled != 1 {
+		t.Fatalf("second reconciler: %+v %v; want the payment failed", res, err)
+	}
+	got, _ = p.Get(ctx, "m", pay.ID)
+	if got.Status != payments.StatusFailed || got.FailureCode != string(payments.CodeGatewayUnavailable) || st.settlements(pay.ID) != 1 {
+		t.Fatalf("%s (%s), settled %d; want failed once, gateway_unavailable", got.Status, got.FailureCode, st.settlements(pay.ID))
+	}
+	if rg.Processed(pay.ID+":authorize") != 0 {
+		t.Fatal("the provider processed a refused payment")
 	}
 }
 

@@ -96,6 +96,7 @@ func (w *Worker) reopen(ctx context.Context, pay *Payment) (*Payment, bool, *Err
 			q.Status = StatusPending
 		}
 		q.FailureCode = ""
+		q.ReconcileAttempts = 0 // a redrive starts a fresh round of attempts
 		q.UpdatedAt = w.p.now()
 		moved = true
 		return nil

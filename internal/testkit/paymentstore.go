@@ -85,6 +85,9 @@ func storePayment(id, merchant string, status payments.Status, updated time.Time
 		// The fencing claim is store-only state (not in the API's JSON):
 		// stores must keep it too.
 		AttemptUntil: updated.Add(90 * time.Second),
+		// So is the count of reconciliation attempts, shared by every
+		// process's Reconciler.
+		ReconcileAttempts: 2,
 	}
 }
 
@@ -150,11 +153,23 @@ func storeRoundTrip(t *testing.T, _ PaymentStoreHarness, s payments.Store) {
 	storeEqual(t, "Get after Create", got, p)
 	// Clearing the fencing claim is stored too.
 	got.AttemptUntil = time.Time{}
+	got.ReconcileAttempts = 3
 	if err := s.Update(ctx, got); err != nil {
 		t.Fatalf("Update clearing AttemptUntil: %v", err)
 	}
-	if again, err := s.Get(ctx, "acme", "pay_rt"); err != nil || !again.AttemptUntil.IsZero() {
-		t.Errorf("AttemptUntil after clearing = %v (err %v), want zero", again.AttemptUntil, err)
+	again, err := s.Get(ctx, "acme", "pay_rt")
+	if err != nil {
+		t.Fatalf("Get after Update: %v", err)
+	}
+	if !again.AttemptUntil.IsZero() || again.ReconcileAttempts != 3 {
+		t.Errorf("after Update: AttemptUntil = %v, ReconcileAttempts = %d; want zero, 3", again.AttemptUntil, again.ReconcileAttempts)
+	}
+	again.ReconcileAttempts = 0
+	if err := s.Update(ctx, again); err != nil {
+		t.Fatalf("Update resetting ReconcileAttempts: %v", err)
+	}
+	if again, err := s.Get(ctx, "acme", "pay_rt"); err != nil || again.ReconcileAttempts != 0 {
+		t.Errorf("ReconcileAttempts after resetting = %d (err %v), want 0", again.ReconcileAttempts, err)
 	}
 	// A minimal payment: empty collections and optional fields.
 	m := &payments.Payment{ID: "pay_min", Merchant: "acme", Amount: 1, Currency: "JPY", Status: payments.StatusPending,

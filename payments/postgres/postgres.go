@@ -39,6 +39,7 @@ import (
 	"fmt"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -338,7 +339,8 @@ func (s *Store) check(ctx context.Context) error {
 // out of it (json:"-").
 type document struct {
 	payments.Payment
-	AttemptUntil *time.Time `json:"payrail_attempt_until,omitempty"`
+	AttemptUntil      *time.Time `json:"payrail_attempt_until,omitempty"`
+	ReconcileAttempts int        `json:"payrail_reconcile_attempts,omitempty"`
 }
 
 func encode(p *payments.Payment) ([]byte, error) {
@@ -350,6 +352,10 @@ func encode(p *payments.Payment) ([]byte, error) {
 		b = append(b[:len(b)-1], `,"payrail_attempt_until":`...)
 		b = p.AttemptUntil.UTC().AppendFormat(append(b, '"'), time.RFC3339Nano)
 		b = append(b, '"', '}')
+	}
+	if p.ReconcileAttempts > 0 && len(b) > 1 && b[len(b)-1] == '}' {
+		b = append(b[:len(b)-1], `,"payrail_reconcile_attempts":`...)
+		b = append(strconv.AppendInt(b, int64(p.ReconcileAttempts), 10), '}')
 	}
 	return b, nil
 }
@@ -386,6 +392,7 @@ func decode(doc []byte, version int64) (*payments.Payment, error) {
 	if d.AttemptUntil != nil {
 		p.AttemptUntil = *d.AttemptUntil
 	}
+	p.ReconcileAttempts = d.ReconcileAttempts
 	p.Version = version
 	return p, nil
 }

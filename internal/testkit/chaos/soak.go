@@ -26,6 +26,9 @@ type Config struct {
 	// DisconnectEvery runs the env's Disconnects this often (0: never).
 	DisconnectEvery time.Duration
 	// SettleTimeout bounds the end phase (faults off, recovery running).
+	// When instances are killed, the processor's AttemptWindow is added:
+	// a payment whose gateway call a kill interrupted stays fenced that
+	// long before recovery resumes it.
 	SettleTimeout time.Duration
 	// Logf, if set, receives progress lines.
 	Logf func(format string, args ...any)
@@ -138,7 +141,19 @@ func Run(ctx context.Context, env *Env, cfg Config) (*Report, error) {
 		return nil, chaosErr
 	}
 	dice.Stop()
-	settled := waitSettled(ctx, env, cl, cfg.SettleTimeout)
+	settle := cfg.SettleTimeout
+	if env.Durable && cfg.KillEvery > 0 {
+		// An instance killed -9 in the middle of a gateway call leaves its
+		// claim on that payment (fencing): the Reconciler resumes it only
+		// once the claim has lapsed, up to one attempt window after the
+		// last kill.
+		p.mu.Lock()
+		if len(p.ins) > 0 {
+			settle += p.ins[0].proc.AttemptWindow()
+		}
+		p.mu.Unlock()
+	}
+	settled := waitSettled(ctx, env, cl, settle)
 	cfg.logf("chaos: settle phase: settled=%v after %s", settled, time.Since(start).Round(time.Millisecond))
 
 	if !env.Durable {
