@@ -93,7 +93,7 @@ type Gateway struct {
 	name   string
 	d      driver.Gateway
 	closed atomic.Bool
-	tel    *telemetry
+	tel    *instruments
 }
 
 // Open opens the gateway named by urlstr; the scheme selects the driver. The

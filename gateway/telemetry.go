@@ -14,6 +14,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/payrail/payrail/internal/otelgate"
+	"github.com/payrail/payrail/telemetry"
 )
 
 const instrumentationName = "github.com/payrail/payrail/gateway"
@@ -46,6 +47,12 @@ type Option func(*options)
 type options struct {
 	tp trace.TracerProvider
 	mp metric.MeterProvider
+}
+
+// WithTelemetry sets the gateway's OpenTelemetry providers (nil fields:
+// the globals): give it the value given to payments.WithTelemetry.
+func WithTelemetry(t telemetry.Providers) Option {
+	return func(o *options) { o.tp, o.mp = t.TracerProvider, t.MeterProvider }
 }
 
 // WithTracerProvider sets the tracer provider of the gateway's client spans
@@ -86,7 +93,7 @@ var errorTypes = []string{"", "unknown", "declined", "transient", "invalid_reque
 // client span, "gateway.<operation>", and one duration measurement; with no
 // OpenTelemetry SDK installed both are no-ops and a call allocates nothing
 // for them.
-type telemetry struct {
+type instruments struct {
 	name     string
 	tracer   trace.Tracer
 	gate     otelgate.Gate // no spans, and no allocations, without an SDK
@@ -96,14 +103,14 @@ type telemetry struct {
 	extra sync.Map // [2]string{op, error type} -> []metric.RecordOption, for unexpected types
 }
 
-func newTelemetry(name string, o options) *telemetry {
+func newTelemetry(name string, o options) *instruments {
 	if o.tp == nil {
 		o.tp = otel.GetTracerProvider()
 	}
 	if o.mp == nil {
 		o.mp = otel.GetMeterProvider()
 	}
-	t := &telemetry{name: name, tracer: o.tp.Tracer(instrumentationName)}
+	t := &instruments{name: name, tracer: o.tp.Tracer(instrumentationName)}
 	h, err := o.mp.Meter(instrumentationName).Float64Histogram(MetricRequestDuration,
 		metric.WithDescription("Duration of payment gateway calls by gateway, operation and error class."),
 		metric.WithUnit("s"),
@@ -122,7 +129,7 @@ func newTelemetry(name string, o options) *telemetry {
 	return t
 }
 
-func (t *telemetry) buildOpts(op, errType string) []metric.RecordOption {
+func (t *instruments) buildOpts(op, errType string) []metric.RecordOption {
 	kvs := []attribute.KeyValue{attrGateway.String(t.name), attrOperation.String(op)}
 	if errType != "" {
 		kvs = append(kvs, attrErrorType.String(errType))
@@ -130,7 +137,7 @@ func (t *telemetry) buildOpts(op, errType string) []metric.RecordOption {
 	return []metric.RecordOption{metric.WithAttributeSet(attribute.NewSet(kvs...))}
 }
 
-func (t *telemetry) recordOpts(op int, errType string) []metric.RecordOption {
+func (t *instruments) recordOpts(op int, errType string) []metric.RecordOption {
 	for i, et := range errorTypes {
 		if et == errType {
 			return t.opts[op][i]
@@ -151,7 +158,7 @@ type measuringKey struct{}
 
 // call is one gateway call in progress.
 type call struct {
-	t      *telemetry
+	t      *instruments
 	span   trace.Span
 	start  time.Time
 	op     int
@@ -159,7 +166,7 @@ type call struct {
 }
 
 // start opens the span of a call of op; paymentID is recorded on it.
-func (t *telemetry) start(ctx context.Context, op int, paymentID string) (context.Context, call) {
+func (t *instruments) start(ctx context.Context, op int, paymentID string) (context.Context, call) {
 	if ctx.Value(measuringKey{}) != nil {
 		return ctx, call{} // an outer Gateway measures this call
 	}

@@ -14,8 +14,9 @@ import (
 // Use it for operational endpoints of other packages, e.g. the routing
 // policy:
 //
-//	h := payments.NewHandler(p, auth)
-//	err := h.HandleAdmin("routes", routing.AdminHandler(router))
+//	h, err := payments.NewHandler(p, auth)
+//	...
+//	err = h.HandleAdmin("routes", routing.AdminHandler(router))
 //
 // name must be 1-64 lower-case letters, digits, '-' or '_', not already
 // mounted. HandleAdmin may be called while the handler serves.

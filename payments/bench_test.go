@@ -47,7 +47,10 @@ func BenchmarkHTTPCreatePayment(b *testing.B) {
 	}
 	defer p.Close()
 	a, _ := payments.APIKeys(map[string]string{"sk_a": "merchant-a"}, nil)
-	h := payments.NewHandler(p, a)
+	h, err := payments.NewHandler(p, a)
+	if err != nil {
+		b.Fatal(err)
+	}
 	body := payBody("pm_card_visa")
 	var seq atomic.Int64
 	b.ReportAllocs()

@@ -82,7 +82,7 @@ func ExampleNewWorker() {
 	fmt.Println(pay.Status)
 	for pay.Status == payments.StatusPending || pay.Status == payments.StatusProcessing {
 		time.Sleep(time.Millisecond)
-		pay, _ = p.Get(ctx, "acme", pay.ID)
+		pay, _ = p.Get(ctx, payments.GetRequest{Merchant: "acme", PaymentID: pay.ID})
 	}
 	fmt.Println(pay.Status)
 	stop()
@@ -99,7 +99,11 @@ func ExampleNewHandler() {
 	p, _ := payments.New(payments.WithGateway(g))
 	defer p.Close()
 	auth, _ := payments.APIKeys(map[string]string{"sk_test_123": "acme"}, nil)
-	srv := httptest.NewServer(payments.NewHandler(p, auth))
+	h, err := payments.NewHandler(p, auth)
+	if err != nil {
+		panic(err)
+	}
+	srv := httptest.NewServer(h)
 	defer srv.Close()
 
 	req, _ := http.NewRequest("POST", srv.URL+"/payments",

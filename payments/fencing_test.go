@@ -132,7 +132,7 @@ func TestFencingConcurrentResumeIsNeverFailed(t *testing.T) {
 	if serr != nil || res.Settled != 1 {
 		t.Fatalf("sweep %+v, %v; want 1 settled", res, serr)
 	}
-	got, err := p.Get(ctx, "m", pay.ID)
+	got, err := p.Get(ctx, payments.GetRequest{Merchant: "m", PaymentID: pay.ID})
 	if err != nil || got.Status != payments.StatusCaptured {
 		t.Fatalf("final payment %+v, %v; want captured", got, err)
 	}
@@ -195,7 +195,7 @@ func TestReconcilerResumesWhenLookupFails(t *testing.T) {
 	if err != nil || res.Settled != 1 {
 		t.Fatalf("sweep %+v, %v", res, err)
 	}
-	got, _ := p.Get(ctx, "m", pay.ID)
+	got, _ := p.Get(ctx, payments.GetRequest{Merchant: "m", PaymentID: pay.ID})
 	if got.Status != payments.StatusCaptured || rg.Processed(pay.ID+":authorize") != 1 || st.settlements(pay.ID) != 1 {
 		t.Fatalf("%+v processed %d settled %d", got, rg.Processed(pay.ID+":authorize"), st.settlements(pay.ID))
 	}
@@ -227,7 +227,7 @@ func TestReconcilerMovesUnknownToReviewAfterMaxAge(t *testing.T) {
 	if rg.Calls("authorize") != authorizations {
 		t.Fatal("an authorization was resent past the provider's idempotency window")
 	}
-	got, _ := p.Get(ctx, "m", pay.ID)
+	got, _ := p.Get(ctx, payments.GetRequest{Merchant: "m", PaymentID: pay.ID})
 	if got.Status != payments.StatusRequiresReview || got.FailureCode != payments.ReviewOutcomeUnknown {
 		t.Fatalf("%+v; want requires_review with reason", got)
 	}
@@ -263,7 +263,7 @@ func TestRecoveryWithoutReconcilerMovesOldProcessingToReview(t *testing.T) {
 	if _, err := w.Recover(ctx); err != nil {
 		t.Fatal(err)
 	}
-	got, _ := p.Get(ctx, "m", pay.ID)
+	got, _ := p.Get(ctx, payments.GetRequest{Merchant: "m", PaymentID: pay.ID})
 	if got.Status != payments.StatusRequiresReview || got.FailureCode != payments.ReviewOutcomeUnknown {
 		t.Fatalf("%+v; want requires_review", got)
 	}
@@ -339,7 +339,7 @@ func TestFencingDeadWritersClaimLapsesAfterAttemptWindow(t *testing.T) {
 	if err != nil || res.Deferred != 1 {
 		t.Fatalf("inside the window: %+v, %v; want 1 deferred", res, err)
 	}
-	if got, _ := other.Get(ctx, "m", id); got.Status != payments.StatusProcessing || gg.Calls("authorize") != calls || gg.Calls("lookup") != 0 {
+	if got, _ := other.Get(ctx, payments.GetRequest{Merchant: "m", PaymentID: id}); got.Status != payments.StatusProcessing || gg.Calls("authorize") != calls || gg.Calls("lookup") != 0 {
 		t.Fatalf("inside the window: %s after %d calls, %d lookups; want processing, untouched", got.Status, gg.Calls("authorize")-calls, gg.Calls("lookup"))
 	}
 
@@ -348,7 +348,7 @@ func TestFencingDeadWritersClaimLapsesAfterAttemptWindow(t *testing.T) {
 	if err != nil || res.Settled != 1 {
 		t.Fatalf("after the window: %+v, %v; want 1 settled", res, err)
 	}
-	got, _ := other.Get(ctx, "m", id)
+	got, _ := other.Get(ctx, payments.GetRequest{Merchant: "m", PaymentID: id})
 	if got.Status != payments.StatusCaptured || gg.Processed(id+":authorize") != 1 || st.settlements(id) != 1 {
 		t.Fatalf("%s processed %d settled %d; want captured once", got.Status, gg.Processed(id+":authorize"), st.settlements(id))
 	}
@@ -380,11 +380,11 @@ func TestFencingConcurrentReconcilersFailARefusedPayment(t *testing.T) {
 			wg.Go(func() { _, _ = r.Sweep(ctx) })
 		}
 		wg.Wait()
-		if got, _ := p.Get(ctx, "m", pay.ID); got.Status != payments.StatusProcessing {
+		if got, _ := p.Get(ctx, payments.GetRequest{Merchant: "m", PaymentID: pay.ID}); got.Status != payments.StatusProcessing {
 			break
 		}
 	}
-	got, _ := p.Get(ctx, "m", pay.ID)
+	got, _ := p.Get(ctx, payments.GetRequest{Merchant: "m", PaymentID: pay.ID})
 	if got.Status != payments.StatusFailed || st.settlements(pay.ID) != 1 || rg.Processed(pay.ID+":authorize") != 0 {
 		t.Fatalf("after 10 rounds of two concurrent sweeps: %s (attempts %d), settled %d; want failed once",
 			got.Status, got.ReconcileAttempts, st.settlements(pay.ID))

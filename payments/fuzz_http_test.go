@@ -43,7 +43,11 @@ func (f *fuzzAPI) handler(t testing.TB) (http.Handler, string, string) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		f.p, f.h, f.uses = p, payments.NewHandler(p, payments.DevAuthenticator()), 0
+		h, err := payments.NewHandler(p, payments.DevAuthenticator())
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.p, f.h, f.uses = p, h, 0
 		ctx := context.Background()
 		paid, err := p.Authorize(ctx, payments.AuthorizeRequest{Merchant: "dev", IdempotencyKey: "seed-paid", Amount: 1000, Currency: "EUR", PaymentMethod: "pm_card_visa"})
 		if err != nil {

@@ -60,7 +60,10 @@ func newEnv(t *testing.T, eo envOption) *env {
 			t.Fatal(err)
 		}
 	}
-	h := payments.NewHandler(p, eo.auth)
+	h, err := payments.NewHandler(p, eo.auth)
+	if err != nil {
+		t.Fatal(err)
+	}
 	e := &env{t: t, p: p, mock: m, srv: httptest.NewServer(h), h: h}
 	wctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)

@@ -16,8 +16,6 @@ import (
 
 	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
-	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/trace"
 
 	"github.com/payrail/payrail/idempotency"
 )
@@ -38,6 +36,12 @@ const MaxBodyBytes = 1 << 20
 //	GET  /admin/mode, PUT /admin/mode   view / switch the default mode (admin key)
 //
 // Errors are RFC 9457 application/problem+json documents with a stable code.
+//
+// The handler traces itself: a server span per request named by its route
+// ("POST /payments/{id}/capture", HTTP semantic conventions), continuing
+// the caller's W3C trace context, and the http.server.request.duration
+// histogram (MetricHTTPDuration), with the processor's providers (see
+// WithTelemetry). Health probes are not traced or measured.
 type Handler struct {
 	p        *Processor
 	auth     Authenticator
@@ -45,6 +49,8 @@ type Handler struct {
 	basePath string
 	mux      *http.ServeMux
 	draining atomic.Bool
+	tel      *httpTelemetry // nil: WithoutHTTPTelemetry
+	noTel    bool
 }
 
 // HandlerOption configures a Handler.
@@ -59,12 +65,41 @@ func WithBasePath(prefix string) HandlerOption {
 	return func(h *Handler) { h.basePath = strings.TrimSuffix(prefix, "/") }
 }
 
+// WithoutHTTPTelemetry turns the handler's own server spans and
+// http.server.request.duration off, for a service whose middleware (such
+// as otelhttp around its whole mux) already records them; the processor's
+// spans still join the trace in the request's context.
+func WithoutHTTPTelemetry() HandlerOption { return func(h *Handler) { h.noTel = true } }
+
+// ErrNoAuthenticator is returned by NewHandler without an Authenticator:
+// use APIKeys, or DevAuthenticator for development.
+var ErrNoAuthenticator = errors.New("payments: NewHandler needs an Authenticator (APIKeys, or DevAuthenticator in development)")
+
 // NewHandler returns the HTTP API for p, authenticating requests with auth
-// (see APIKeys and DevAuthenticator).
-func NewHandler(p *Processor, auth Authenticator, opts ...HandlerOption) *Handler {
+// (see APIKeys and DevAuthenticator). It returns ErrNotInitialized for a
+// Processor not created with New and ErrNoAuthenticator for a nil auth.
+func NewHandler(p *Processor, auth Authenticator, opts ...HandlerOption) (*Handler, error) {
+	if err := p.usable(); err != nil {
+		return nil, err
+	}
+	if auth == nil {
+		return nil, ErrNoAuthenticator
+	}
 	h := &Handler{p: p, auth: auth, log: p.log, mux: http.NewServeMux()}
 	for _, o := range opts {
-		o(h)
+		if o != nil {
+			o(h)
+		}
+	}
+	if h.log == nil {
+		h.log = p.log
+	}
+	if !h.noTel {
+		t, err := newHTTPTelemetry(p.providers)
+		if err != nil {
+			return nil, fmt.Errorf("payments: HTTP telemetry: %w", err)
+		}
+		h.tel = t
 	}
 	h.route("/payments", h.authed(h.createPayment), http.MethodPost)
 	h.route("/payments/{id}", h.authed(h.getPayment), http.MethodGet)
@@ -77,11 +112,8 @@ func NewHandler(p *Processor, auth Authenticator, opts ...HandlerOption) *Handle
 	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		h.problem(w, r, &Error{Code: CodeNotFound, Detail: "no such endpoint: " + r.URL.Path})
 	})
-	return h
+	return h, nil
 }
-
-// ServeHTTP implements http.Handler.
-func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
 
 // SetDraining makes /readyz fail (503) so load balancers stop sending
 // traffic while the server shuts down; other endpoints keep serving.
@@ -93,13 +125,7 @@ type principalKey struct{}
 // 405 problem and an Allow header.
 func (h *Handler) route(pattern string, fn http.HandlerFunc, methods ...string) {
 	allow := strings.Join(methods, ", ")
-	route := attribute.String("http.route", pattern)
 	h.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
-		// A server span started by middleware outside this handler cannot
-		// know the route matched here: record it.
-		if span := trace.SpanFromContext(r.Context()); span.IsRecording() {
-			span.SetAttributes(route)
-		}
 		for _, m := range methods {
 			if r.Method == m || (m == http.MethodGet && r.Method == http.MethodHead) {
 				fn(w, r)
@@ -239,7 +265,7 @@ func preferAsync(r *http.Request) bool {
 }
 
 func (h *Handler) getPayment(w http.ResponseWriter, r *http.Request, pr Principal) {
-	pay, err := h.p.Get(r.Context(), pr.Merchant, r.PathValue("id"))
+	pay, err := h.p.Get(r.Context(), GetRequest{Merchant: pr.Merchant, PaymentID: r.PathValue("id")})
 	if err != nil {
 		h.problem(w, r, asError(err))
 		return

@@ -28,7 +28,7 @@ func TestZeroProcessorDoesNotPanic(t *testing.T) {
 		if _, err := p.Authorize(ctx, payments.AuthorizeRequest{}); !errors.Is(err, payments.ErrNotInitialized) {
 			t.Errorf("%s Authorize: %v", name, err)
 		}
-		if _, err := p.Get(ctx, "m", "pay_x"); !errors.Is(err, payments.ErrNotInitialized) {
+		if _, err := p.Get(ctx, payments.GetRequest{Merchant: "m", PaymentID: "pay_x"}); !errors.Is(err, payments.ErrNotInitialized) {
 			t.Errorf("%s Get: %v", name, err)
 		}
 		if _, err := p.Refund(ctx, payments.RefundRequest{}); !errors.Is(err, payments.ErrNotInitialized) {

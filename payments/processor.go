@@ -12,7 +12,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 
@@ -21,6 +20,7 @@ import (
 	"github.com/payrail/payrail/gateway"
 	"github.com/payrail/payrail/idempotency"
 	"github.com/payrail/payrail/idempotency/memory"
+	"github.com/payrail/payrail/telemetry"
 )
 
 // RetryPolicy bounds how transient gateway failures are retried: in the
@@ -121,16 +121,17 @@ func (r RecoveryPolicy) withDefaults(retry RetryPolicy, gatewayTimeout time.Dura
 // in sync mode, through the bus and a Worker in async mode) and persists
 // every outcome. Create it with New; it is safe for concurrent use.
 type Processor struct {
-	router   gateway.Router
-	topic    *bus.Topic
-	localSub *bus.Subscription // the default in-memory subscription, if New created the bus
-	idem     *idempotency.Store
-	store    Store
-	log      *slog.Logger
-	tel      *telemetry
-	retry    RetryPolicy
-	recovery RecoveryPolicy
-	now      func() time.Time
+	router    gateway.Router
+	topic     *bus.Topic
+	localSub  *bus.Subscription // the default in-memory subscription, if New created the bus
+	idem      *idempotency.Store
+	store     Store
+	providers telemetry.Providers // WithTelemetry, passed on to the Handler
+	log       *slog.Logger
+	tel       *instruments
+	retry     RetryPolicy
+	recovery  RecoveryPolicy
+	now       func() time.Time
 
 	idemTTL        time.Duration
 	lease          time.Duration
@@ -156,8 +157,7 @@ type options struct {
 	idem           *idempotency.Store
 	store          Store
 	log            *slog.Logger
-	tp             trace.TracerProvider
-	mp             metric.MeterProvider
+	providers      telemetry.Providers
 	retry          RetryPolicy
 	recovery       RecoveryPolicy
 	mode           Mode
@@ -225,15 +225,23 @@ func WithStore(s Store) Option { return func(o *options) { o.store = s } }
 // keys and card data are never logged.
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
 
-// WithTracerProvider sets the OpenTelemetry tracer provider (default: the
-// global one). It applies to the processor and its default in-memory bus;
-// gateways, stores and buses opened separately take their own providers
-// (or use the globals).
-func WithTracerProvider(tp trace.TracerProvider) Option { return func(o *options) { o.tp = tp } }
+// WithTelemetry sets the OpenTelemetry providers (nil fields: the
+// application's globals). They apply to the processor, the Handler, Worker
+// and Reconciler built from it, and its default in-memory bus; give the
+// same value to the gateways and buses you open (gateway.WithTelemetry,
+// bus.WithTopicTelemetry, bus.WithTelemetry) so that every component
+// reports to the same place. See package telemetry.
+func WithTelemetry(t telemetry.Providers) Option { return func(o *options) { o.providers = t } }
 
-// WithMeterProvider sets the OpenTelemetry meter provider (default: the
-// global one), with the same scope as WithTracerProvider.
-func WithMeterProvider(mp metric.MeterProvider) Option { return func(o *options) { o.mp = mp } }
+// WithTracerProvider sets only the tracer provider of WithTelemetry.
+func WithTracerProvider(tp trace.TracerProvider) Option {
+	return func(o *options) { o.providers.TracerProvider = tp }
+}
+
+// WithMeterProvider sets only the meter provider of WithTelemetry.
+func WithMeterProvider(mp metric.MeterProvider) Option {
+	return func(o *options) { o.providers.MeterProvider = mp }
+}
 
 // WithRetryPolicy sets how transient gateway failures are retried.
 func WithRetryPolicy(r RetryPolicy) Option { return func(o *options) { o.retry = r } }
@@ -315,18 +323,12 @@ func New(opts ...Option) (*Processor, error) {
 		if err != nil {
 			return nil, fmt.Errorf("payments: default in-memory bus: %w", err)
 		}
-		p.topic = bus.NewTopic(dt, defaultTopicTelemetry(o.tp, o.mp)...)
-		p.localSub = bus.NewSubscription(ds, append(append([]bus.SubscriptionOption{bus.WithLogger(p.log)}, defaultBusTelemetry(o.tp, o.mp)...), o.localSubOpts...)...)
+		p.topic = bus.NewTopic(dt, defaultTopicTelemetry(o.providers.TracerProvider, o.providers.MeterProvider)...)
+		p.localSub = bus.NewSubscription(ds, append(append([]bus.SubscriptionOption{bus.WithLogger(p.log)}, defaultBusTelemetry(o.providers.TracerProvider, o.providers.MeterProvider)...), o.localSubOpts...)...)
 		p.owned = append(p.owned, p.topic.Close, p.localSub.Close)
 	}
-	tp, mp := o.tp, o.mp
-	if tp == nil {
-		tp = otel.GetTracerProvider()
-	}
-	if mp == nil {
-		mp = otel.GetMeterProvider()
-	}
-	tel, err := newTelemetry(tp, mp)
+	p.providers = o.providers
+	tel, err := newTelemetry(o.providers.Tracer(), o.providers.Meter())
 	if err != nil {
 		return nil, err
 	}
@@ -355,23 +357,29 @@ func (p *Processor) SetMode(m Mode) error {
 // Router returns the processor's gateway router.
 func (p *Processor) Router() gateway.Router { return p.router }
 
+// GetRequest names a payment to read: Get and Wait take it.
+type GetRequest struct {
+	Merchant  string
+	PaymentID string
+}
+
 // Get returns the merchant's payment, or an error matching ErrNotFound.
-func (p *Processor) Get(ctx context.Context, merchant, id string) (*Payment, error) {
+func (p *Processor) Get(ctx context.Context, req GetRequest) (*Payment, error) {
 	if err := p.usable(); err != nil {
 		return nil, err
 	}
 	if p.closed.Load() {
 		return nil, ErrUnavailable
 	}
-	if e := checkID("merchant", merchant); e != nil {
+	if e := checkID("merchant", req.Merchant); e != nil {
 		return nil, e
 	}
-	if e := checkID("id", id); e != nil {
+	if e := checkID("payment_id", req.PaymentID); e != nil {
 		return nil, e
 	}
-	pay, err := p.store.Get(ctx, merchant, id)
+	pay, err := p.store.Get(ctx, req.Merchant, req.PaymentID)
 	if err != nil {
-		return nil, p.storeError(err, id)
+		return nil, p.storeError(err, req.PaymentID)
 	}
 	return pay.Clone(), nil // a deep copy: stores may share metadata maps
 }

@@ -159,7 +159,7 @@ func TestSDKErrorsAndDecline(t *testing.T) {
 	if _, err := p.Authorize(ctx, payments.AuthorizeRequest{Merchant: "m", Amount: 1, Currency: "USD", PaymentMethod: "pm_card_visa"}); !errors.Is(err, payments.ErrIdempotencyMissing) {
 		t.Fatalf("missing key: %v", err)
 	}
-	if _, err := p.Get(ctx, "other", pay.ID); !errors.Is(err, payments.ErrNotFound) {
+	if _, err := p.Get(ctx, payments.GetRequest{Merchant: "other", PaymentID: pay.ID}); !errors.Is(err, payments.ErrNotFound) {
 		t.Fatalf("cross-merchant Get: %v", err)
 	}
 	if _, err := p.Capture(ctx, payments.CaptureRequest{Merchant: "m", PaymentID: pay.ID}); !errors.Is(err, payments.ErrInvalidTransition) {
@@ -287,7 +287,7 @@ func waitStatus(t *testing.T, p *payments.Processor, merchant, id string, want p
 	var pay *payments.Payment
 	eventually(t, 5*time.Second, func() bool {
 		var err error
-		pay, err = p.Get(context.Background(), merchant, id)
+		pay, err = p.Get(context.Background(), payments.GetRequest{Merchant: merchant, PaymentID: id})
 		return err == nil && pay.Status == want
 	})
 	return pay
@@ -341,7 +341,7 @@ func TestAsyncDeadLetterAfterMaxAttempts(t *testing.T) {
 		st, err := sub.Stats(context.Background())
 		return err == nil && st.Backlog == 0 && st.InFlight == 0 && st.DeadLetters == 1
 	})
-	if got, _ := p.Get(context.Background(), "m", pay.ID); got.Status != payments.StatusFailed || got.FailureCode != payments.FailureRetriesExhausted {
+	if got, _ := p.Get(context.Background(), payments.GetRequest{Merchant: "m", PaymentID: pay.ID}); got.Status != payments.StatusFailed || got.FailureCode != payments.FailureRetriesExhausted {
 		t.Fatalf("after redrive: %s %s", got.Status, got.FailureCode)
 	}
 }
@@ -438,7 +438,7 @@ func TestAuthorizeDoesNotAliasCallerData(t *testing.T) {
 	meta["order"] = "changed by the caller"
 	pay.Metadata["order"] = "changed through the result"
 	pay.Status = payments.StatusFailed
-	got, err := p.Get(ctx, "m", pay.ID)
+	got, err := p.Get(ctx, payments.GetRequest{Merchant: "m", PaymentID: pay.ID})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -446,7 +446,7 @@ func TestAuthorizeDoesNotAliasCallerData(t *testing.T) {
 		t.Fatalf("stored payment changed by its callers: status %s, metadata %v", got.Status, got.Metadata)
 	}
 	got.Metadata["order"] = "changed through Get"
-	again, err := p.Get(ctx, "m", pay.ID)
+	again, err := p.Get(ctx, payments.GetRequest{Merchant: "m", PaymentID: pay.ID})
 	if err != nil {
 		t.Fatal(err)
 	}

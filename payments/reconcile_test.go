@@ -164,7 +164,7 @@ func TestReconcilerSettlesAmbiguousTimeoutExactlyOnce(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	got, err := p.Get(ctx, "m", pay.ID)
+	got, err := p.Get(ctx, payments.GetRequest{Merchant: "m", PaymentID: pay.ID})
 	if err != nil || got.Status != payments.StatusCaptured || got.GatewayReference == "" || got.AmountCaptured != 4200 {
 		t.Fatalf("after reconciliation: %v %+v", err, got)
 	}
@@ -205,7 +205,7 @@ func TestReconcilerResumesWhatTheGatewayNeverProcessed(t *testing.T) {
 	if err != nil || res.Settled != 1 {
 		t.Fatalf("%+v %v", res, err)
 	}
-	got, _ := p.Get(ctx, "m", pay.ID)
+	got, _ := p.Get(ctx, payments.GetRequest{Merchant: "m", PaymentID: pay.ID})
 	if got.Status != payments.StatusCaptured || rg.Processed(pay.ID+":authorize") != 1 || st.settlements(pay.ID) != 1 {
 		t.Fatalf("%+v processed %d", got, rg.Processed(pay.ID+":authorize"))
 	}
@@ -236,7 +236,7 @@ func TestReconcilerAttemptsAreCountedAcrossProcesses(t *testing.T) {
 	if err != nil || res.Unresolved != 1 {
 		t.Fatalf("first reconciler: %+v %v; want 1 unresolved", res, err)
 	}
-	got, _ := p.Get(ctx, "m", pay.ID)
+	got, _ := p.Get(ctx, payments.GetRequest{Merchant: "m", PaymentID: pay.ID})
 	if got.Status != payments.StatusProcessing || got.ReconcileAttempts != 1 {
 		t.Fatalf("after one attempt: %s, %d attempts stored; want processing, 1", got.Status, got.ReconcileAttempts)
 	}
@@ -246,7 +246,7 @@ func TestReconcilerAttemptsAreCountedAcrossProcesses(t *testing.T) {
 	if err != nil || res.Settled != 1 {
 		t.Fatalf("second reconciler: %+v %v; want the payment failed", res, err)
 	}
-	got, _ = p.Get(ctx, "m", pay.ID)
+	got, _ = p.Get(ctx, payments.GetRequest{Merchant: "m", PaymentID: pay.ID})
 	if got.Status != payments.StatusFailed || got.FailureCode != string(payments.CodeGatewayUnavailable) || st.settlements(pay.ID) != 1 {
 		t.Fatalf("%s (%s), settled %d; want failed once, gateway_unavailable", got.Status, got.FailureCode, st.settlements(pay.ID))
 	}
@@ -268,7 +268,7 @@ func TestReconcilerBacksOffWhileUnknown(t *testing.T) {
 	if err != nil || res.Unresolved != 1 || res.Settled != 0 {
 		t.Fatalf("first sweep %+v %v", res, err)
 	}
-	got, _ := p.Get(ctx, "m", pay.ID)
+	got, _ := p.Get(ctx, payments.GetRequest{Merchant: "m", PaymentID: pay.ID})
 	if got.Status != payments.StatusProcessing || !got.UpdatedAt.After(pay.UpdatedAt) {
 		t.Fatalf("unresolved payment %+v (was updated %v)", got, pay.UpdatedAt)
 	}
@@ -300,7 +300,7 @@ func TestReconcilerFailsOldNeverProcessed(t *testing.T) {
 	if err != nil || res.Settled != 1 {
 		t.Fatalf("%+v %v", res, err)
 	}
-	got, _ := p.Get(ctx, "m", pay.ID)
+	got, _ := p.Get(ctx, payments.GetRequest{Merchant: "m", PaymentID: pay.ID})
 	if got.Status != payments.StatusFailed || rg.Processed(pay.ID) != 0 || st.settlements(pay.ID) != 1 {
 		t.Fatalf("%+v", got)
 	}
@@ -328,7 +328,7 @@ func TestWorkerWithReconciler(t *testing.T) {
 	go func() { done <- w.Run(wctx) }()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		got, _ := p.Get(ctx, "m", pay.ID)
+		got, _ := p.Get(ctx, payments.GetRequest{Merchant: "m", PaymentID: pay.ID})
 		if got.Status == payments.StatusCaptured {
 			break
 		}

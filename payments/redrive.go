@@ -128,7 +128,7 @@ func newRedriveCounter(m metric.Meter) (metric.Int64Counter, error) {
 }
 
 // redriven counts a command for an ended payment.
-func (t *telemetry) redriven(ctx context.Context, outcome string) {
+func (t *instruments) redriven(ctx context.Context, outcome string) {
 	t.redrives.Add(ctx, 1, t.cached([4]string{"\x00redrive", outcome}, func() []attribute.KeyValue {
 		return []attribute.KeyValue{attrOutcome.String(outcome)}
 	}).add...)

@@ -303,12 +303,12 @@ func TestRedriveSkipsFinalOutcomes(t *testing.T) {
 		t.Fatalf("gateway called: authorizations %d→%d, lookups %d→%d", authorizations, e.g.attempts.Load(), lookups, e.g.Calls("lookup"))
 	}
 	for id, want := range map[string]payments.Status{declined.ID: payments.StatusDeclined, syncFailed.ID: payments.StatusFailed} {
-		got, err := e.p.Get(ctx, "m", id)
+		got, err := e.p.Get(ctx, payments.GetRequest{Merchant: "m", PaymentID: id})
 		if err != nil || got.Status != want {
 			t.Fatalf("payment %s: %v %+v, want %s", id, err, got, want)
 		}
 	}
-	if got, _ := e.p.Get(ctx, "m", syncFailed.ID); got.FailureCode != "gateway_unavailable" {
+	if got, _ := e.p.Get(ctx, payments.GetRequest{Merchant: "m", PaymentID: syncFailed.ID}); got.FailureCode != "gateway_unavailable" {
 		t.Fatalf("sync-failed payment reopened or changed: %+v", got)
 	}
 }

@@ -77,8 +77,8 @@ const (
 	MetricIdempotencyRejected = "payrail.idempotency.rejected"
 )
 
-// telemetry holds the processor's tracer and instruments.
-type telemetry struct {
+// instruments holds the processor's tracer and instruments.
+type instruments struct {
 	tracer     trace.Tracer
 	gate       otelgate.Gate // no spans, and no allocations, without an SDK
 	operations metric.Int64Counter
@@ -132,7 +132,7 @@ func newMeasureOpts(kvs []attribute.KeyValue) *measureOpts {
 	return &measureOpts{add: []metric.AddOption{o}, record: []metric.RecordOption{o}}
 }
 
-func (t *telemetry) attrs(op, outcome, gw, origin string) *measureOpts {
+func (t *instruments) attrs(op, outcome, gw, origin string) *measureOpts {
 	return t.cached([4]string{op, outcome, gw, origin}, func() []attribute.KeyValue {
 		kvs := []attribute.KeyValue{attrOperation.String(op), attrOutcome.String(outcome)}
 		if gw != "" || origin != "" {
@@ -142,7 +142,7 @@ func (t *telemetry) attrs(op, outcome, gw, origin string) *measureOpts {
 	})
 }
 
-func (t *telemetry) cached(k [4]string, build func() []attribute.KeyValue) *measureOpts {
+func (t *instruments) cached(k [4]string, build func() []attribute.KeyValue) *measureOpts {
 	if m := t.opts.Load(); m != nil {
 		if o, ok := (*m)[k]; ok {
 			return o
@@ -164,9 +164,9 @@ func (t *telemetry) cached(k [4]string, build func() []attribute.KeyValue) *meas
 	return o
 }
 
-func newTelemetry(tp trace.TracerProvider, mp metric.MeterProvider) (*telemetry, error) {
+func newTelemetry(tp trace.TracerProvider, mp metric.MeterProvider) (*instruments, error) {
 	m := mp.Meter(instrumentationName)
-	t := &telemetry{tracer: tp.Tracer(instrumentationName), popts: map[problemKey][]metric.AddOption{}}
+	t := &instruments{tracer: tp.Tracer(instrumentationName), popts: map[problemKey][]metric.AddOption{}}
 	var err error
 	if t.operations, err = m.Int64Counter(MetricOperations,
 		metric.WithDescription("Payment operations by operation and outcome (authorized, captured, declined, failed, ...)."),
@@ -219,14 +219,14 @@ const storeFullLogEvery = 10 * time.Second
 // storeFull counts a key refused by a full idempotency store and reports
 // whether to log it: the first refusal, then at most one every
 // storeFullLogEvery.
-func (t *telemetry) storeFull(ctx context.Context, now time.Time) bool {
+func (t *instruments) storeFull(ctx context.Context, now time.Time) bool {
 	t.idemRejected.Add(ctx, 1, t.fullOpts...)
 	last := t.fullLogged.Load()
 	return (last == 0 || now.UnixNano()-last >= int64(storeFullLogEvery)) && t.fullLogged.CompareAndSwap(last, now.UnixNano())
 }
 
 // problem counts an error response of the HTTP API.
-func (t *telemetry) problem(ctx context.Context, method, route string, status int, code Code) {
+func (t *instruments) problem(ctx context.Context, method, route string, status int, code Code) {
 	switch method {
 	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
 		http.MethodDelete, http.MethodOptions, http.MethodConnect, http.MethodTrace:
@@ -262,7 +262,7 @@ var spanNames = map[string]string{
 var internalSpan = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindInternal)}
 
 // start opens a span for a processor operation.
-func (t *telemetry) start(ctx context.Context, op string) (context.Context, trace.Span) {
+func (t *instruments) start(ctx context.Context, op string) (context.Context, trace.Span) {
 	name, ok := spanNames[op]
 	if !ok {
 		name = "payments." + op
@@ -275,7 +275,7 @@ func (t *telemetry) start(ctx context.Context, op string) (context.Context, trac
 }
 
 // end records the operation's outcome on the span and metrics.
-func (t *telemetry) end(ctx context.Context, span trace.Span, op string, start time.Time, o *outcome) {
+func (t *instruments) end(ctx context.Context, span trace.Span, op string, start time.Time, o *outcome) {
 	outcome := o.outcomeLabel()
 	if o.replayed {
 		// A replay repeats a stored answer; counting its outcome again

@@ -77,7 +77,9 @@ func newTelEnv(t *testing.T, async bool) *telEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.h = payments.NewHandler(e.p, auth)
+	if e.h, err = payments.NewHandler(e.p, auth); err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() {
 		stop()
 		if err := <-done; err != nil {
@@ -224,7 +226,7 @@ func TestTelemetryAsyncTrace(t *testing.T) {
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		p, err := e.p.Get(ctx, "m", pay.ID)
+		p, err := e.p.Get(ctx, payments.GetRequest{Merchant: "m", PaymentID: pay.ID})
 		if err == nil && p.Status == payments.StatusCaptured {
 			break
 		}

@@ -15,10 +15,10 @@ func (s Status) Final() bool { return s != StatusPending && s != StatusProcessin
 // store with a growing interval (10ms up to 1s). It returns the payment as
 // last read and ctx's error if ctx ends first, or the error of a failed
 // read (ErrNotFound for an unknown payment).
-func (p *Processor) Wait(ctx context.Context, merchant, id string) (*Payment, error) {
+func (p *Processor) Wait(ctx context.Context, req GetRequest) (*Payment, error) {
 	interval := 10 * time.Millisecond
 	for {
-		pay, err := p.Get(ctx, merchant, id)
+		pay, err := p.Get(ctx, req)
 		if err != nil {
 			return nil, err
 		}

@@ -30,7 +30,7 @@ func TestWaitForAnAsyncOutcome(t *testing.T) {
 	}
 	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
 	defer cancel()
-	if got, err := p.Wait(short, "m", pay.ID); !errors.Is(err, context.DeadlineExceeded) || got == nil || got.Status != payments.StatusPending {
+	if got, err := p.Wait(short, payments.GetRequest{Merchant: "m", PaymentID: pay.ID}); !errors.Is(err, context.DeadlineExceeded) || got == nil || got.Status != payments.StatusPending {
 		t.Fatalf("Wait without a worker: %+v, %v", got, err)
 	}
 	w, err := payments.NewWorker(p)
@@ -40,11 +40,11 @@ func TestWaitForAnAsyncOutcome(t *testing.T) {
 	wctx, stop := context.WithCancel(ctx)
 	defer stop()
 	go func() { _ = w.Run(wctx) }()
-	got, err := p.Wait(ctx, "m", pay.ID)
+	got, err := p.Wait(ctx, payments.GetRequest{Merchant: "m", PaymentID: pay.ID})
 	if err != nil || got.Status != payments.StatusCaptured {
 		t.Fatalf("Wait: %+v, %v", got, err)
 	}
-	if _, err := p.Wait(ctx, "m", "pay_unknown"); !errors.Is(err, payments.ErrNotFound) {
+	if _, err := p.Wait(ctx, payments.GetRequest{Merchant: "m", PaymentID: "pay_unknown"}); !errors.Is(err, payments.ErrNotFound) {
 		t.Fatalf("Wait for an unknown payment: %v", err)
 	}
 }

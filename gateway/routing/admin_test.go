@@ -28,7 +28,10 @@ func newAdminEnv(t *testing.T) *adminEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := payments.NewHandler(p, auth)
+	h, err := payments.NewHandler(p, auth)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := h.HandleAdmin("routes", routing.AdminHandler(r)); err != nil {
 		t.Fatal(err)
 	}

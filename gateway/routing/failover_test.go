@@ -197,7 +197,7 @@ func TestAsyncFailover(t *testing.T) {
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		got, err := p.Get(context.Background(), "m", pay.ID)
+		got, err := p.Get(context.Background(), payments.GetRequest{Merchant: "m", PaymentID: pay.ID})
 		if err == nil && got.Status == payments.StatusCaptured {
 			if got.Gateway != "backup" || chargesOf(pay.ID, fs["primary"], fs["backup"]) != 1 {
 				t.Fatalf("settled %+v", got)

@@ -73,8 +73,6 @@ import (
 	"strings"
 	"time"
 
-	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
-
 	"github.com/payrail/payrail/bus"
 	"github.com/payrail/payrail/examples/internal/app"
 	"github.com/payrail/payrail/examples/internal/config"
@@ -174,7 +172,10 @@ func Run(ctx context.Context, cfg *config.Config, d Deps) (err error) {
 	if err != nil {
 		return app.ConfigError{Err: err}
 	}
-	api := payments.NewHandler(p, auth, payments.WithHandlerLogger(log))
+	api, err := payments.NewHandler(p, auth, payments.WithHandlerLogger(log))
+	if err != nil {
+		return err
+	}
 	if err := app.MountRoutingAdmin(api, b.Router); err != nil { // /admin/routes, /admin/gateways
 		return fmt.Errorf("routing admin: %w", err)
 	}
@@ -187,9 +188,7 @@ func Run(ctx context.Context, cfg *config.Config, d Deps) (err error) {
 		metrics = payments.AdminOnly(auth, metrics)
 	}
 	mux.Handle("/metrics", metrics)
-	mux.Handle("/", otelhttp.NewHandler(api, "payrail",
-		otelhttp.WithSpanNameFormatter(spanName),
-		otelhttp.WithFilter(notProbe)))
+	mux.Handle("/", api) // the handler traces and measures itself
 
 	srv := &http.Server{
 		Handler:           mux,
@@ -334,24 +333,6 @@ func authenticator(cfg *config.Config, log *slog.Logger) (payments.Authenticator
 	}
 	log.Info("authentication: API keys required", "merchant_keys", len(cfg.APIKeys), "admin_keys", len(cfg.AdminKeys))
 	return auth, nil
-}
-
-// spanName names server spans after the matched route: "POST /payments",
-// "GET /payments/{id}". Requests that match no route are named by method
-// only, which keeps span names low-cardinality.
-func spanName(_ string, r *http.Request) string {
-	switch {
-	case r.Pattern == "" || r.Pattern == "/":
-		return r.Method
-	case strings.Contains(r.Pattern, " "): // the pattern names its method
-		return r.Pattern
-	}
-	return r.Method + " " + r.Pattern
-}
-
-// notProbe keeps health probes out of traces and HTTP metrics.
-func notProbe(r *http.Request) bool {
-	return r.URL.Path != "/healthz" && r.URL.Path != "/readyz"
 }
 
 // writeTimeout covers a synchronous payment's worst case: every gateway

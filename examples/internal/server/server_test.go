@@ -510,24 +510,6 @@ func TestConfigErrors(t *testing.T) {
 	}
 }
 
-func TestSpanName(t *testing.T) {
-	tests := []struct{ method, pattern, want string }{
-		{"POST", "/payments", "POST /payments"},
-		{"GET", "/payments/{id}", "GET /payments/{id}"},
-		{"POST", "/payments/{id}/capture", "POST /payments/{id}/capture"},
-		{"GET", "GET /things", "GET /things"},
-		{"GET", "/", "GET"},
-		{"DELETE", "", "DELETE"},
-	}
-	for _, tt := range tests {
-		r, _ := http.NewRequest(tt.method, "http://x/", nil)
-		r.Pattern = tt.pattern
-		if got := spanName("payrail", r); got != tt.want {
-			t.Errorf("spanName(%s %q) = %q; want %q", tt.method, tt.pattern, got, tt.want)
-		}
-	}
-}
-
 // The in-process queue answers 202 only for work a shutdown can finish
 // within SHUTDOWN_TIMEOUT at the processing time it observes: past that
 // bound async requests get 503 async_queue_full with Retry-After. When the

@@ -150,7 +150,9 @@ func StartInstance(ctx context.Context, env *Env, gw *FaultGateway, dice *Dice, 
 	if err != nil {
 		return nil, err
 	}
-	in.handler = payments.NewHandler(in.proc, payments.DevAuthenticator())
+	if in.handler, err = payments.NewHandler(in.proc, payments.DevAuthenticator()); err != nil {
+		return nil, err
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
