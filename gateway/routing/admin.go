@@ -42,8 +42,10 @@ func AdminHandler(r *Router) http.Handler {
 	})
 }
 
-// HealthHandler serves GET → 200 {"gateways": [...]} with every gateway's
-// circuit breaker state (see Router.Health). Mount it like AdminHandler.
+// HealthHandler serves GET → 200 {"gateways": [...], "policy": {...}} with
+// every gateway's circuit breaker state (see Router.Health) and the
+// router's view of its shared policy source (Router.SourceStatus). Mount it
+// like AdminHandler.
 func HealthHandler(r *Router) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		if req.Method != http.MethodGet && req.Method != http.MethodHead {
@@ -53,7 +55,8 @@ func HealthHandler(r *Router) http.Handler {
 		}
 		writeJSON(w, req, http.StatusOK, struct {
 			Gateways []GatewayHealth `json:"gateways"`
-		}{r.Health()})
+			Policy   SourceStatus    `json:"policy"`
+		}{r.Health(), r.SourceStatus()})
 	})
 }
 
@@ -91,7 +94,7 @@ func putPolicy(w http.ResponseWriter, req *http.Request, r *Router) {
 		}
 		ifVersion = v
 	}
-	_, err = r.swap(p, ifVersion)
+	_, err = r.SetPolicyContext(req.Context(), p, ifVersion)
 	var pe *PolicyError
 	switch {
 	case errors.As(err, &pe):
@@ -102,7 +105,10 @@ func putPolicy(w http.ResponseWriter, req *http.Request, r *Router) {
 		writeProblem(w, http.StatusPreconditionFailed, CodeVersionMismatch, "the policy changed since it was read; GET it again", nil)
 		return
 	case err != nil:
-		writeProblem(w, http.StatusInternalServerError, string(payments.CodeInternal), "the policy could not be applied", nil)
+		// The shared policy source could not be read or written: nothing
+		// changed anywhere; the operator retries.
+		w.Header().Set("Retry-After", "1")
+		writeProblem(w, http.StatusServiceUnavailable, string(payments.CodeStoreUnavailable), "the shared policy store is unavailable; the policy did not change", nil)
 		return
 	}
 	writePolicy(w, req, http.StatusOK, r.cur.Load())

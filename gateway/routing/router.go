@@ -39,6 +39,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/payrail/payrail/gateway"
 )
@@ -56,6 +57,7 @@ type Router struct {
 	setMu   sync.Mutex // serialises SetPolicy
 	version atomic.Uint64
 	closed  atomic.Bool
+	src     *sourceState // nil without WithSource
 }
 
 type options struct {
@@ -63,6 +65,8 @@ type options struct {
 	log      *slog.Logger
 	onChange func(gateway string, from, to BreakerState)
 	gwOpts   []gateway.Option
+	src      Source
+	poll     time.Duration
 }
 
 // Option configures a Router.
@@ -136,6 +140,12 @@ func New(gateways []*gateway.Gateway, policy Policy, opts ...Option) (*Router, e
 		return nil, err
 	}
 	r.cur.Store(c)
+	if o.src != nil {
+		if o.poll <= 0 {
+			o.poll = DefaultPollInterval
+		}
+		r.src = &sourceState{src: o.src, poll: o.poll}
+	}
 	return r, nil
 }
 
@@ -204,7 +214,9 @@ func (r *Router) AllowSoftDeclineRetry(req *gateway.RouteRequest, gw, _ string) 
 func (r *Router) Policy() Policy { return r.cur.Load().policy.Clone() }
 
 // Version returns the current policy's version: 1 for the policy given to
-// New, incremented by every SetPolicy. The admin endpoint uses it as ETag.
+// New, incremented by every SetPolicy; with a Source, the shared policy's
+// version (the same in every process once synced). The admin endpoint
+// uses it as ETag.
 func (r *Router) Version() uint64 { return r.cur.Load().version }
 
 // SetPolicy validates p against the router's gateways and, if it is valid,
@@ -212,9 +224,21 @@ func (r *Router) Version() uint64 { return r.cur.Load().version }
 // policy or the new one, never a mix, and payments already routed keep
 // their chain. An invalid policy is refused whole with a *PolicyError and
 // the current policy stays.
+//
+// With a Source, the policy is stored there first and every process
+// follows it (use SetPolicyContext to bound the store call).
 func (r *Router) SetPolicy(p Policy) error {
-	_, err := r.swap(p, 0)
+	_, err := r.SetPolicyContext(context.Background(), p, 0)
 	return err
+}
+
+// SetPolicyContext is SetPolicy, or SetPolicyIf when ifVersion is not 0,
+// with a context for the Source's calls; it returns the new version.
+func (r *Router) SetPolicyContext(ctx context.Context, p Policy, ifVersion uint64) (uint64, error) {
+	if r.src != nil {
+		return r.setShared(ctx, p, ifVersion)
+	}
+	return r.swap(p, ifVersion)
 }
 
 // ErrVersionMismatch is returned by SetPolicyIf when the policy changed
@@ -228,7 +252,7 @@ func (r *Router) SetPolicyIf(p Policy, ifVersion uint64) (uint64, error) {
 	if ifVersion == 0 {
 		return 0, errors.New("routing: SetPolicyIf needs a version (see Version)")
 	}
-	return r.swap(p, ifVersion)
+	return r.SetPolicyContext(context.Background(), p, ifVersion)
 }
 
 func (r *Router) swap(p Policy, ifVersion uint64) (uint64, error) {
@@ -303,9 +327,12 @@ func (r *Router) Close() error {
 type compiled struct {
 	policy  Policy
 	version uint64
-	rules   []compiledRule
-	def     *compiledRoute
-	origins map[string]bool // every origin a rule names, lower-cased
+	// sourceVersion is the Source's version of this policy (0: not from a
+	// Source).
+	sourceVersion uint64
+	rules         []compiledRule
+	def           *compiledRoute
+	origins       map[string]bool // every origin a rule names, lower-cased
 }
 
 type compiledRule struct {

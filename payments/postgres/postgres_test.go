@@ -35,7 +35,8 @@ func newTable(tb testing.TB) string {
 		tb.Fatalf("Migrate: %v", err)
 	}
 	tb.Cleanup(func() {
-		_, _ = conn.Exec(context.Background(), "DROP TABLE IF EXISTS "+pgx.Identifier{table}.Sanitize())
+		_, _ = conn.Exec(context.Background(), "DROP TABLE IF EXISTS "+pgx.Identifier{table}.Sanitize()+", "+
+			pgx.Identifier{table + "_routing_policy"}.Sanitize())
 		_ = conn.Close(context.Background())
 	})
 	return u.String()

@@ -22,3 +22,13 @@ CREATE TABLE IF NOT EXISTS payrail_payments (
 
 -- The worker's recovery scan (ListStale): by status, oldest first.
 CREATE INDEX IF NOT EXISTS payrail_payments_status_updated_at_idx ON payrail_payments (status, updated_at, id);
+
+-- The gateway routing policy shared by every process of the deployment
+-- (gateway/routing.Source; Store.PolicySource): one row, whose version
+-- increases by one with every change.
+CREATE TABLE IF NOT EXISTS payrail_payments_routing_policy (
+    id         smallint PRIMARY KEY CHECK (id = 1),
+    version    bigint NOT NULL,
+    policy     jsonb NOT NULL,
+    updated_at timestamptz NOT NULL
+);

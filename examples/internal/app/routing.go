@@ -10,6 +10,7 @@ import (
 	"github.com/payrail/payrail/gateway"
 	"github.com/payrail/payrail/gateway/routing"
 	"github.com/payrail/payrail/payments"
+	"github.com/payrail/payrail/payments/postgres"
 )
 
 // OpenRouter opens the gateway GATEWAY_URL names and those of
@@ -19,7 +20,12 @@ import (
 // only where the policy names them). It adds the "gateways" closer to cl
 // and warns loudly about mock gateways. A policy naming a gateway that is
 // not configured is a ConfigError.
-func OpenRouter(ctx context.Context, cfg *config.Config, log *slog.Logger, cl *Closers) (*routing.Router, error) {
+//
+// With a shared policy source (nil: none), the router follows the policy
+// stored there (seeding it with its own when the source is empty) and
+// watches it every ROUTING_POLL_INTERVAL until cl closes it: a PUT
+// /admin/routes through any process reaches every server and worker.
+func OpenRouter(ctx context.Context, cfg *config.Config, log *slog.Logger, cl *Closers, src routing.Source) (*routing.Router, error) {
 	urls := append([]string{cfg.GatewayURL}, cfg.GatewayURLs...)
 	variables := []string{"GATEWAY_URL"}
 	for range cfg.GatewayURLs {
@@ -54,12 +60,36 @@ func OpenRouter(ctx context.Context, cfg *config.Config, log *slog.Logger, cl *C
 		}
 		policy = p
 	}
-	r, err := routing.New(gws, policy, routing.WithLogger(log))
+	opts := []routing.Option{routing.WithLogger(log)}
+	if src != nil {
+		opts = append(opts, routing.WithSource(src, cfg.RoutingPollInterval))
+	}
+	r, err := routing.New(gws, policy, opts...)
 	if err != nil {
 		closeAll()
 		return nil, ConfigError{Err: fmt.Errorf("GATEWAY_ROUTES: %w", err)}
 	}
 	cl.Add("gateways", r.Close)
+	if src != nil {
+		if err := r.Sync(ctx); err != nil {
+			if st := r.SourceStatus(); st.Version == 0 {
+				return nil, fmt.Errorf("shared routing policy: %w", err) // unreadable: the store is down
+			}
+			// Stored, but naming a gateway this process lacks: route by the
+			// last good policy and say so (also on /admin/gateways).
+			log.Error("the shared routing policy cannot be applied here; routing by GATEWAY_ROUTES", "error", err)
+		}
+		watchCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+		done := make(chan error, 1)
+		go func() { done <- r.Watch(watchCtx) }()
+		cl.Add("routing policy watch", func() error { stop(); return <-done })
+		policy = r.Policy()
+		poll := cfg.RoutingPollInterval
+		if poll <= 0 {
+			poll = routing.DefaultPollInterval
+		}
+		log.Info("routing policy shared through the payment store", "version", r.Version(), "poll_interval", poll.String())
+	}
 	routed := routedGateways(policy)
 	for _, m := range mocks {
 		if slices.Contains(routed, m) {
@@ -89,4 +119,14 @@ func routedGateways(p routing.Policy) []string {
 		out = append(out, r.Gateways...)
 	}
 	return out
+}
+
+// SharedPolicySource returns the routing policy source of a payment store
+// that can share one (payments/postgres), or nil: a memory store is one
+// process's, and so is its policy.
+func SharedPolicySource(store payments.Store) routing.Source {
+	if s, ok := store.(interface{ PolicySource() *postgres.PolicySource }); ok {
+		return s.PolicySource()
+	}
+	return nil
 }

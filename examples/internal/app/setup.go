@@ -213,20 +213,24 @@ type Backends struct {
 // GATEWAY_ROUTES), the idempotency store (IDEMPOTENCY_URL) and, unless
 // store is given, the payment store PAYMENTS_STORE_URL names, adding their
 // closers to cl (a given store is not closed).
+//
+// With a PostgreSQL payment store the routing policy is shared through it
+// (SharedPolicySource).
 func OpenBackends(ctx context.Context, cfg *config.Config, store payments.Store, log *slog.Logger, cl *Closers) (Backends, error) {
-	gw, err := OpenRouter(ctx, cfg, log, cl)
+	if store == nil {
+		var err error
+		if store, err = payments.OpenStore(ctx, cfg.PaymentsStoreURL); err != nil {
+			return Backends{}, OpenError("PAYMENTS_STORE_URL", err, payments.ErrUnknownStoreDriver)
+		}
+		cl.Add("payment store", store.Close)
+	}
+	gw, err := OpenRouter(ctx, cfg, log, cl, SharedPolicySource(store))
 	if err != nil {
 		return Backends{}, err
 	}
 	idem, err := OpenIdempotency(ctx, cfg, cl)
 	if err != nil {
 		return Backends{}, err
-	}
-	if store == nil {
-		if store, err = payments.OpenStore(ctx, cfg.PaymentsStoreURL); err != nil {
-			return Backends{}, OpenError("PAYMENTS_STORE_URL", err, payments.ErrUnknownStoreDriver)
-		}
-		cl.Add("payment store", store.Close)
 	}
 	WarnMemoryStores(cfg, store, log)
 	return Backends{Router: gw, Idempotency: idem, Store: store}, nil

@@ -42,6 +42,11 @@
 //   - GATEWAY_ROUTES: the routing policy (docs/routing.md), inline JSON or
 //     the path of a JSON file; unset routes every payment to GATEWAY_URL's
 //     gateway. Operators replace it at runtime with PUT /admin/routes.
+//     With a postgres:// PAYMENTS_STORE_URL the policy is shared through
+//     the payment database by every server and worker: the first process
+//     to start stores its GATEWAY_ROUTES, later ones follow the stored
+//     policy, and a PUT through any process reaches all of them within
+//     ROUTING_POLL_INTERVAL (default 2s).
 //   - IDEMPOTENCY_URL (default memory://): the idempotency-key store.
 //   - PAYMENTS_STORE_URL (default memory://): the payment store, by
 //     registered scheme: memory:// (one process only) or
@@ -203,6 +208,9 @@ type Config struct {
 	// GatewayRoutes is the routing policy, inline JSON or a file path
 	// (GATEWAY_ROUTES); empty routes every payment to GATEWAY_URL's gateway.
 	GatewayRoutes string
+	// RoutingPollInterval is how often a process reads the shared routing
+	// policy (ROUTING_POLL_INTERVAL; 0: routing.DefaultPollInterval).
+	RoutingPollInterval time.Duration
 	// IdempotencyURL opens the idempotency store (IDEMPOTENCY_URL).
 	IdempotencyURL string
 	// PaymentsStoreURL names the payment store (PAYMENTS_STORE_URL).
@@ -244,7 +252,7 @@ func Names() []string {
 		"KAFKA_BROKERS", "KAFKA_GROUP_ID", "PUBSUB_PROJECT_ID",
 		"PAYMENTS_TOPIC", "PAYMENTS_SUBSCRIPTION", "PAYMENTS_QUEUE",
 		"BUS_TOPIC_URL", "BUS_SUBSCRIPTION_URL",
-		"GATEWAY_URL", "GATEWAY_URLS", "GATEWAY_ROUTES", "IDEMPOTENCY_URL", "PAYMENTS_STORE_URL",
+		"GATEWAY_URL", "GATEWAY_URLS", "GATEWAY_ROUTES", "ROUTING_POLL_INTERVAL", "IDEMPOTENCY_URL", "PAYMENTS_STORE_URL",
 		"PAYMENTS_DEFAULT_MODE", "PAYMENTS_MAX_ATTEMPTS",
 		"RECOVERY_INTERVAL", "RECOVERY_STALE_AFTER", "RECONCILE_INTERVAL", "RECONCILE_STALE_AFTER", "RECONCILE_MAX_AGE",
 		"WORKER_CONCURRENCY",
@@ -307,6 +315,7 @@ func Parse(lookup func(string) (string, bool)) (*Config, error) {
 		GatewayURL:           p.url("GATEWAY_URL", DefaultGatewayURL),
 		GatewayURLs:          p.gatewayURLs("GATEWAY_URLS"),
 		GatewayRoutes:        p.str("GATEWAY_ROUTES", ""),
+		RoutingPollInterval:  p.durationUpTo("ROUTING_POLL_INTERVAL", 0, time.Hour),
 		IdempotencyURL:       p.url("IDEMPOTENCY_URL", DefaultIdempotencyURL),
 		PaymentsStoreURL:     p.url("PAYMENTS_STORE_URL", DefaultPaymentsStoreURL),
 		DefaultMode:          payments.Mode(p.oneOf("PAYMENTS_DEFAULT_MODE", string(DefaultMode), string(payments.ModeSync), string(payments.ModeAsync))),

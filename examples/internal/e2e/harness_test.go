@@ -43,8 +43,9 @@ type stackOptions struct {
 // process on loopback listeners.
 type stack struct {
 	tb testing.TB
-	// Base is the API's base URL.
-	Base string
+	// Base is the API's base URL; WorkerBase the standalone worker's
+	// admin port (/metrics, /healthz, /admin/routes), if it runs.
+	Base, WorkerBase string
 	// Client is the HTTP client of the helpers.
 	Client *http.Client
 	// Store is the shared payment store given in stackOptions.
@@ -92,6 +93,7 @@ func startStack(tb testing.TB, cfg *config.Config, o stackOptions) *stack {
 	withWorker := !cfg.InMemoryBus()
 	if withWorker {
 		metricsLn = listen(tb)
+		s.WorkerBase = "http://" + metricsLn.Addr().String()
 	}
 
 	ctx, cancel := context.WithCancel(context.Background())

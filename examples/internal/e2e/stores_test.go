@@ -41,7 +41,8 @@ func storesPeers(t *testing.T) (paymentsURL, idempotencyURL string) {
 	prefix := testkit.StoreUniqueName("payrail-e2e:") + ":"
 	t.Cleanup(func() {
 		ctx := context.Background()
-		_, _ = conn.Exec(ctx, "DROP TABLE IF EXISTS "+pgx.Identifier{table}.Sanitize())
+		_, _ = conn.Exec(ctx, "DROP TABLE IF EXISTS "+pgx.Identifier{table}.Sanitize()+", "+
+			pgx.Identifier{table + "_routing_policy"}.Sanitize())
 		_ = conn.Close(ctx)
 		iter := rc.Scan(ctx, 0, prefix+"*", 1000).Iterator()
 		for iter.Next(ctx) {

@@ -4,7 +4,9 @@
 // store it shares with the API server. It is configured by the same
 // environment variables as the server (see package examples/internal/config
 // and .env.example); WORKER_CONCURRENCY bounds the commands it processes
-// at once, and METRICS_PORT is where it serves /metrics and /healthz.
+// at once, and METRICS_PORT is where it serves /metrics, /healthz and,
+// behind the admin keys, its effective routing policy (/admin/routes,
+// /admin/gateways).
 //
 // Run as many replicas as the load needs. A command is acknowledged only
 // after its outcome is stored, and redelivered commands never charge twice.
@@ -47,6 +49,7 @@ import (
 	"github.com/payrail/payrail/bus"
 	"github.com/payrail/payrail/examples/internal/app"
 	"github.com/payrail/payrail/examples/internal/config"
+	"github.com/payrail/payrail/gateway/routing"
 	"github.com/payrail/payrail/payments"
 
 	// Drivers, registered by URL scheme; add yours to package drivers.
@@ -139,14 +142,16 @@ func Run(ctx context.Context, cfg *config.Config, d Deps) (err error) {
 	var running atomic.Bool
 	mux := http.NewServeMux()
 	var metrics http.Handler = app.MetricsHandler(reg, log)
+	adminOnly := func(h http.Handler) http.Handler { return h } // dev mode: open, as on the API server
 	if len(cfg.AdminKeys) > 0 {
 		// As on the API server: with admin keys configured, /metrics takes one.
 		auth, err := payments.APIKeys(nil, cfg.AdminKeys)
 		if err != nil {
 			return app.ConfigError{Err: fmt.Errorf("PAYRAIL_ADMIN_KEYS: %w", err)}
 		}
-		metrics = payments.AdminOnly(auth, metrics)
+		adminOnly = func(h http.Handler) http.Handler { return payments.AdminOnly(auth, h) }
 	}
+	metrics = adminOnly(metrics)
 	mux.Handle("/metrics", metrics)
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
@@ -181,6 +186,12 @@ func Run(ctx context.Context, cfg *config.Config, d Deps) (err error) {
 	if err != nil {
 		return err
 	}
+	// The effective routing policy and its (shared) version, on the admin
+	// port: GET /admin/routes (ETag: the version; PUT writes the shared
+	// policy, as on the API server) and GET /admin/gateways (breakers and
+	// the shared policy's sync status).
+	mux.Handle("/admin/routes", adminOnly(routing.AdminHandler(b.Router)))
+	mux.Handle("/admin/gateways", adminOnly(routing.HealthHandler(b.Router)))
 
 	topic, sub := d.Topic, d.Subscription
 	if topic == nil {
