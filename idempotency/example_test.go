@@ -3,6 +3,7 @@ package idempotency_test
 import (
 	"context"
 	"fmt"
+	"log"
 	"time"
 
 	"github.com/payrail/payrail/idempotency"
@@ -13,16 +14,29 @@ func ExampleOpen() {
 	ctx := context.Background()
 	s, err := idempotency.Open(ctx, "memory://?max_entries=1000")
 	if err != nil {
-		panic(err)
+		log.Fatal(err)
 	}
-	defer s.Close()
+	defer func() {
+		if err := s.Close(); err != nil {
+			log.Print(err)
+		}
+	}()
 	fp := idempotency.Fingerprint("POST", "/payments", []byte(`{"amount":100}`))
 
-	first, _ := s.Begin(ctx, &idempotency.BeginRequest{Merchant: "acme", Key: "k1", Fingerprint: fp, ResourceID: "pay_1"})
+	first, err := s.Begin(ctx, &idempotency.BeginRequest{Merchant: "acme", Key: "k1", Fingerprint: fp, ResourceID: "pay_1"})
+	if err != nil {
+		log.Fatal(err)
+	}
 	fmt.Println(first.Outcome)
-	_ = s.Complete(ctx, "acme", "k1", first.Record.Token, &idempotency.Response{StatusCode: 201, Body: []byte(`{"id":"pay_1"}`)}, time.Now(), time.Hour)
+	resp := &idempotency.Response{StatusCode: 201, Body: []byte(`{"id":"pay_1"}`)}
+	if err := s.Complete(ctx, "acme", "k1", first.Record.Token, resp, time.Now(), time.Hour); err != nil {
+		log.Fatal(err)
+	}
 
-	again, _ := s.Begin(ctx, &idempotency.BeginRequest{Merchant: "acme", Key: "k1", Fingerprint: fp})
+	again, err := s.Begin(ctx, &idempotency.BeginRequest{Merchant: "acme", Key: "k1", Fingerprint: fp})
+	if err != nil {
+		log.Fatal(err)
+	}
 	fmt.Println(again.Outcome, again.Record.Response.StatusCode, string(again.Record.Response.Body))
 	// Output:
 	// acquired

@@ -228,9 +228,10 @@ func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
 // WithTelemetry sets the OpenTelemetry providers (nil fields: the
 // application's globals). They apply to the processor, the Handler, Worker
 // and Reconciler built from it, and its default in-memory bus; give the
-// same value to the gateways and buses you open (gateway.WithTelemetry,
-// bus.WithTopicTelemetry, bus.WithTelemetry) so that every component
-// reports to the same place. See package telemetry.
+// same providers to the gateways (gateway.WithTelemetry) and the topics and
+// subscriptions (bus.WithTracerProvider, bus.WithMeterProvider,
+// bus.WithPropagator) you open, so that every component reports to the
+// same place. See package telemetry.
 func WithTelemetry(t telemetry.Providers) Option { return func(o *options) { o.providers = t } }
 
 // WithTracerProvider sets only the tracer provider of WithTelemetry.

@@ -36,12 +36,12 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer r.Close()
+	defer closeLogged("router", r.Close)
 	p, err := payments.New(payments.WithRouter(r))
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer p.Close()
+	defer closeLogged("processor", p.Close)
 
 	pay := func(key, origin string) string {
 		res, err := p.Authorize(ctx, payments.AuthorizeRequest{Merchant: "acme", IdempotencyKey: key,
@@ -66,4 +66,12 @@ func Example() {
 	// pos: acquirer-a web: acquirer-b
 	// pos: mock web: acquirer-b
 	// routing: invalid policy: rules[0].gateways[0]: unknown gateway "acquirer-z"
+}
+
+// closeLogged closes a resource at the end of an example, logging a
+// failure (to standard error: not part of the example's output).
+func closeLogged(what string, close func() error) {
+	if err := close(); err != nil {
+		log.Printf("closing %s: %v", what, err)
+	}
 }
