@@ -139,7 +139,11 @@ type Processor struct {
 
 	mode   atomic.Value // Mode
 	closed atomic.Bool  // refuses new operations (Shutdown, Close)
-	active atomic.Int64 // operations in flight, for Shutdown
+	// released: Close ran, the stores may be closed: reads are refused
+	// too. Between Shutdown and Close, Get and Wait still answer (a
+	// worker's drain completes payments a caller may be waiting for).
+	released atomic.Bool
+	active   atomic.Int64 // operations in flight, for Shutdown
 
 	// With the default in-memory bus: the budget within which the queue
 	// must drain (WithDrainBudget) and the observed time to process one
@@ -364,12 +368,14 @@ type GetRequest struct {
 	PaymentID string
 }
 
-// Get returns the merchant's payment, or an error matching ErrNotFound.
+// Get returns the merchant's payment, or an error matching ErrNotFound. It
+// still answers after Shutdown (a worker may be completing queued
+// payments), and returns ErrUnavailable after Close.
 func (p *Processor) Get(ctx context.Context, req GetRequest) (*Payment, error) {
 	if err := p.usable(); err != nil {
 		return nil, err
 	}
-	if p.closed.Load() {
+	if p.released.Load() {
 		return nil, ErrUnavailable
 	}
 	if e := checkID("merchant", req.Merchant); e != nil {
@@ -544,6 +550,7 @@ func (p *Processor) Close() error {
 	p.closeM.Lock()
 	defer p.closeM.Unlock()
 	p.closed.Store(true)
+	p.released.Store(true)
 	var errs []error
 	for i := len(p.owned) - 1; i >= 0; i-- {
 		if err := p.owned[i](); err != nil && !errors.Is(err, bus.ErrClosed) {

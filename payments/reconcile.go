@@ -146,6 +146,9 @@ func (r *Reconciler) Run(ctx context.Context) error {
 	for {
 		res, err := r.Sweep(ctx)
 		switch {
+		case errors.Is(err, ErrUnavailable) && r.p.closed.Load():
+			// Shutting down: no new gateway work; payments left processing
+			// are reconciled by the next process.
 		case err != nil && ctx.Err() == nil:
 			r.log.WarnContext(ctx, "payments: reconciliation sweep failed", "error", err)
 		case res.Settled > 0 || res.Unresolved > 0 || res.Review > 0:

@@ -161,3 +161,31 @@ func TestProcessorShutdownWaitsForCallsInFlight(t *testing.T) {
 		t.Fatalf("Shutdown past its deadline: %v", err)
 	}
 }
+
+// Between Shutdown and Close the processor takes no new operations but
+// still answers reads, so that a caller waiting for an async payment the
+// worker's drain completes gets its outcome; after Close reads fail too.
+func TestReadsAnswerDuringTheDrain(t *testing.T) {
+	p := newProcessor(t, mockGateway(t, mock.New()))
+	ctx := context.Background()
+	pay, err := p.Authorize(ctx, payments.AuthorizeRequest{Merchant: "m", IdempotencyKey: "drain-read", Amount: 100, Currency: "EUR", PaymentMethod: "pm_card_visa"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Authorize(ctx, payments.AuthorizeRequest{Merchant: "m", IdempotencyKey: "drain-new", Amount: 100, Currency: "EUR", PaymentMethod: "pm_card_visa"}); !errors.Is(err, payments.ErrUnavailable) {
+		t.Fatalf("Authorize after Shutdown: %v; want ErrUnavailable", err)
+	}
+	got, err := p.Wait(ctx, payments.GetRequest{Merchant: "m", PaymentID: pay.ID})
+	if err != nil || got.Status != payments.StatusCaptured {
+		t.Fatalf("Wait after Shutdown: %+v, %v; want the captured payment", got, err)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Get(ctx, payments.GetRequest{Merchant: "m", PaymentID: pay.ID}); !errors.Is(err, payments.ErrUnavailable) {
+		t.Fatalf("Get after Close: %v; want ErrUnavailable", err)
+	}
+}
