@@ -80,7 +80,16 @@ func (r *Registry[D]) Lookup(rawURL string) (D, *url.URL, error) {
 	d, ok := r.drivers[u.Scheme]
 	r.mu.RUnlock()
 	if !ok {
-		hint := fmt.Sprintf("import the package that registers it, e.g. _ \"github.com/payrail/payrail/%s/%s\"", r.kind, u.Scheme)
+		// Name an import path only for drivers payrail ships: a guessed
+		// path would send the user looking for a package that does not
+		// exist.
+		shipped := make([]string, 0, len(r.hints))
+		for name := range r.hints {
+			shipped = append(shipped, name)
+		}
+		slices.Sort(shipped)
+		hint := fmt.Sprintf("payrail ships no %s driver for %q (its drivers: [%s]); register your own with Register",
+			r.kind, u.Scheme, strings.Join(shipped, ", "))
 		if p, known := r.hints[u.Scheme]; known {
 			hint = fmt.Sprintf("add a blank import: _ %q", p)
 		}

@@ -50,7 +50,10 @@ func TestRegistry(t *testing.T) {
 		t.Fatalf("known-but-unregistered scheme: %v", err)
 	}
 	_, _, err = r.Lookup("other://x")
-	if !errors.Is(err, errUnknown) || !strings.Contains(err.Error(), "bus/other") {
+	// A scheme payrail ships no driver for: no guessed import path (the
+	// package would not exist), the shipped drivers instead.
+	if !errors.Is(err, errUnknown) || strings.Contains(err.Error(), "bus/other") || strings.Contains(err.Error(), "github.com/") ||
+		!strings.Contains(err.Error(), "[kafka]") {
 		t.Fatalf("unknown scheme: %v", err)
 	}
 	_, _, err = r.Lookup("no-scheme")

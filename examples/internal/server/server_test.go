@@ -487,9 +487,9 @@ func TestConfigErrors(t *testing.T) {
 	}{
 		{"adapter without URLs", map[string]string{"MESSAGE_BUS_ADAPTER": "kafka"}, "BUS_TOPIC_URL"},
 		{"driver not compiled in", map[string]string{"MESSAGE_BUS_ADAPTER": "kafka", // bus/kafka is compiled in; nats is not
-			"BUS_TOPIC_URL": "nats://localhost:4222/payments", "BUS_SUBSCRIPTION_URL": "nats://localhost:4222/payments"}, "bus/nats"},
-		{"gateway driver not compiled in", map[string]string{"GATEWAY_URL": "adyen://"}, "gateway/adyen"},
-		{"idempotency driver not compiled in", map[string]string{"IDEMPOTENCY_URL": "memcached://localhost:11211"}, "idempotency/memcached"},
+			"BUS_TOPIC_URL": "nats://localhost:4222/payments", "BUS_SUBSCRIPTION_URL": "nats://localhost:4222/payments"}, `payrail ships no bus driver for "nats"`},
+		{"gateway driver not compiled in", map[string]string{"GATEWAY_URL": "adyen://"}, `payrail ships no gateway driver for "adyen"`},
+		{"idempotency driver not compiled in", map[string]string{"IDEMPOTENCY_URL": "memcached://localhost:11211"}, `payrail ships no idempotency driver for "memcached"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
