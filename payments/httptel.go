@@ -61,9 +61,12 @@ func (h *Handler) isProbe(r *http.Request) bool {
 	return p == "/healthz" || p == "/readyz"
 }
 
-// serverSpanKind is shared by every request: options built per call would
+// serverSpan is shared by every request: options built per call would
 // allocate.
-var serverSpanKind = trace.WithSpanKind(trace.SpanKindServer)
+var serverSpan = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindServer)}
+
+// statusWriters recycles the per-request status recorders.
+var statusWriters = sync.Pool{New: func() any { return new(statusWriter) }}
 
 // ServeHTTP implements http.Handler: it traces and measures the request,
 // then routes it.
@@ -76,7 +79,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	method := httpMethod(r.Method)
 	ctx := t.providers.Propagators().Extract(r.Context(), propagation.HeaderCarrier(r.Header))
-	ctx, span := t.gate.Start(ctx, t.tracer, method, serverSpanKind)
+	ctx, span := t.gate.Start(ctx, t.tracer, method, serverSpan...)
 	recording := span.IsRecording()
 	if recording {
 		span.SetAttributes(
@@ -93,12 +96,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	sw := &statusWriter{ResponseWriter: w}
+	sw := statusWriters.Get().(*statusWriter)
+	sw.ResponseWriter, sw.status = w, 0
 	if ctx != r.Context() {
 		r = r.WithContext(ctx)
 	}
 	h.mux.ServeHTTP(sw, r) // sets r.Pattern to the matched route
 	status := sw.status
+	sw.ResponseWriter = nil // the handler is done with it: recycle
+	statusWriters.Put(sw)
 	if status == 0 {
 		status = http.StatusOK
 	}

@@ -635,7 +635,7 @@ var errUnchanged = errors.New("payments: unchanged")
 // to the fresh state. The save is not cancelled with ctx: a gateway's answer
 // must not be lost to a client disconnecting.
 func (p *Processor) save(ctx context.Context, pay *Payment, mutate func(*Payment) error) (*Payment, *Error) {
-	ctx = context.WithoutCancel(ctx)
+	ctx = uncancelled(ctx)
 	for range 8 {
 		if err := mutate(pay); err != nil {
 			if errors.Is(err, errUnchanged) {
@@ -927,4 +927,14 @@ func (p *Processor) execFollowUp(ctx context.Context, pay *Payment, op, gwKey st
 		}
 	}
 	return succeeded(okStatus, saved, ref), true
+}
+
+// uncancelled is context.WithoutCancel, without its allocation for a
+// context that cannot be cancelled anyway: store writes that record an
+// outcome must not be abandoned halfway by a caller going away.
+func uncancelled(ctx context.Context) context.Context {
+	if ctx.Done() == nil {
+		return ctx
+	}
+	return context.WithoutCancel(ctx)
 }

@@ -269,7 +269,7 @@ func (c *claim) finish(ctx context.Context, o *outcome, executed bool) {
 		return
 	}
 	c.hold.Stop()
-	ctx = context.WithoutCancel(ctx)
+	ctx = uncancelled(ctx)
 	switch {
 	case o.err != nil && o.err.Code == CodeOutcomeUnknown:
 		// Keep the record in progress; its lease lapses and a retry resumes.

@@ -561,5 +561,22 @@ func (p *Processor) Close() error {
 	return errors.Join(errs...)
 }
 
-// newID returns prefix_ followed by 26 random base32 characters.
-func newID(prefix string) string { return prefix + "_" + rand.Text() }
+// newID returns prefix_ followed by 26 random characters of the RFC 4648
+// base32 alphabet (130 bits, as crypto/rand.Text), built in one
+// allocation: it is on every payment's path.
+func newID(prefix string) string {
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+	var buf [64]byte
+	if len(prefix) > len(buf)-27 {
+		return prefix + "_" + rand.Text()
+	}
+	n := copy(buf[:], prefix)
+	buf[n] = '_'
+	n++
+	rnd := buf[n : n+26]
+	rand.Read(rnd) // never fails (crypto/rand, Go 1.24+)
+	for i, b := range rnd {
+		rnd[i] = alphabet[b&31]
+	}
+	return string(buf[:n+26])
+}
