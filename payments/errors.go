@@ -49,6 +49,11 @@ const (
 // with the same key after Retry-After.
 const CodeIdempotencyStoreFull Code = "idempotency_store_full"
 
+// CodePreconditionFailed (412): the request's If-Match (IfVersion) names a
+// version of the payment that is no longer current: another change came
+// first. Nothing was executed; GET the payment again and decide.
+const CodePreconditionFailed Code = "precondition_failed"
+
 // storeFullRetryAfter is the Retry-After of CodeIdempotencyStoreFull. A
 // full store makes room as records expire (under steady traffic, about as
 // many a second as new keys arrive) and as requests in progress finish,
@@ -69,6 +74,7 @@ var codeStatus = map[Code]int{
 	CodeUnsupportedMedia:   http.StatusUnsupportedMediaType,
 	CodeValidation:         http.StatusUnprocessableEntity,
 	CodeInvalidTransition:  http.StatusConflict,
+	CodePreconditionFailed: http.StatusPreconditionFailed,
 	CodeIdempotencyReused:  http.StatusConflict,
 	CodeIdempotencyInUse:   http.StatusConflict,
 	CodeDeclined:           http.StatusPaymentRequired,
@@ -95,6 +101,7 @@ var codeTitle = map[Code]string{
 	CodeUnsupportedMedia:   "Unsupported media type",
 	CodeValidation:         "Validation failed",
 	CodeInvalidTransition:  "Invalid state transition",
+	CodePreconditionFailed: "Precondition failed",
 	CodeIdempotencyReused:  "Idempotency key reused with a different request",
 	CodeIdempotencyInUse:   "Idempotency key in use by a request still running",
 	CodeDeclined:           "Payment declined",
@@ -159,9 +166,12 @@ type Error struct {
 
 // Sentinels for errors.Is; an *Error matches the sentinel with its Code.
 var (
-	ErrNotFound           = &Error{Code: CodeNotFound}
-	ErrValidation         = &Error{Code: CodeValidation}
-	ErrInvalidTransition  = &Error{Code: CodeInvalidTransition}
+	ErrNotFound          = &Error{Code: CodeNotFound}
+	ErrValidation        = &Error{Code: CodeValidation}
+	ErrInvalidTransition = &Error{Code: CodeInvalidTransition}
+	// ErrPreconditionFailed: IfVersion (If-Match) is not the payment's
+	// current version.
+	ErrPreconditionFailed = &Error{Code: CodePreconditionFailed}
 	ErrDeclined           = &Error{Code: CodeDeclined}
 	ErrGatewayUnavailable = &Error{Code: CodeGatewayUnavailable}
 	ErrGatewayRejected    = &Error{Code: CodeGatewayRejected}

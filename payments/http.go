@@ -30,7 +30,13 @@ const MaxBodyBytes = 1 << 20
 //	GET  /payments/{id}             read
 //	POST /payments/{id}/capture     capture, optional {"amount": n}
 //	POST /payments/{id}/void        void
-//	POST /payments/{id}/refunds     refund, optional {"amount": n}
+//	POST /payments/{id}/refunds     refund, optional {"amount": n}; 201 with Location
+//	GET  /payments/{id}/refunds/{refund_id}   read a refund
+//
+// Payment responses carry ETag: "<version>"; capture, void and refund take
+// If-Match: "<version>" and answer 412 precondition_failed when the payment
+// changed since (nothing is executed).
+//
 //	GET  /healthz                   liveness
 //	GET  /readyz                    readiness (checks every driver)
 //	GET  /admin/mode, PUT /admin/mode   view / switch the default mode (admin key)
@@ -106,6 +112,7 @@ func NewHandler(p *Processor, auth Authenticator, opts ...HandlerOption) (*Handl
 	h.route("/payments/{id}/capture", h.authed(h.capture), http.MethodPost)
 	h.route("/payments/{id}/void", h.authed(h.void), http.MethodPost)
 	h.route("/payments/{id}/refunds", h.authed(h.refund), http.MethodPost)
+	h.route("/payments/{id}/refunds/{refund_id}", h.authed(h.getRefund), http.MethodGet)
 	h.route("/admin/mode", h.admin(h.mode), http.MethodGet, http.MethodPut)
 	h.route("/healthz", h.healthz, http.MethodGet)
 	h.route("/readyz", h.readyz, http.MethodGet)
@@ -273,6 +280,37 @@ func (h *Handler) getPayment(w http.ResponseWriter, r *http.Request, pr Principa
 	h.write(w, r, succeeded(http.StatusOK, pay, nil), false)
 }
 
+func (h *Handler) getRefund(w http.ResponseWriter, r *http.Request, pr Principal) {
+	pay, err := h.p.Get(r.Context(), GetRequest{Merchant: pr.Merchant, PaymentID: r.PathValue("id")})
+	if err != nil {
+		h.problem(w, r, asError(err))
+		return
+	}
+	id := r.PathValue("refund_id")
+	for i := range pay.Refunds {
+		if pay.Refunds[i].ID == id {
+			h.write(w, r, succeeded(http.StatusOK, pay, &pay.Refunds[i]), false)
+			return
+		}
+	}
+	h.problem(w, r, &Error{Code: CodeNotFound, PaymentID: pay.ID, Detail: "no such refund of this payment"})
+}
+
+// ifMatch reads If-Match: "<version>" (or W/"<version>"). A missing header
+// or * is 0 (no condition); anything else that is not a version of ours
+// can never match, so it is -1 (precondition failed).
+func ifMatch(r *http.Request) int64 {
+	v := strings.TrimSpace(r.Header.Get("If-Match"))
+	if v == "" || v == "*" {
+		return 0
+	}
+	n, err := strconv.ParseInt(strings.Trim(strings.TrimPrefix(v, "W/"), `"`), 10, 64)
+	if err != nil || n <= 0 {
+		return -1
+	}
+	return n
+}
+
 func (h *Handler) followUpBody(w http.ResponseWriter, r *http.Request) (int64, string, bool) {
 	key := r.Header.Get("Idempotency-Key")
 	if err := keyCheck(key, false); err != nil {
@@ -297,7 +335,7 @@ func (h *Handler) capture(w http.ResponseWriter, r *http.Request, pr Principal) 
 	if !ok {
 		return
 	}
-	h.write(w, r, h.p.capture(r.Context(), &CaptureRequest{Merchant: pr.Merchant, PaymentID: r.PathValue("id"), Amount: amount, IdempotencyKey: key}), false)
+	h.write(w, r, h.p.capture(r.Context(), &CaptureRequest{Merchant: pr.Merchant, PaymentID: r.PathValue("id"), Amount: amount, IdempotencyKey: key, IfVersion: ifMatch(r)}), false)
 }
 
 func (h *Handler) void(w http.ResponseWriter, r *http.Request, pr Principal) {
@@ -311,7 +349,7 @@ func (h *Handler) void(w http.ResponseWriter, r *http.Request, pr Principal) {
 		h.problem(w, r, e)
 		return
 	}
-	h.write(w, r, h.p.void(r.Context(), &VoidRequest{Merchant: pr.Merchant, PaymentID: r.PathValue("id"), IdempotencyKey: key}), false)
+	h.write(w, r, h.p.void(r.Context(), &VoidRequest{Merchant: pr.Merchant, PaymentID: r.PathValue("id"), IdempotencyKey: key, IfVersion: ifMatch(r)}), false)
 }
 
 func (h *Handler) refund(w http.ResponseWriter, r *http.Request, pr Principal) {
@@ -319,7 +357,7 @@ func (h *Handler) refund(w http.ResponseWriter, r *http.Request, pr Principal) {
 	if !ok {
 		return
 	}
-	h.write(w, r, h.p.refund(r.Context(), &RefundRequest{Merchant: pr.Merchant, PaymentID: r.PathValue("id"), Amount: amount, IdempotencyKey: key}), false)
+	h.write(w, r, h.p.refund(r.Context(), &RefundRequest{Merchant: pr.Merchant, PaymentID: r.PathValue("id"), Amount: amount, IdempotencyKey: key, IfVersion: ifMatch(r)}), false)
 }
 
 type modeBody struct {
@@ -447,8 +485,14 @@ func (h *Handler) write(w http.ResponseWriter, r *http.Request, o *outcome, crea
 	for k, v := range o.header {
 		hd.Set(k, v)
 	}
-	if created && (o.status == http.StatusCreated || o.status == http.StatusAccepted) && o.payment != nil {
+	switch {
+	case o.refund != nil && o.status == http.StatusCreated:
+		hd.Set("Location", h.basePath+"/payments/"+o.refund.PaymentID+"/refunds/"+o.refund.ID)
+	case created && (o.status == http.StatusCreated || o.status == http.StatusAccepted) && o.payment != nil:
 		hd.Set("Location", h.basePath+"/payments/"+o.payment.ID)
+	}
+	if o.payment != nil && o.payment.Version > 0 && o.status < 300 && !o.replayed {
+		hd.Set("ETag", `"`+strconv.FormatInt(o.payment.Version, 10)+`"`)
 	}
 	if o.replayed {
 		hd.Set("Idempotent-Replayed", "true")

@@ -705,6 +705,7 @@ type followUp struct {
 	key         string
 	fingerprint string
 	resourceID  string // for refunds: the refund id
+	ifVersion   int64  // the version the payment must be at (0: any)
 	run         func(ctx context.Context, pay *Payment, resumed bool, resourceID string) (*outcome, bool)
 }
 
@@ -737,6 +738,12 @@ func (p *Processor) runFollowUp(ctx context.Context, f *followUp) (o *outcome) {
 		c.finish(ctx, o, false)
 		return o
 	}
+	if f.ifVersion != 0 && pay.Version != f.ifVersion && !(c != nil && c.resumed) {
+		o = failed(&Error{Code: CodePreconditionFailed, PaymentID: pay.ID,
+			Detail: fmt.Sprintf("the payment is at version %d, not %d: it changed since it was read; GET it again", pay.Version, f.ifVersion)}, nil)
+		c.finish(ctx, o, false)
+		return o
+	}
 	o, executed := f.run(ctx, pay, c != nil && c.resumed, resourceID)
 	c.finish(ctx, o, executed)
 	return o
@@ -749,7 +756,7 @@ func (p *Processor) capture(ctx context.Context, req *CaptureRequest) *outcome {
 	return p.runFollowUp(ctx, &followUp{
 		op: "capture", merchant: req.Merchant, paymentID: req.PaymentID, key: req.IdempotencyKey,
 		fingerprint: idempotency.Fingerprint(http.MethodPost, "/payments/"+req.PaymentID+"/capture", canonicalAmount(req.Amount)),
-		resourceID:  req.PaymentID,
+		resourceID:  req.PaymentID, ifVersion: req.IfVersion,
 		run: func(ctx context.Context, pay *Payment, resumed bool, _ string) (*outcome, bool) {
 			if resumed && pay.Status == StatusCaptured {
 				return succeeded(http.StatusOK, pay, nil), true
@@ -788,7 +795,7 @@ func (p *Processor) void(ctx context.Context, req *VoidRequest) *outcome {
 	return p.runFollowUp(ctx, &followUp{
 		op: "void", merchant: req.Merchant, paymentID: req.PaymentID, key: req.IdempotencyKey,
 		fingerprint: idempotency.Fingerprint(http.MethodPost, "/payments/"+req.PaymentID+"/void", nil),
-		resourceID:  req.PaymentID,
+		resourceID:  req.PaymentID, ifVersion: req.IfVersion,
 		run: func(ctx context.Context, pay *Payment, resumed bool, _ string) (*outcome, bool) {
 			if resumed && pay.Status == StatusVoided {
 				return succeeded(http.StatusOK, pay, nil), true
@@ -818,7 +825,7 @@ func (p *Processor) refund(ctx context.Context, req *RefundRequest) *outcome {
 	return p.runFollowUp(ctx, &followUp{
 		op: "refund", merchant: req.Merchant, paymentID: req.PaymentID, key: req.IdempotencyKey,
 		fingerprint: idempotency.Fingerprint(http.MethodPost, "/payments/"+req.PaymentID+"/refunds", canonicalAmount(req.Amount)),
-		resourceID:  newID("re"),
+		resourceID:  newID("re"), ifVersion: req.IfVersion,
 		run: func(ctx context.Context, pay *Payment, resumed bool, refundID string) (*outcome, bool) {
 			for i := range pay.Refunds {
 				if resumed && pay.Refunds[i].ID == refundID {

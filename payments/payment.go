@@ -9,7 +9,7 @@ import (
 // Status is a payment's lifecycle state.
 type Status string
 
-// Payment statuses. See Transitions for the allowed moves.
+// Payment statuses. See NextStatuses and CanTransition for the allowed moves.
 const (
 	// StatusPending: accepted for asynchronous processing, not yet picked up.
 	StatusPending Status = "pending"
@@ -44,10 +44,11 @@ const (
 // provider's idempotency window.
 const ReviewOutcomeUnknown = "outcome_unknown"
 
-// Transitions is the payment state machine: for each status, the statuses it
-// may move to. A refund that leaves part of the captured amount unrefunded
-// keeps the payment captured (captured → captured).
-var Transitions = map[Status][]Status{
+// transitions is the payment state machine: for each status, the statuses
+// it may move to. A refund that leaves part of the captured amount
+// unrefunded keeps the payment captured (captured → captured). It is read
+// only: Statuses, NextStatuses and CanTransition expose it.
+var transitions = map[Status][]Status{
 	StatusPending:    {StatusProcessing, StatusFailed},
 	StatusProcessing: {StatusAuthorized, StatusCaptured, StatusDeclined, StatusFailed, StatusRequiresReview},
 	// A payment in review is settled from the provider's records.
@@ -62,15 +63,26 @@ var Transitions = map[Status][]Status{
 
 // CanTransition reports whether a payment may move from one status to another.
 func CanTransition(from, to Status) bool {
-	return slices.Contains(Transitions[from], to)
+	return slices.Contains(transitions[from], to)
+}
+
+// NextStatuses returns the statuses a payment in status from may move to
+// (a copy: the state machine cannot be changed), nil for a terminal or
+// unknown status.
+func NextStatuses(from Status) []Status { return slices.Clone(transitions[from]) }
+
+// Statuses returns every defined status, in lifecycle order.
+func Statuses() []Status {
+	return []Status{StatusPending, StatusProcessing, StatusAuthorized, StatusCaptured, StatusVoided,
+		StatusRefunded, StatusDeclined, StatusFailed, StatusRequiresReview}
 }
 
 // Terminal reports whether no transition leaves s.
-func (s Status) Terminal() bool { return len(Transitions[s]) == 0 }
+func (s Status) Terminal() bool { return len(transitions[s]) == 0 }
 
 // Valid reports whether s is one of the defined statuses.
 func (s Status) Valid() bool {
-	_, ok := Transitions[s]
+	_, ok := transitions[s]
 	return ok
 }
 

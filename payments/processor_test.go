@@ -21,15 +21,21 @@ import (
 
 func TestTransitionTable(t *testing.T) {
 	allowed := map[[2]payments.Status]bool{}
-	for from, tos := range payments.Transitions {
-		for _, to := range tos {
+	all := payments.Statuses()
+	for _, from := range all {
+		if !from.Valid() {
+			t.Errorf("%s is not Valid", from)
+		}
+		for _, to := range payments.NextStatuses(from) {
 			allowed[[2]payments.Status{from, to}] = true
 		}
 	}
-	all := []payments.Status{payments.StatusPending, payments.StatusProcessing, payments.StatusAuthorized, payments.StatusCaptured,
-		payments.StatusVoided, payments.StatusRefunded, payments.StatusDeclined, payments.StatusFailed, payments.StatusRequiresReview}
-	if len(payments.Transitions) != len(all) {
-		t.Fatalf("transition table covers %d statuses, want %d", len(payments.Transitions), len(all))
+	// The state machine is read-only: a caller's copy changes nothing.
+	if next := payments.NextStatuses(payments.StatusAuthorized); len(next) > 0 {
+		next[0] = payments.StatusRefunded
+		if payments.CanTransition(payments.StatusAuthorized, payments.StatusRefunded) {
+			t.Fatal("NextStatuses exposed the state machine to writes")
+		}
 	}
 	want := map[[2]payments.Status]bool{
 		{"pending", "processing"}: true, {"pending", "failed"}: true,

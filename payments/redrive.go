@@ -81,7 +81,7 @@ func RedrivePlan(p *Payment) (process bool, why string) {
 // gateway (it failed for want of a route). It clears FailureCode.
 //
 // This is the one move out of StatusFailed, deliberately absent from
-// Transitions: only the worker makes it, only for FailureRetriesExhausted.
+// transitions: only the worker makes it, only for FailureRetriesExhausted.
 // It reports false, with the payment as read, when the payment is not (or
 // no longer, another delivery having reopened it first) Redrivable.
 func (w *Worker) reopen(ctx context.Context, pay *Payment) (*Payment, bool, *Error) {

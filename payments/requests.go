@@ -58,6 +58,10 @@ type CaptureRequest struct {
 	Amount int64
 	// IdempotencyKey is optional; with one, retries replay the first result.
 	IdempotencyKey string
+	// IfVersion, if not 0, is the version the payment must still be at
+	// (Payment.Version; the HTTP API's ETag and If-Match), or the request
+	// fails with ErrPreconditionFailed and nothing is executed.
+	IfVersion int64
 }
 
 // VoidRequest cancels an authorized, uncaptured payment.
@@ -65,6 +69,8 @@ type VoidRequest struct {
 	Merchant       string
 	PaymentID      string
 	IdempotencyKey string
+	// IfVersion: as CaptureRequest.IfVersion.
+	IfVersion int64
 }
 
 // RefundRequest refunds a captured payment.
@@ -75,6 +81,8 @@ type RefundRequest struct {
 	// be repeated until the captured amount is exhausted.
 	Amount         int64
 	IdempotencyKey string
+	// IfVersion: as CaptureRequest.IfVersion.
+	IfVersion int64
 }
 
 const (
