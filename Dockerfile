@@ -37,7 +37,9 @@ COPY payments/postgres/go.mod payments/postgres/go.sum payments/postgres/
 RUN --mount=type=cache,target=/go/pkg/mod go mod download
 COPY . .
 ARG VERSION=dev
-# GOTAGS is empty: every driver is compiled in (see docs/deploy.md for the sizes).
+# GOTAGS empty compiles every driver in; payrail_no_<driver> tags leave some
+# out, e.g. --build-arg GOTAGS=payrail_no_kafka,payrail_no_pubsub,payrail_no_servicebus
+# for AWS (examples/internal/drivers; sizes in docs/deploy.md).
 ARG GOTAGS=
 RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
     for cmd in server worker opsctl; do \

@@ -241,3 +241,44 @@ func workerPaths(t *testing.T) []string {
 	}
 	return out
 }
+
+// TestDriverBuildTags: each payrail_no_<driver> tag leaves its driver
+// package out of the server's and the worker's dependencies.
+func TestDriverBuildTags(t *testing.T) {
+	drivers := map[string]string{
+		"kafka": "bus/kafka", "pubsub": "bus/pubsub", "servicebus": "bus/servicebus", "snssqs": "bus/snssqs",
+		"dynamodb": "idempotency/dynamodb", "redis": "idempotency/redis", "stripe": "gateway/stripe",
+	}
+	var tags []string
+	for d := range drivers {
+		tags = append(tags, "payrail_no_"+d)
+	}
+	deps := func(tags string) []string {
+		args := []string{"list", "-deps", "-f", "{{.ImportPath}}"}
+		if tags != "" {
+			args = append(args, "-tags", tags)
+		}
+		cmd := exec.Command("go", append(args, "./examples/server", "./examples/worker")...)
+		cmd.Dir = root(t)
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("go %v: %v", args, err)
+		}
+		return strings.Fields(string(out))
+	}
+	all, none := deps(""), deps(strings.Join(tags, ","))
+	for d, pkg := range drivers {
+		pkg = "github.com/payrail/payrail/" + pkg
+		if !slices.Contains(all, pkg) {
+			t.Errorf("the default build lacks %s", pkg)
+		}
+		if slices.Contains(none, pkg) {
+			t.Errorf("-tags payrail_no_%s still links %s", d, pkg)
+		}
+	}
+	for _, always := range []string{"bus/inmemory", "idempotency/memory", "gateway/mock", "payments/postgres", "idempotency/postgres"} {
+		if !slices.Contains(none, "github.com/payrail/payrail/"+always) {
+			t.Errorf("with every payrail_no_ tag the build lost %s", always)
+		}
+	}
+}
