@@ -563,6 +563,12 @@ func TestScalingAndDisruption(t *testing.T) {
 				t.Errorf("%s/%s: %d PodDisruptionBudgets select its pods, want 1", o, name, n)
 			}
 		}
+		// The autoscalers own the replica counts: an apply must not reset them.
+		for _, d := range b.deployments {
+			if d.Spec.Replicas != nil {
+				t.Errorf("%s/%s: sets replicas, which its autoscaler owns", o, d.Name)
+			}
+		}
 		// The API scales on CPU; the worker on backlog through KEDA only.
 		if len(b.hpas) != 1 || b.hpas[0].Spec.ScaleTargetRef.Name != "payrail-server" || b.hpas[0].Spec.ScaleTargetRef.Kind != "Deployment" ||
 			len(b.hpas[0].Spec.Metrics) != 1 || b.hpas[0].Spec.Metrics[0].Resource == nil || b.hpas[0].Spec.Metrics[0].Resource.Name != corev1.ResourceCPU {

@@ -9,6 +9,8 @@
 //	opsctl keys release --merchant M [--force] [--apply] KEY
 //	opsctl db migrate   [--apply]
 //	opsctl bus provision [--max-attempts N] [--ack-deadline D] [--dead-letter-topic T] [--apply]
+//	opsctl config check
+//	opsctl probe        [--timeout D] URL
 //
 // Every command that changes something is a dry run unless --apply is
 // given: it prints what it would do. Deletions are compare-and-delete: a
