@@ -17,6 +17,14 @@ import (
 	"github.com/payrail/payrail/examples/internal/config"
 )
 
+// Version is the version of the binaries, stamped at link time by the
+// container build (Dockerfile):
+//
+//	-ldflags "-X github.com/payrail/payrail/examples/internal/app.Version=v1.2.3"
+//
+// The server and the worker log it when they start.
+var Version = "dev"
+
 // Main runs a binary: it loads the configuration (config.Load) and calls
 // run with a context that is cancelled on the first SIGTERM or SIGINT; a
 // second signal kills the process at once. Errors are printed to Stderr

@@ -1,3 +1,5 @@
+//go:build !payrail_no_dynamodb
+
 package drivers
 
 // The DynamoDB idempotency store (IDEMPOTENCY_URL=dynamodb://<table>?region=...).

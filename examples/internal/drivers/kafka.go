@@ -1,3 +1,5 @@
+//go:build !payrail_no_kafka
+
 package drivers
 
 // The Kafka bus (MESSAGE_BUS_ADAPTER=kafka).

@@ -1,3 +1,5 @@
+//go:build !payrail_no_pubsub
+
 package drivers
 
 // The Google Cloud Pub/Sub bus (MESSAGE_BUS_ADAPTER=pubsub; honours

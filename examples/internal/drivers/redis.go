@@ -1,3 +1,5 @@
+//go:build !payrail_no_redis
+
 package drivers
 
 // The Redis idempotency store (IDEMPOTENCY_URL=redis://host:6379/0).

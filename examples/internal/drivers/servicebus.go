@@ -1,3 +1,5 @@
+//go:build !payrail_no_servicebus
+
 package drivers
 
 // The Azure Service Bus bus (MESSAGE_BUS_ADAPTER=servicebus; credentials from

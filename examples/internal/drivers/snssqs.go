@@ -1,3 +1,5 @@
+//go:build !payrail_no_snssqs
+
 package drivers
 
 // The Amazon SNS + SQS bus (MESSAGE_BUS_ADAPTER=sns-sqs, with

@@ -1,3 +1,5 @@
+//go:build !payrail_no_stripe
+
 package drivers
 
 // The Stripe gateway (GATEWAY_URL or GATEWAY_URLS entry

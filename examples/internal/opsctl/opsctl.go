@@ -9,6 +9,8 @@
 //	opsctl keys release --merchant M [--force] [--apply] KEY
 //	opsctl db migrate   [--apply]
 //	opsctl bus provision [--max-attempts N] [--ack-deadline D] [--dead-letter-topic T] [--apply]
+//	opsctl config check
+//	opsctl probe        [--timeout D] URL
 //
 // Every command that changes something is a dry run unless --apply is
 // given: it prints what it would do. Deletions are compare-and-delete: a
@@ -90,6 +92,7 @@ Dead letters (any bus with a dead-letter queue; dlq.go):
                its payment's status and failure code (PAYMENTS_STORE_URL) and whether the
                worker reprocesses it (a retryable failure) or skips it (a final outcome)
 
+` + UsageDeploy + `
 Commands that change something are dry runs unless --apply is given.
 `
 
@@ -152,6 +155,9 @@ func (c *cli) dispatch(args []string) error {
 	if args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
 		return flag.ErrHelp
 	}
+	if args[0] == "probe" {
+		return c.probe(args[1:]) // deploy.go
+	}
 	if len(args) < 2 {
 		return usagef("%q needs a subcommand", args[0])
 	}
@@ -171,6 +177,8 @@ func (c *cli) dispatch(args []string) error {
 		return c.busProvisionFor(rest) // snssqs.go: sns-sqs there, others in bus.go
 	case "bus stats", "bus dlq":
 		return c.busCommand(args[1:]) // dlq.go
+	case "config check":
+		return c.configCheck(rest) // deploy.go
 	}
 	return usagef("unknown command %q", args[0]+" "+args[1])
 }

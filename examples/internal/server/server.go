@@ -112,7 +112,7 @@ type Deps struct {
 // work.
 func Run(ctx context.Context, cfg *config.Config, d Deps) (err error) {
 	log := app.Logger(d.Logger, d.Stdout, cfg.LogLevel)
-	log.Info("payrail server starting", "config", cfg)
+	log.Info("payrail server starting", "version", app.Version, "config", cfg)
 
 	var cl app.Closers
 	defer func() { err = errors.Join(err, cl.CloseAll(log)) }()

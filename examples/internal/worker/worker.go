@@ -127,7 +127,7 @@ func Run(ctx context.Context, cfg *config.Config, d Deps) (err error) {
 		return err
 	}
 	log := app.Logger(d.Logger, d.Stdout, cfg.LogLevel)
-	log.Info("payrail worker starting", "config", cfg)
+	log.Info("payrail worker starting", "version", app.Version, "config", cfg)
 
 	var cl app.Closers
 	defer func() { err = errors.Join(err, cl.CloseAll(log)) }()

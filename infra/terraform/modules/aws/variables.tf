@@ -1,0 +1,9 @@
+variable "region" { type = string }
+variable "fifo" { type = bool }
+variable "name" { type = string }
+variable "max_receive_count" { type = number }
+variable "visibility_timeout_seconds" { type = number }
+variable "idempotency_table_name" { type = string }
+variable "oidc_provider_arn" { type = string }
+variable "kubernetes_namespace" { type = string }
+variable "service_accounts" { type = map(string) }

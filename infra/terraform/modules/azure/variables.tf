@@ -1,0 +1,10 @@
+variable "location" { type = string }
+variable "fifo" { type = bool }
+variable "name" { type = string }
+variable "subscription_name" { type = string }
+variable "max_receive_count" { type = number }
+variable "namespace_name" { type = string }
+variable "oidc_issuer_url" { type = string }
+variable "kubernetes_namespace" { type = string }
+variable "service_accounts" { type = map(string) }
+variable "tags" { type = map(string) }

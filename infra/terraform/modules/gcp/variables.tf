@@ -1,0 +1,9 @@
+variable "project_id" { type = string }
+variable "fifo" { type = bool }
+variable "name" { type = string }
+variable "subscription_name" { type = string }
+variable "max_receive_count" { type = number }
+variable "visibility_timeout_seconds" { type = number }
+variable "kubernetes_namespace" { type = string }
+variable "service_accounts" { type = map(string) }
+variable "labels" { type = map(string) }
