@@ -54,6 +54,6 @@ FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/server /out/worker /out/opsctl /usr/local/bin/
 USER 65532:65532
 # PORT (API) and METRICS_PORT (the worker's /metrics and /healthz).
-EXPOSE 8080 9090
+EXPOSE 8080 9464
 ENTRYPOINT []
 CMD ["/usr/local/bin/server"]

@@ -153,8 +153,8 @@ func TestCompose(t *testing.T) {
 			if w, ok := p.Services["worker"]; ok {
 				served := workerPaths(t)
 				for _, u := range probeURLs(w) {
-					if !strings.HasSuffix(u, ":9090"+pathOf(u)) || !slices.Contains(served, pathOf(u)) {
-						t.Errorf("worker healthcheck %s: the worker serves %q on METRICS_PORT 9090", u, served)
+					if !strings.HasSuffix(u, ":9464"+pathOf(u)) || !slices.Contains(served, pathOf(u)) {
+						t.Errorf("worker healthcheck %s: the worker serves %q on METRICS_PORT 9464", u, served)
 					}
 				}
 			}

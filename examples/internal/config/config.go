@@ -10,7 +10,8 @@
 // # HTTP
 //
 //   - PORT (default 8080): TCP port the API server listens on.
-//   - METRICS_PORT (default 9090): TCP port of the standalone worker's
+//   - METRICS_PORT (default 9464, the OpenTelemetry Prometheus exporter's
+//     port: 9090 is Prometheus's own): TCP port of the standalone worker's
 //     /metrics and /healthz endpoints (the API server serves /metrics on
 //     PORT).
 //   - SHUTDOWN_TIMEOUT (default 30s): Go duration bounding each graceful
@@ -136,7 +137,7 @@ const InMemoryBusURL = "inmemory://payments"
 // Defaults of the variables that have one.
 const (
 	DefaultPort              = 8080
-	DefaultMetricsPort       = 9090
+	DefaultMetricsPort       = 9464
 	DefaultAdapter           = AdapterInMemory
 	DefaultQueueType         = QueueStandard
 	DefaultGatewayURL        = "mock://"

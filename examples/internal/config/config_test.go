@@ -28,7 +28,7 @@ func TestParseDefaults(t *testing.T) {
 	}
 	want := &Config{
 		Port:                 8080,
-		MetricsPort:          9090,
+		MetricsPort:          9464,
 		ShutdownTimeout:      30 * time.Second,
 		MessageBusAdapter:    "inmemory",
 		QueueType:            "standard",
