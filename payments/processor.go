@@ -408,26 +408,43 @@ func (p *Processor) storeError(err error, id string) *Error {
 	return &Error{Code: CodeStoreUnavailable, Detail: "payment store unavailable", RetryAfter: time.Second, Err: err}
 }
 
-// Ready checks every dependency (stores, bus, gateways) for readiness probes.
+// Check is the readiness of one dependency, as Checks reports it.
+type Check struct {
+	// Name names the dependency: "idempotency_store", "payment_store",
+	// "bus", or "gateway:<name>".
+	Name string
+	// Err is nil when the dependency answered. Its text may hold
+	// addresses: log it, never show it to API clients.
+	Err error
+}
+
+// Checks pings every dependency (stores, bus, gateways) and reports each.
+func (p *Processor) Checks(ctx context.Context) []Check {
+	var out []Check
+	out = append(out, Check{Name: "idempotency_store", Err: p.idem.Ping(ctx)})
+	if pg, ok := p.store.(interface{ Ping(context.Context) error }); ok {
+		out = append(out, Check{Name: "payment_store", Err: pg.Ping(ctx)})
+	}
+	out = append(out, Check{Name: "bus", Err: p.topic.Ping(ctx)})
+	for _, g := range p.router.Gateways() {
+		out = append(out, Check{Name: "gateway:" + g.Name(), Err: g.Ping(ctx)})
+	}
+	return out
+}
+
+// Ready checks every dependency (stores, bus, gateways) for readiness
+// probes, and returns their errors joined, each prefixed by its name.
 func (p *Processor) Ready(ctx context.Context) error {
+	if err := p.usable(); err != nil {
+		return err
+	}
 	if p.closed.Load() {
 		return errors.New("payments: processor closed")
 	}
 	var errs []error
-	if err := p.idem.Ping(ctx); err != nil {
-		errs = append(errs, fmt.Errorf("idempotency store: %w", err))
-	}
-	if pg, ok := p.store.(interface{ Ping(context.Context) error }); ok {
-		if err := pg.Ping(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("payment store: %w", err))
-		}
-	}
-	if err := p.topic.Ping(ctx); err != nil {
-		errs = append(errs, fmt.Errorf("bus: %w", err))
-	}
-	for _, g := range p.router.Gateways() {
-		if err := g.Ping(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("gateway %s: %w", g.Name(), err))
+	for _, c := range p.Checks(ctx) {
+		if c.Err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", c.Name, c.Err))
 		}
 	}
 	return errors.Join(errs...)
