@@ -42,7 +42,11 @@ func Logger(log *slog.Logger, stdout io.Writer, level slog.Level) *slog.Logger {
 		return log
 	}
 	if stdout == nil {
-		stdout = os.Stdout
+		// The real process (tests pass their own writer): what the
+		// libraries print goes through the same JSON logger.
+		l := observability.NewLogger(os.Stdout, level)
+		RouteLibraryLogs(l)
+		return l
 	}
 	return observability.NewLogger(stdout, level)
 }
