@@ -161,7 +161,8 @@
 // retry; for the others, the high-water mark minus the group's committed
 // offset (which counts records that another member is handling). InFlight
 // counts this handle's deliveries being handled; DeadLetters counts this
-// group's records after its redrive cursor (reading them).
+// group's records after its redrive cursor (reading them). OldestAge is -1:
+// reading it would mean fetching a record of every partition with a backlog.
 //
 // # As
 //
@@ -641,6 +642,7 @@ type topicOptions struct {
 	replication int16
 	dlq         bool
 	configs     map[string]*string
+	strict      bool // an existing topic's partition count must be partitions
 }
 
 // WithPartitions sets the partition count of created topics (default: the
@@ -670,6 +672,10 @@ func WithTopicConfig(name, value string) TopicOption {
 // yet. Existing topics are left as they are. Deployments usually provision
 // topics with their own tooling; EnsureTopic is for tests, development and
 // simple setups.
+//
+// bus.Provision (with bus.ProvisionSpec.Partitions) does the same through
+// the portable API and reports what it did; EnsureTopic remains for its
+// options (replication factor, topic configuration, no dead-letter topic).
 func EnsureTopic(ctx context.Context, urlstr string, opts ...TopicOption) error {
 	u, err := url.Parse(urlstr)
 	if err != nil {
@@ -691,48 +697,6 @@ func EnsureTopic(ctx context.Context, urlstr string, opts ...TopicOption) error 
 	for _, opt := range opts {
 		opt(&o)
 	}
-	topics := []string{cfg.topic}
-	if o.dlq {
-		dlq := cfg.dlqTopic
-		if dlq == "" {
-			dlq = cfg.topic + ".dlq"
-		}
-		topics = append(topics, dlq)
-	}
-	client, err := newClient(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	defer client.Close()
-	admin, err := sarama.NewClusterAdminFromClient(client)
-	if err != nil {
-		return classify("admin", err)
-	}
-	for _, t := range topics {
-		err := admin.CreateTopic(t, &sarama.TopicDetail{NumPartitions: o.partitions, ReplicationFactor: o.replication, ConfigEntries: o.configs}, false)
-		if err != nil && !errors.Is(err, sarama.ErrTopicAlreadyExists) {
-			return classify("create topic "+t, err)
-		}
-	}
-	// Wait until the metadata shows them, so that an open right after
-	// succeeds.
-	for {
-		missing := ""
-		if err := client.RefreshMetadata(topics...); err != nil && !errors.Is(err, sarama.ErrUnknownTopicOrPartition) {
-			return classify("metadata", err)
-		}
-		for _, t := range topics {
-			if ps, err := client.Partitions(t); err != nil || len(ps) == 0 {
-				missing = t
-			}
-		}
-		if missing == "" {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("kafka: topic %q not visible after creation: %w", missing, ctx.Err())
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+	_, err = ensureTopics(ctx, cfg, o, false)
+	return err
 }

@@ -694,7 +694,7 @@ func (s *subscription) Stats(ctx context.Context) (driver.Stats, error) {
 		o, err := client.GetOffset(s.cfg.topic, p, sarama.OffsetOldest)
 		return o, classify("stats", err)
 	}
-	var st driver.Stats
+	st := driver.Stats{OldestAge: -1}
 	s.mu.Lock()
 	local := map[int32]int64{} // owned partitions: next offset to fetch and records waiting
 	for p, c := range s.claims {
