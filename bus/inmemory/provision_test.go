@@ -10,9 +10,9 @@ import (
 
 func TestProvisionConformance(t *testing.T) {
 	testkit.RunBusProvision(t, testkit.BusProvisionConfig{
-		NewURLs: func(tb testing.TB) (string, string) {
+		NewURLs: func(tb testing.TB) testkit.ProvisionURLs {
 			name := uniqueName(tb)
-			return "inmemory://" + name, "inmemory://" + name + "?subscription=worker"
+			return testkit.ProvisionURLs{Topic: "inmemory://" + name, Subscription: "inmemory://" + name + "?subscription=worker"}
 		},
 		Spec: bus.ProvisionSpec{MaxAttempts: 4, AckDeadline: 5 * time.Second, Ordered: true},
 	})

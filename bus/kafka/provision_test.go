@@ -12,9 +12,9 @@ import (
 
 func TestProvisionConformance(t *testing.T) {
 	testkit.RunBusProvision(t, testkit.BusProvisionConfig{
-		NewURLs: func(tb testing.TB) (string, string) {
+		NewURLs: func(tb testing.TB) testkit.ProvisionURLs {
 			name := uniqueName(tb)
-			return topicURL(name), subURL(name, name+"-g")
+			return testkit.ProvisionURLs{Topic: topicURL(name), Subscription: subURL(name, name+"-g")}
 		},
 		Spec:         bus.ProvisionSpec{Partitions: 3},
 		UnknownStats: []string{"OldestAge"},

@@ -15,10 +15,10 @@ import (
 // Monitoring does), so those read -1.
 func TestProvisionConformance(t *testing.T) {
 	testkit.RunBusProvision(t, testkit.BusProvisionConfig{
-		NewURLs: func(tb testing.TB) (string, string) {
+		NewURLs: func(tb testing.TB) testkit.ProvisionURLs {
 			name := uniqueName(tb)
 			cleanupProvisioned(tb, name, name+"-s")
-			return topicURL(name), subURL(name, name+"-s")
+			return testkit.ProvisionURLs{Topic: topicURL(name), Subscription: subURL(name, name+"-s")}
 		},
 		Spec:         bus.ProvisionSpec{MaxAttempts: 5, AckDeadline: 10 * time.Second, Ordered: true},
 		UnknownStats: []string{"Backlog", "OldestAge"},

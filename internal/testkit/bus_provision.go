@@ -14,10 +14,10 @@ import (
 // BusProvisionConfig connects the provisioning conformance case to one
 // driver and its real peer.
 type BusProvisionConfig struct {
-	// NewURLs returns a topic URL and a subscription URL of it naming
+	// NewURLs returns the URLs of a topic and a subscription of it naming
 	// entities that do not exist yet on the peer (fresh, unique names),
 	// and registers their removal with tb.Cleanup.
-	NewURLs func(tb testing.TB) (topicURL, subURL string)
+	NewURLs func(tb testing.TB) ProvisionURLs
 	// Spec is what the case provisions. Its DryRun is ignored.
 	Spec bus.ProvisionSpec
 	// UnknownStats names the Stats fields ("Backlog", "InFlight",
@@ -26,6 +26,16 @@ type BusProvisionConfig struct {
 	UnknownStats []string
 	// Timeout bounds the case (default 90s).
 	Timeout time.Duration
+}
+
+// ProvisionURLs are the URLs of the provisioning case.
+type ProvisionURLs struct {
+	// Topic and Subscription are opened with bus.OpenTopic and
+	// bus.OpenSubscription.
+	Topic, Subscription string
+	// Provision is given to bus.Provision, if not Subscription (sns-sqs
+	// adds the topic_arn a subscription URL does not carry).
+	Provision string
 }
 
 // RunBusProvision is the provisioning conformance case: bus.Provision from
@@ -42,24 +52,28 @@ func RunBusProvision(t *testing.T, cfg BusProvisionConfig) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	topicURL, subURL := cfg.NewURLs(t)
+	urls := cfg.NewURLs(t)
+	topicURL, subURL, provURL := urls.Topic, urls.Subscription, urls.Provision
+	if provURL == "" {
+		provURL = subURL
+	}
 	spec := cfg.Spec
 
 	spec.DryRun = true
 	for range 2 { // a dry run must not create anything, so the second sees nothing either
-		steps, err := bus.Provision(ctx, subURL, spec)
+		steps, err := bus.Provision(ctx, provURL, spec)
 		if err != nil {
 			t.Fatalf("dry-run Provision from nothing: %v", err)
 		}
 		provisionActions(t, "dry run from nothing", steps, bus.ActionWouldCreate)
 	}
 	spec.DryRun = false
-	steps, err := bus.Provision(ctx, subURL, spec)
+	steps, err := bus.Provision(ctx, provURL, spec)
 	if err != nil {
 		t.Fatalf("Provision from nothing: %v", err)
 	}
 	provisionActions(t, "Provision from nothing", steps, bus.ActionCreated)
-	again, err := bus.Provision(ctx, subURL, spec)
+	again, err := bus.Provision(ctx, provURL, spec)
 	if err != nil {
 		t.Fatalf("Provision again: %v", err)
 	}
@@ -68,7 +82,7 @@ func RunBusProvision(t *testing.T, cfg BusProvisionConfig) {
 		t.Fatalf("Provision again reported %d steps, the first %d", len(again), len(steps))
 	}
 	spec.DryRun = true
-	dry, err := bus.Provision(ctx, subURL, spec)
+	dry, err := bus.Provision(ctx, provURL, spec)
 	if err != nil {
 		t.Fatalf("dry-run Provision of what exists: %v", err)
 	}
