@@ -105,7 +105,8 @@ var _ driver.Provisioner = Driver{}
 // sets Pub/Sub's maximum, 100, since the driver needs a dead-letter policy
 // to count attempts; AckDeadline the subscription's ack deadline (10s to
 // 600s); Ordered enables message ordering (without it, the URL's ordered
-// parameter decides, and an existing subscription keeps its ordering). An
+// parameter decides, by default true as for the package-level Provision,
+// and an existing subscription keeps its ordering). An
 // existing subscription attached to another topic, or whose ordering
 // differs from what is asked, is an error wrapping bus.ErrConflict.
 func (Driver) Provision(ctx context.Context, u *url.URL, spec driver.ProvisionSpec) ([]driver.ProvisionStep, error) {
@@ -145,8 +146,6 @@ func (Driver) Provision(ctx context.Context, u *url.URL, spec driver.ProvisionSp
 			return nil, invalidURL("ordered=false contradicts spec.Ordered")
 		}
 		cfg.ordered, cfg.orderedSet = true, true
-	} else if !cfg.orderedSet {
-		cfg.ordered = false // not asked for: create unordered, keep what exists
 	}
 	return planFor(cfg).run(ctx, spec.DryRun)
 }
