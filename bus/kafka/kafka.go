@@ -161,8 +161,13 @@
 // retry; for the others, the high-water mark minus the group's committed
 // offset (which counts records that another member is handling). InFlight
 // counts this handle's deliveries being handled; DeadLetters counts this
-// group's records after its redrive cursor (reading them). OldestAge is -1:
-// reading it would mean fetching a record of every partition with a backlog.
+// group's records after its redrive cursor (reading them). OldestAge is the
+// age (by record timestamp) of the oldest of the records at each
+// partition's commit point: the lowest unsettled offset on the partitions
+// this handle owns, the group's committed offset on the others (which may
+// have been settled since the last commit, overstating the age by up to a
+// commit interval); reading it fetches one record per partition with
+// unsettled records.
 //
 // # As
 //
