@@ -331,10 +331,12 @@ func ensureSubscription(ctx context.Context, ac *admin.Client, cfg *config, w en
 // API (which needs the Manage right): Backlog is ActiveMessageCount plus
 // ScheduledMessageCount (active messages include those locked by
 // consumers: the service does not count locks), DeadLetters
-// DeadLetterMessageCount. InFlight is -1. OldestAge is the age of the first
-// message a peek returns (the lowest sequence number still in the entity,
-// locked or not), -1 on sessionful entities, whose peeks go through a
-// session.
+// DeadLetterMessageCount. InFlight is -1. Credentials without the Manage
+// right (Listen and Send only) cannot read the counts: Backlog and
+// DeadLetters are then -1, and the API is asked again only after
+// statsDeniedRetry. OldestAge is the age of the first message a peek
+// returns (the lowest sequence number still in the entity, locked or not),
+// -1 on sessionful entities, whose peeks go through a session.
 func (s *subscription) Stats(ctx context.Context) (driver.Stats, error) {
 	s.mu.Lock()
 	closed := s.closed
@@ -347,38 +349,72 @@ func (s *subscription) Stats(ctx context.Context) (driver.Stats, error) {
 		return driver.Stats{}, err
 	}
 	st := driver.Stats{InFlight: -1, OldestAge: -1}
-	if s.cfg.subscription == "" {
-		rp, err := ac.GetQueueRuntimeProperties(ctx, s.cfg.entity, nil)
-		if err != nil {
-			return driver.Stats{}, adminErr("runtime properties of", s.cfg.path(), err)
-		}
-		if rp == nil {
-			return driver.Stats{}, fmt.Errorf("servicebus: queue %s: %w", s.cfg.entity, driver.ErrNotFound)
-		}
-		st.Backlog = int64(rp.ActiveMessageCount) + int64(rp.ScheduledMessageCount)
-		st.DeadLetters = int64(rp.DeadLetterMessageCount)
-	} else {
-		rp, err := ac.GetSubscriptionRuntimeProperties(ctx, s.cfg.entity, s.cfg.subscription, nil)
-		if err != nil {
-			return driver.Stats{}, adminErr("runtime properties of", s.cfg.path(), err)
-		}
-		if rp == nil {
-			return driver.Stats{}, fmt.Errorf("servicebus: subscription %s: %w", s.cfg.path(), driver.ErrNotFound)
-		}
-		// Subscriptions have no scheduled messages of their own: the
-		// topic holds them until they are due.
-		st.Backlog = int64(rp.ActiveMessageCount)
-		st.DeadLetters = int64(rp.DeadLetterMessageCount)
+	err = s.runtimeCounts(ctx, ac, &st)
+	if errors.Is(err, driver.ErrPermission) {
+		// Listen/Send credentials cannot read the counts: they are unknown
+		// (and asked for again only after statsDeniedRetry).
+		st.Backlog, st.DeadLetters = -1, -1
+	} else if err != nil {
+		return driver.Stats{}, err
 	}
 	if s.recv != nil {
 		st.OldestAge = 0
-		if st.Backlog > 0 {
+		if st.Backlog != 0 {
 			if st.OldestAge, err = s.oldestAge(ctx); err != nil {
 				return driver.Stats{}, err
 			}
 		}
 	}
 	return st, nil
+}
+
+// statsDeniedRetry is how long Stats reports the counts as unknown, without
+// asking, after the administration API refused the credentials.
+const statsDeniedRetry = 5 * time.Minute
+
+// runtimeCounts reads Backlog and DeadLetters from the entity's runtime
+// properties.
+func (s *subscription) runtimeCounts(ctx context.Context, ac *admin.Client, st *driver.Stats) error {
+	s.mu.Lock()
+	denied := !s.statsDenied.IsZero() && time.Since(s.statsDenied) < statsDeniedRetry
+	s.mu.Unlock()
+	if denied {
+		return fmt.Errorf("servicebus: runtime properties of %s: %w", s.cfg.path(), driver.ErrPermission)
+	}
+	err := s.readRuntimeCounts(ctx, ac, st)
+	if errors.Is(err, driver.ErrPermission) {
+		s.mu.Lock()
+		s.statsDenied = time.Now()
+		s.mu.Unlock()
+	}
+	return err
+}
+
+func (s *subscription) readRuntimeCounts(ctx context.Context, ac *admin.Client, st *driver.Stats) error {
+	if s.cfg.subscription == "" {
+		rp, err := ac.GetQueueRuntimeProperties(ctx, s.cfg.entity, nil)
+		if err != nil {
+			return adminErr("runtime properties of", s.cfg.path(), err)
+		}
+		if rp == nil {
+			return fmt.Errorf("servicebus: queue %s: %w", s.cfg.entity, driver.ErrNotFound)
+		}
+		st.Backlog = int64(rp.ActiveMessageCount) + int64(rp.ScheduledMessageCount)
+		st.DeadLetters = int64(rp.DeadLetterMessageCount)
+		return nil
+	}
+	rp, err := ac.GetSubscriptionRuntimeProperties(ctx, s.cfg.entity, s.cfg.subscription, nil)
+	if err != nil {
+		return adminErr("runtime properties of", s.cfg.path(), err)
+	}
+	if rp == nil {
+		return fmt.Errorf("servicebus: subscription %s: %w", s.cfg.path(), driver.ErrNotFound)
+	}
+	// Subscriptions have no scheduled messages of their own: the topic
+	// holds them until they are due.
+	st.Backlog = int64(rp.ActiveMessageCount)
+	st.DeadLetters = int64(rp.DeadLetterMessageCount)
+	return nil
 }
 
 // oldestAge peeks the entity's first message.

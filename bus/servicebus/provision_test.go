@@ -3,10 +3,12 @@ package servicebus_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/payrail/payrail/bus"
+	"github.com/payrail/payrail/bus/servicebus"
 	"github.com/payrail/payrail/internal/testkit"
 )
 
@@ -63,5 +65,44 @@ func TestProvisionUpdatesAndConflicts(t *testing.T) {
 	}
 	if _, err := bus.Provision(ctx, u, bus.ProvisionSpec{AckDeadline: time.Second}); !errors.Is(err, bus.ErrUnsupported) {
 		t.Fatalf("Provision with a 1s lock = %v, want ErrUnsupported (5s to 5m)", err)
+	}
+}
+
+// With a key lacking the Manage right (the peer's "listen-send" key),
+// Provision fails with ErrPermission and Stats reports the counts as
+// unknown (-1) instead of failing, still peeking the oldest age. Not
+// parallel: it changes the connection string the driver reads.
+func TestStatsWithoutManageRight(t *testing.T) {
+	requirePeer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	name := uniqueName(t)
+	t.Cleanup(func() { _ = peer.Delete(context.Background(), name) })
+	if err := peer.CreateQueue(ctx, name, testkit.ServiceBusEntity{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(servicebus.EnvConnectionString, strings.Replace(peer.ConnectionString, "SharedAccessKeyName=k", "SharedAccessKeyName=listen-send", 1))
+	u := "servicebus://" + name
+	if _, err := bus.Provision(ctx, u, bus.ProvisionSpec{}); !errors.Is(err, bus.ErrPermission) {
+		t.Fatalf("Provision with a Listen/Send key = %v, want ErrPermission", err)
+	}
+	topic, err := bus.OpenTopic(ctx, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer topic.Close()
+	if err := topic.Publish(ctx, &bus.Message{Body: []byte("x")}); err != nil {
+		t.Fatal(err)
+	}
+	sub, err := bus.OpenSubscription(ctx, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	for range 2 { // the second from the remembered refusal
+		st, err := sub.Stats(ctx)
+		if err != nil || st.Backlog != -1 || st.DeadLetters != -1 || st.InFlight != -1 || st.OldestAge <= 0 {
+			t.Fatalf("Stats = %+v, %v; want unknown counts and the peeked age", st, err)
+		}
 	}
 }

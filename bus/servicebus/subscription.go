@@ -38,6 +38,9 @@ type subscription struct {
 	dlqRecv  *azservicebus.Receiver // the dead-letter sub-queue
 	pending  map[*delivery]struct{} // deliveries whose lock renewal timer is armed
 	admin    *admin.Client          // for Stats, created on first use
+	// statsDenied is when the administration API last refused the
+	// credentials (zero: never).
+	statsDenied time.Time
 }
 
 var (

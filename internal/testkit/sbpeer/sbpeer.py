@@ -98,7 +98,10 @@ What it implements, and the Microsoft documentation each behaviour follows:
   feed titled "Publicly Listed Services" with 200, as the service does.
   ``PUT`` of such an entry creates the entity (409 if it exists) or, with
   ``If-Match: *``, updates its LockDuration and MaxDeliveryCount (404 if it
-  does not exist; RequiresSession cannot change: 400).
+  does not exist; RequiresSession cannot change: 400). Requests signed with
+  the key name ``listen-send`` (``skn=listen-send`` in the SAS token), which
+  the peer treats as a key without the Manage right, answer 401, as the
+  service does for credentials lacking the Manage claim.
   "Service Bus management REST API" (Create Queue, Get Queue, Update Queue
   and their topic and subscription counterparts):
   https://learn.microsoft.com/rest/api/servicebus/
@@ -1338,6 +1341,9 @@ def serve_atom(host, injector):
             log("atom: " + fmt % args)
 
         def run(self, fn):
+            if "skn=listen-send" in (self.headers.get("Authorization") or "") or \
+                    "skn=listen-send" in (self.headers.get("ServiceBusAuthorization") or ""):
+                return self.reply(401, "<Error><Code>401</Code><Detail>Manage,EntityRead claims required for this operation.</Detail></Error>")
             box = {"done": threading.Event()}
             injector.trigger(ApplicationEvent("atom", subject=(fn, box)))
             if not box["done"].wait(30):
