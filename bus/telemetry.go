@@ -44,8 +44,9 @@ import (
 //     are the publish, ack, retry and dead-letter rates),
 //     MetricProcessDuration, MetricDeliveryLag, MetricRedriven, and, on
 //     subscriptions declaring the Stats capability, the observable gauges
-//     MetricBacklog, MetricInFlight and MetricDeadLetters read with Stats at
-//     each collection.
+//     MetricBacklog, MetricInFlight, MetricDeadLetters and MetricOldestAge
+//     read with Stats at each collection (a field the driver reports as
+//     unknowable, -1, is not observed).
 //
 // Every measurement carries messaging.system (the driver: inmemory, kafka,
 // aws_sqs, gcp_pubsub, servicebus...) and messaging.destination.name (topics)
@@ -83,6 +84,9 @@ const (
 	MetricInFlight = "payrail.bus.in_flight"
 	// MetricDeadLetters is the size of the dead-letter queue.
 	MetricDeadLetters = "payrail.bus.dead_letters"
+	// MetricOldestAge is the age of the oldest message waiting or in
+	// flight (Stats.OldestAge), in seconds: the queue lag in time.
+	MetricOldestAge = "payrail.bus.oldest_age"
 )
 
 const instrumentationName = "github.com/payrail/payrail/bus"
@@ -487,7 +491,9 @@ func (t *subTelemetry) observe(s *Subscription, meter metric.Meter) {
 		metric.WithDescription("Messages delivered and not yet settled."))
 	dead, err3 := meter.Int64ObservableGauge(MetricDeadLetters, metric.WithUnit("{message}"),
 		metric.WithDescription("Messages in the dead-letter queue."))
-	if err := errors.Join(err1, err2, err3); err != nil {
+	oldest, err4 := meter.Float64ObservableGauge(MetricOldestAge, metric.WithUnit("s"),
+		metric.WithDescription("Age of the oldest message waiting or in flight (queue lag in time)."))
+	if err := errors.Join(err1, err2, err3, err4); err != nil {
 		otel.Handle(err)
 		return
 	}
@@ -510,8 +516,11 @@ func (t *subTelemetry) observe(s *Subscription, meter metric.Meter) {
 				o.ObserveInt64(g.i, g.v, opt)
 			}
 		}
+		if st.OldestAge >= 0 {
+			o.ObserveFloat64(oldest, st.OldestAge.Seconds(), opt)
+		}
 		return nil
-	}, backlog, inFlight, dead)
+	}, backlog, inFlight, dead, oldest)
 	if err != nil {
 		otel.Handle(err)
 		return

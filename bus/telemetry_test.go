@@ -247,6 +247,10 @@ func (r *telRig) collect(t *testing.T) map[string]map[string]float64 {
 				for _, p := range d.DataPoints {
 					pts[p.Attributes.Encoded(enc)] = float64(p.Value)
 				}
+			case metricdata.Gauge[float64]:
+				for _, p := range d.DataPoints {
+					pts[p.Attributes.Encoded(enc)] = p.Value
+				}
 			case metricdata.Histogram[float64]:
 				for _, p := range d.DataPoints {
 					pts[p.Attributes.Encoded(enc)] = float64(p.Count)
@@ -328,6 +332,12 @@ func TestBusMetrics(t *testing.T) {
 	check(bus.MetricBacklog, subAttrs, 0)
 	check(bus.MetricInFlight, subAttrs, 0)
 	check(bus.MetricDeadLetters, subAttrs, 2)
+	sorted := strings.Split(subAttrs, ",")
+	sort.Strings(sorted)
+	subKey := strings.Join(sorted, ",")
+	if age, ok := m[bus.MetricOldestAge][subKey]; !ok || age != 0 {
+		t.Errorf("%s = %v (observed: %t) with nothing waiting, want 0", bus.MetricOldestAge, age, ok)
+	}
 
 	n, err := sub.Redrive(ctx, 0)
 	if err != nil || n != 2 {
@@ -337,6 +347,9 @@ func TestBusMetrics(t *testing.T) {
 	check(bus.MetricRedriven, subAttrs, 2)
 	check(bus.MetricDeadLetters, subAttrs, 0)
 	check(bus.MetricBacklog, subAttrs, 2)
+	if age := m[bus.MetricOldestAge][subKey]; age <= 0 {
+		t.Errorf("%s = %v with 2 redriven messages waiting, want a positive age", bus.MetricOldestAge, age)
+	}
 
 	// Failed handlers' process spans are errors, with the settlement.
 	var errored int

@@ -167,6 +167,10 @@ type Stats struct {
 	InFlight int64
 	// DeadLetters is the number of messages in the dead-letter queue.
 	DeadLetters int64
+	// OldestAge is how long the oldest message waiting or in flight has
+	// been in the subscription (-1 when the driver cannot read it, 0 when
+	// the subscription is empty).
+	OldestAge time.Duration
 }
 
 // Stater is implemented by subscriptions that can report Stats.

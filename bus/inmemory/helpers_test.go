@@ -120,11 +120,21 @@ func stats(t testing.TB, sub *bus.Subscription) bus.Stats {
 	return st
 }
 
+// wantStats checks the counts of Stats, and that OldestAge is positive
+// exactly when a message is waiting or in flight.
 func wantStats(t testing.TB, sub *bus.Subscription, want bus.Stats) {
 	t.Helper()
-	if got := stats(t, sub); got != want {
+	if got := stats(t, sub); !sameCounts(got, want) {
 		t.Fatalf("Stats = %+v, want %+v", got, want)
 	}
+}
+
+// sameCounts reports whether got has want's counts and an OldestAge that
+// is positive exactly when got counts a message waiting or in flight.
+func sameCounts(got, want driver.Stats) bool {
+	busy := got.Backlog+got.InFlight > 0
+	return got.Backlog == want.Backlog && got.InFlight == want.InFlight && got.DeadLetters == want.DeadLetters &&
+		(got.OldestAge > 0) == busy && got.OldestAge >= 0
 }
 
 // received is a snapshot of a received message, safe to use after its

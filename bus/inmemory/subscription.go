@@ -124,6 +124,13 @@ func after(now int64, d time.Duration) int64 {
 func (s *subscription) open(st settings) *subHandle {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.applyLocked(st)
+	s.handles++
+	return &subHandle{s: s, done: make(chan struct{})}
+}
+
+// applyLocked sets the settings st gives. Called with s.mu held.
+func (s *subscription) applyLocked(st settings) {
 	if st.ackDeadline != nil {
 		s.ackDeadline = *st.ackDeadline
 	}
@@ -133,8 +140,6 @@ func (s *subscription) open(st settings) *subHandle {
 	if st.ordered != nil && *st.ordered != s.ordered {
 		s.setOrdered(*st.ordered)
 	}
-	s.handles++
-	return &subHandle{s: s, done: make(chan struct{})}
 }
 
 // setOrdered switches per-key ordering on or off.
@@ -607,6 +612,7 @@ func (h *subHandle) Stats(_ context.Context) (driver.Stats, error) {
 		Backlog:     int64(s.ready.len() + s.delayed + s.held),
 		InFlight:    int64(s.inFlight),
 		DeadLetters: int64(s.dead.len()),
+		OldestAge:   s.oldestAge(),
 	}, nil
 }
 

@@ -189,12 +189,8 @@ func (q *dlq) scan(ctx context.Context, visit func(msg *sarama.ConsumerMessage) 
 	if err != nil {
 		return err
 	}
-	if q.consumer == nil {
-		c, err := sarama.NewConsumerFromClient(client)
-		if err != nil {
-			return classify("dead-letter consumer", err)
-		}
-		q.consumer = c
+	if err := q.ensureConsumer(client); err != nil {
+		return err
 	}
 	parts, err := client.Partitions(s.cfg.dlqTopic)
 	if err != nil {
@@ -227,6 +223,53 @@ func (q *dlq) scan(ctx context.Context, visit func(msg *sarama.ConsumerMessage) 
 		}
 	}
 	return nil
+}
+
+// ensureConsumer creates the side consumer on first use. Called with q.mu
+// held.
+func (q *dlq) ensureConsumer(client sarama.Client) error {
+	if q.consumer != nil {
+		return nil
+	}
+	c, err := sarama.NewConsumerFromClient(client)
+	if err != nil {
+		return classify("side consumer", err)
+	}
+	q.consumer = c
+	return nil
+}
+
+// recordTimes reads the timestamp of the record at offset in each of the
+// topic's partitions in at (partition -> offset), for Stats' OldestAge.
+// Records without a timestamp are left out.
+func (q *dlq) recordTimes(ctx context.Context, topic string, at map[int32]int64) ([]time.Time, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	client, err := q.sideClient()
+	if err != nil {
+		return nil, err
+	}
+	if err := q.ensureConsumer(client); err != nil {
+		return nil, err
+	}
+	var out []time.Time
+	for p, off := range at {
+		pc, err := q.consumer.ConsumePartition(topic, p, off)
+		if err != nil {
+			return nil, classify("read the oldest record", err)
+		}
+		select {
+		case msg, ok := <-pc.Messages():
+			if ok && !msg.Timestamp.IsZero() {
+				out = append(out, msg.Timestamp)
+			}
+		case <-ctx.Done():
+			_ = pc.Close()
+			return nil, ctx.Err()
+		}
+		_ = pc.Close()
+	}
+	return out, nil
 }
 
 func (q *dlq) scanPartition(ctx context.Context, p int32, start, hwm int64, visit func(*sarama.ConsumerMessage) bool) (stop bool, next int64, err error) {

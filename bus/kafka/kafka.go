@@ -161,7 +161,13 @@
 // retry; for the others, the high-water mark minus the group's committed
 // offset (which counts records that another member is handling). InFlight
 // counts this handle's deliveries being handled; DeadLetters counts this
-// group's records after its redrive cursor (reading them).
+// group's records after its redrive cursor (reading them). OldestAge is the
+// age (by record timestamp) of the oldest of the records at each
+// partition's commit point: the lowest unsettled offset on the partitions
+// this handle owns, the group's committed offset on the others (which may
+// have been settled since the last commit, overstating the age by up to a
+// commit interval); reading it fetches one record per partition with
+// unsettled records.
 //
 // # As
 //
@@ -641,6 +647,7 @@ type topicOptions struct {
 	replication int16
 	dlq         bool
 	configs     map[string]*string
+	strict      bool // an existing topic's partition count must be partitions
 }
 
 // WithPartitions sets the partition count of created topics (default: the
@@ -670,6 +677,10 @@ func WithTopicConfig(name, value string) TopicOption {
 // yet. Existing topics are left as they are. Deployments usually provision
 // topics with their own tooling; EnsureTopic is for tests, development and
 // simple setups.
+//
+// bus.Provision (with bus.ProvisionSpec.Partitions) does the same through
+// the portable API and reports what it did; EnsureTopic remains for its
+// options (replication factor, topic configuration, no dead-letter topic).
 func EnsureTopic(ctx context.Context, urlstr string, opts ...TopicOption) error {
 	u, err := url.Parse(urlstr)
 	if err != nil {
@@ -691,48 +702,6 @@ func EnsureTopic(ctx context.Context, urlstr string, opts ...TopicOption) error 
 	for _, opt := range opts {
 		opt(&o)
 	}
-	topics := []string{cfg.topic}
-	if o.dlq {
-		dlq := cfg.dlqTopic
-		if dlq == "" {
-			dlq = cfg.topic + ".dlq"
-		}
-		topics = append(topics, dlq)
-	}
-	client, err := newClient(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	defer client.Close()
-	admin, err := sarama.NewClusterAdminFromClient(client)
-	if err != nil {
-		return classify("admin", err)
-	}
-	for _, t := range topics {
-		err := admin.CreateTopic(t, &sarama.TopicDetail{NumPartitions: o.partitions, ReplicationFactor: o.replication, ConfigEntries: o.configs}, false)
-		if err != nil && !errors.Is(err, sarama.ErrTopicAlreadyExists) {
-			return classify("create topic "+t, err)
-		}
-	}
-	// Wait until the metadata shows them, so that an open right after
-	// succeeds.
-	for {
-		missing := ""
-		if err := client.RefreshMetadata(topics...); err != nil && !errors.Is(err, sarama.ErrUnknownTopicOrPartition) {
-			return classify("metadata", err)
-		}
-		for _, t := range topics {
-			if ps, err := client.Partitions(t); err != nil || len(ps) == 0 {
-				missing = t
-			}
-		}
-		if missing == "" {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("kafka: topic %q not visible after creation: %w", missing, ctx.Err())
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+	_, err = ensureTopics(ctx, cfg, o, false)
+	return err
 }

@@ -697,10 +697,12 @@ func (s *subscription) Stats(ctx context.Context) (driver.Stats, error) {
 	var st driver.Stats
 	s.mu.Lock()
 	local := map[int32]int64{} // owned partitions: next offset to fetch and records waiting
+	start := map[int32]int64{} // owned partitions: the lowest unsettled offset
 	for p, c := range s.claims {
 		if c.revoked || c.tracker.last < 0 {
 			continue
 		}
+		start[p] = c.tracker.commit
 		waiting := int64(0)
 		for r := range c.owned {
 			if r.state != stInFlight {
@@ -711,9 +713,13 @@ func (s *subscription) Stats(ctx context.Context) (driver.Stats, error) {
 	}
 	st.InFlight = int64(s.inFlight)
 	s.mu.Unlock()
+	pending := map[int32]int64{} // partitions holding unsettled records: the first one's offset
 	for _, p := range parts {
 		if n, ok := local[p]; ok {
 			st.Backlog += n
+			if off := start[p]; off >= 0 && off < hwm[p] {
+				pending[p] = off
+			}
 			continue
 		}
 		off := committed[p]
@@ -723,6 +729,16 @@ func (s *subscription) Stats(ctx context.Context) (driver.Stats, error) {
 			}
 		}
 		st.Backlog += max(0, hwm[p]-off)
+		if off < hwm[p] {
+			pending[p] = off
+		}
+	}
+	times, err := s.dlq.recordTimes(ctx, s.cfg.topic, pending)
+	if err != nil {
+		return driver.Stats{}, err
+	}
+	for _, t := range times {
+		st.OldestAge = max(st.OldestAge, time.Since(t))
 	}
 	if st.DeadLetters, err = s.dlq.count(ctx); err != nil {
 		return driver.Stats{}, err

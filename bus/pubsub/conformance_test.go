@@ -87,6 +87,12 @@ func provision(tb testing.TB, ctx context.Context, name, sub, extra string) {
 	if _, err := pubsub.Provision(ctx, u); err != nil {
 		tb.Fatalf("Provision(%s): %v", u, err)
 	}
+	cleanupProvisioned(tb, name, sub)
+}
+
+// cleanupProvisioned deletes, when the test ends, what Provision creates
+// for the subscription sub of the topic name.
+func cleanupProvisioned(tb testing.TB, name, sub string) {
 	tb.Cleanup(func() {
 		ctx := context.Background()
 		for _, s := range []string{sub, sub + pubsub.DeadLetterSuffix} {

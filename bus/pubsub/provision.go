@@ -11,6 +11,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
+
+	"github.com/payrail/payrail/bus/driver"
 )
 
 // Defaults of Provision.
@@ -29,27 +31,20 @@ const (
 	deadLetterRetention = 7 * 24 * time.Hour
 )
 
-// Provision actions, the values of ProvisionStep.Action.
+// Provision actions, the values of ProvisionStep.Action (package bus's).
 const (
-	ActionExists      = "exists"
-	ActionCreated     = "created"
-	ActionUpdated     = "updated"
-	ActionWouldCreate = "would create"
-	ActionWouldUpdate = "would update"
+	ActionExists      = driver.ActionExists
+	ActionCreated     = driver.ActionCreated
+	ActionUpdated     = driver.ActionUpdated
+	ActionWouldCreate = driver.ActionWouldCreate
+	ActionWouldUpdate = driver.ActionWouldUpdate
 )
 
-// ProvisionStep is what Provision found, did or would do for one resource.
-type ProvisionStep struct {
-	// Kind is "topic", "dead-letter topic", "dead-letter subscription" or
-	// "subscription".
-	Kind string
-	// Name is the resource's full name (projects/<project>/...).
-	Name string
-	// Action is one of the Action constants.
-	Action string
-	// Detail describes the settings created or changed.
-	Detail string
-}
+// ProvisionStep is what Provision found, did or would do for one resource:
+// its Kind is "topic", "dead-letter topic", "dead-letter subscription" or
+// "subscription" and its Name the full resource name
+// (projects/<project>/...).
+type ProvisionStep = driver.ProvisionStep
 
 // ProvisionOption configures Provision.
 type ProvisionOption func(*provisionOptions)
@@ -59,7 +54,9 @@ type provisionOptions struct{ dryRun bool }
 // WithDryRun makes Provision only report what it would create or update.
 func WithDryRun() ProvisionOption { return func(o *provisionOptions) { o.dryRun = true } }
 
-// Provision creates what a subscription URL needs, if missing: the topic,
+// Provision creates what a subscription URL needs, if missing (the
+// portable bus.Provision does the same from a bus.ProvisionSpec; see
+// Driver.Provision): the topic,
 // the dead-letter topic (dead_letter_topic, default <subscription>.dlq), its
 // subscription (dead_letter_subscription, default the dead-letter topic's ID;
 // 7-day retention), and the subscription with message ordering (ordered,
@@ -96,13 +93,77 @@ func Provision(ctx context.Context, urlstr string, opts ...ProvisionOption) ([]P
 	if err != nil {
 		return nil, err
 	}
-	p := planFor(cfg)
-	client, err := newClient(ctx, cfg.project)
+	return planFor(cfg).run(ctx, o.dryRun)
+}
+
+var _ driver.Provisioner = Driver{}
+
+// Provision implements bus.Provision. For a topic URL it creates the topic;
+// for a subscription URL, everything the package-level Provision creates,
+// with the spec's settings taking precedence over the URL's: MaxAttempts is
+// the dead-letter policy's MaxDeliveryAttempts, 5 to 100, and 0 (unlimited)
+// sets Pub/Sub's maximum, 100, since the driver needs a dead-letter policy
+// to count attempts; AckDeadline the subscription's ack deadline (10s to
+// 600s); Ordered enables message ordering (without it, the URL's ordered
+// parameter decides, by default true as for the package-level Provision,
+// and an existing subscription keeps its ordering). An
+// existing subscription attached to another topic, or whose ordering
+// differs from what is asked, is an error wrapping bus.ErrConflict.
+func (Driver) Provision(ctx context.Context, u *url.URL, spec driver.ProvisionSpec) ([]driver.ProvisionStep, error) {
+	if u == nil {
+		return nil, invalidURL("nil URL")
+	}
+	sub := u.Query().Has("subscription")
+	cfg, err := parseURL(u, sub)
+	if err != nil {
+		return nil, err
+	}
+	if !sub {
+		client, err := newClient(ctx, cfg.project)
+		if err != nil {
+			return nil, err
+		}
+		defer client.Close()
+		st, err := ensureTopic(ctx, client, "topic", cfg.topicName(), spec.DryRun)
+		return []driver.ProvisionStep{st}, err
+	}
+	switch {
+	case spec.MaxAttempts == 0:
+		cfg.maxAttempts = MaxMaxDeliveryAttempts
+	case spec.MaxAttempts < MinMaxDeliveryAttempts || spec.MaxAttempts > MaxMaxDeliveryAttempts:
+		return nil, fmt.Errorf("pubsub: MaxAttempts %d: Pub/Sub allows %d to %d (0 for its maximum): %w", spec.MaxAttempts, MinMaxDeliveryAttempts, MaxMaxDeliveryAttempts, driver.ErrUnsupported)
+	default:
+		cfg.maxAttempts = spec.MaxAttempts
+	}
+	if spec.AckDeadline > 0 {
+		if spec.AckDeadline < 10*time.Second || spec.AckDeadline > 600*time.Second {
+			return nil, fmt.Errorf("pubsub: AckDeadline %v: Pub/Sub allows 10s to 600s: %w", spec.AckDeadline, driver.ErrUnsupported)
+		}
+		cfg.ackDeadline = spec.AckDeadline
+	}
+	if spec.Ordered {
+		if cfg.orderedSet && !cfg.ordered {
+			return nil, invalidURL("ordered=false contradicts spec.Ordered")
+		}
+		cfg.ordered, cfg.orderedSet = true, true
+	}
+	return planFor(cfg).run(ctx, spec.DryRun)
+}
+
+// run connects and applies the plan.
+func (p *plan) run(ctx context.Context, dry bool) ([]ProvisionStep, error) {
+	client, err := newClient(ctx, p.cfg.project)
 	if err != nil {
 		return nil, err
 	}
 	defer client.Close()
-	return p.apply(ctx, client, o.dryRun)
+	return p.apply(ctx, client, dry)
+}
+
+// conflict returns an error wrapping driver.ErrConflict and, as the
+// package-level Provision always did, driver.ErrInvalidURL.
+func conflict(format string, args ...any) error {
+	return fmt.Errorf("pubsub: %s: %w (%w)", fmt.Sprintf(format, args...), driver.ErrConflict, driver.ErrInvalidURL)
 }
 
 // plan is what Provision ensures.
@@ -185,7 +246,7 @@ func (p *plan) ensureDLQSub(ctx context.Context, c *pubsub.Client, dry bool) (Pr
 	switch {
 	case err == nil:
 		if got.Topic != p.dlqTopic {
-			return st, invalidURL("dead-letter subscription %s exists but is attached to %q, not %s", p.dlqSub, got.Topic, p.dlqTopic)
+			return st, conflict("dead-letter subscription %s exists but is attached to %q, not %s", p.dlqSub, got.Topic, p.dlqTopic)
 		}
 		return st, nil
 	case !isCode(err, codes.NotFound):
@@ -242,10 +303,10 @@ func (p *plan) ensureSub(ctx context.Context, c *pubsub.Client, dry bool) (Provi
 func (p *plan) updateSub(ctx context.Context, c *pubsub.Client, got *pubsubpb.Subscription, policy *pubsubpb.DeadLetterPolicy, dry bool) (ProvisionStep, error) {
 	st := ProvisionStep{Kind: "subscription", Name: p.sub, Action: ActionExists}
 	if got.Topic != p.topic {
-		return st, invalidURL("subscription %s exists but is attached to %q, not %s", p.sub, got.Topic, p.topic)
+		return st, conflict("subscription %s exists but is attached to %q, not %s", p.sub, got.Topic, p.topic)
 	}
 	if p.cfg.orderedSet && got.EnableMessageOrdering != p.cfg.ordered {
-		return st, invalidURL("subscription %s exists with message ordering %t; ordering cannot be changed (recreate it, or set ordered=%t)", p.sub, got.EnableMessageOrdering, got.EnableMessageOrdering)
+		return st, conflict("subscription %s exists with message ordering %t; ordering cannot be changed (recreate it, or set ordered=%t)", p.sub, got.EnableMessageOrdering, got.EnableMessageOrdering)
 	}
 	upd := &pubsubpb.Subscription{Name: p.sub}
 	var paths []string

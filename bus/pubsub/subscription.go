@@ -633,7 +633,7 @@ func (s *subscription) Stats(ctx context.Context) (driver.Stats, error) {
 		s.mu.Unlock()
 		return driver.Stats{}, driver.ErrClosed
 	}
-	st := driver.Stats{Backlog: -1, InFlight: int64(s.waiting + len(s.handed)), DeadLetters: -1}
+	st := driver.Stats{Backlog: -1, InFlight: int64(s.waiting + len(s.handed)), DeadLetters: -1, OldestAge: -1}
 	s.mu.Unlock()
 	if s.dlqSub == "" {
 		return st, nil

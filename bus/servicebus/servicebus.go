@@ -47,9 +47,11 @@
 //     long a held session may have no message (and no unsettled delivery)
 //     before it is released, so that the handle can accept another.
 //
-// Entities are not created by the driver (create them with your
-// infrastructure tooling or admin.Client): opening a topic or subscription
-// whose entity does not exist fails with an error wrapping bus.ErrNotFound,
+// Opening does not create entities (create them with your infrastructure
+// tooling, or with bus.Provision, which this driver implements with the
+// SDK's admin.Client; see Driver.Provision): opening a topic or
+// subscription whose entity does not exist fails with an error wrapping
+// bus.ErrNotFound,
 // as does any later operation on an entity that was deleted. Missing
 // permissions (for example a Listen-only key publishing) wrap
 // bus.ErrPermission.
@@ -153,6 +155,15 @@
 // delivery (it is abandoned), and many distinct keys make many small
 // sessions, each costing an accept round trip: sessions buy ordering with
 // throughput.
+//
+// # Stats
+//
+// Subscriptions declare Stats: they read the entity's runtime properties
+// through the administration API, which needs the Manage right (Backlog:
+// ActiveMessageCount, plus ScheduledMessageCount on queues, counting
+// locked messages too since the service does not count locks separately;
+// DeadLetters: DeadLetterMessageCount; InFlight: -1), and OldestAge by
+// peeking the first message (-1 on sessionful entities).
 //
 // # Reserved application properties
 //

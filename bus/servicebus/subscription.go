@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/messaging/azservicebus"
+	"github.com/Azure/azure-sdk-for-go/sdk/messaging/azservicebus/admin"
 
 	"github.com/payrail/payrail/bus/driver"
 )
@@ -36,6 +37,10 @@ type subscription struct {
 	resender *azservicebus.Sender   // to the queue or topic, for delayed nacks and redrives
 	dlqRecv  *azservicebus.Receiver // the dead-letter sub-queue
 	pending  map[*delivery]struct{} // deliveries whose lock renewal timer is armed
+	admin    *admin.Client          // for Stats, created on first use
+	// statsDenied is when the administration API last refused the
+	// credentials (zero: never).
+	statsDenied time.Time
 }
 
 var (
@@ -43,6 +48,7 @@ var (
 	_ driver.Extender        = (*subscription)(nil)
 	_ driver.DeadLetterQueue = (*subscription)(nil)
 	_ driver.Pinger          = (*subscription)(nil)
+	_ driver.Stater          = (*subscription)(nil)
 )
 
 // delivery is a received message's AckID.
@@ -113,6 +119,7 @@ func (s *subscription) Capabilities() driver.Capabilities {
 		NackDelay:       true,
 		Extend:          true,
 		DeadLetterQueue: true,
+		Stats:           true,
 		AckDeadline:     s.cfg.lockDuration,
 		MaxAttempts:     s.cfg.maxDeliveryCount,
 	}

@@ -556,6 +556,7 @@ func (s *subscription) Stats(ctx context.Context) (driver.Stats, error) {
 			atoi64(attrs[string(sqstypes.QueueAttributeNameApproximateNumberOfMessagesDelayed)]),
 		InFlight:    atoi64(attrs[string(sqstypes.QueueAttributeNameApproximateNumberOfMessagesNotVisible)]),
 		DeadLetters: dead,
+		OldestAge:   -1, // only CloudWatch's ApproximateAgeOfOldestMessage reports it
 	}, nil
 }
 

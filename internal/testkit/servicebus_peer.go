@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"strconv"
@@ -55,6 +56,10 @@ type ServiceBusPeer struct {
 	// ConnectionString connects the azservicebus SDK to the peer, in its
 	// development-emulator form (TLS off, port from the endpoint).
 	ConnectionString string
+	// ATOMPort is the loopback port of the peer's administration endpoint
+	// (the ATOM protocol of the SDK's admin.Client, over plain HTTP); see
+	// AdminTransport.
+	ATOMPort int
 
 	cmd    *exec.Cmd
 	stdin  io.WriteCloser
@@ -189,6 +194,9 @@ func (p *ServiceBusPeer) readAnswers(r io.Reader, ready chan struct{}) {
 			continue
 		}
 		if m["ready"] == true {
+			if port, ok := m["atom_port"].(float64); ok {
+				p.ATOMPort = int(port)
+			}
 			readyOnce.Do(func() { close(ready) })
 			continue
 		}
@@ -332,4 +340,22 @@ func (t *tailBuffer) String() string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return string(t.b)
+}
+
+// AdminTransport returns an HTTP transport for the SDK's admin.Client
+// (set it as the Transport of its azcore.ClientOptions): it sends every
+// request, which the client addresses to https://<namespace>/, to the
+// peer's administration endpoint over plain HTTP instead.
+func (p *ServiceBusPeer) AdminTransport() interface {
+	Do(*http.Request) (*http.Response, error)
+} {
+	return atomTransport{port: p.ATOMPort}
+}
+
+type atomTransport struct{ port int }
+
+func (t atomTransport) Do(req *http.Request) (*http.Response, error) {
+	r := req.Clone(req.Context())
+	r.URL.Scheme, r.URL.Host = "http", fmt.Sprintf("127.0.0.1:%d", t.port)
+	return http.DefaultTransport.RoundTrip(r)
 }

@@ -4,11 +4,15 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	gpubsub "cloud.google.com/go/pubsub/v2"
 	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
 	"cloud.google.com/go/pubsub/v2/pstest"
+	"github.com/twmb/franz-go/pkg/kfake"
 
+	"github.com/payrail/payrail/bus"
+	_ "github.com/payrail/payrail/bus/kafka"
 	"github.com/payrail/payrail/examples/internal/opsctl"
 )
 
@@ -74,8 +78,61 @@ func TestBusProvisionPubSub(t *testing.T) {
 	if code, _, errOut := run(t, env, "bus", "provision", "--apply", "--max-attempts", "3"); code != opsctl.ExitUsage || !strings.Contains(errOut, "5 to 100") {
 		t.Errorf("--max-attempts 3 = %d %s; want a usage error", code, errOut)
 	}
-	// Another adapter: refused.
-	if code, _, errOut := run(t, map[string]string{"MESSAGE_BUS_ADAPTER": "kafka", "KAFKA_BROKERS": "localhost:9092"}, "bus", "provision"); code != opsctl.ExitUsage || !strings.Contains(errOut, "pubsub") {
-		t.Errorf("kafka adapter = %d %s; want a usage error naming pubsub", code, errOut)
+	// The in-memory bus lives in the server process: refused.
+	if code, _, errOut := run(t, map[string]string{"MESSAGE_BUS_ADAPTER": "inmemory"}, "bus", "provision"); code != opsctl.ExitUsage || !strings.Contains(errOut, "in-memory") {
+		t.Errorf("inmemory adapter = %d %s; want a usage error", code, errOut)
+	}
+}
+
+// TestBusProvisionKafka runs bus provision and bus stats against kfake:
+// the topic and its dead-letter topic are created with the partitions
+// asked, found the second time, and bus stats reads the backlog.
+func TestBusProvisionKafka(t *testing.T) {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.DefaultNumPartitions(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cluster.Close)
+	brokers := strings.Join(cluster.ListenAddrs(), ",")
+	env := map[string]string{"MESSAGE_BUS_ADAPTER": "kafka", "KAFKA_BROKERS": brokers, "PAYMENTS_TOPIC": "payments", "KAFKA_GROUP_ID": "payments-worker"}
+
+	code, out, errOut := run(t, env, "bus", "provision", "--partitions", "3")
+	if code != opsctl.ExitOK || strings.Count(out, "would create") != 2 || !strings.Contains(out, "dry run") {
+		t.Fatalf("dry run = %d:\n%s%s", code, out, errOut)
+	}
+	code, out, errOut = run(t, env, "bus", "provision", "--partitions", "3", "--apply")
+	if code != opsctl.ExitOK || strings.Count(out, "created") != 2 || !strings.Contains(out, "payments.dlq") {
+		t.Fatalf("apply = %d:\n%s%s", code, out, errOut)
+	}
+	code, out, errOut = run(t, env, "bus", "provision", "--partitions", "3", "--apply")
+	if code != opsctl.ExitOK || strings.Count(out, "exists") != 2 {
+		t.Fatalf("second apply = %d:\n%s%s; want both topics existing", code, out, errOut)
+	}
+	// Another partition count: a conflict, reported, not applied.
+	if code, _, errOut := run(t, env, "bus", "provision", "--partitions", "5", "--apply"); code == opsctl.ExitOK || !strings.Contains(errOut, "partitions") {
+		t.Errorf("--partitions 5 on a 3-partition topic = %d %s; want an error", code, errOut)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	topic, err := bus.OpenTopic(ctx, "kafka://"+brokers+"/payments")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer topic.Close()
+	if err := topic.PublishBatch(ctx, []*bus.Message{{Key: "a"}, {Key: "b"}}); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut = run(t, env, "bus", "stats")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if code != opsctl.ExitOK || len(lines) != 2 {
+		t.Fatalf("bus stats = %d:\n%s%s", code, out, errOut)
+	}
+	f := strings.Fields(lines[1])
+	if len(f) != 4 || f[0] != "2" || f[2] != "0" {
+		t.Fatalf("bus stats after 2 publishes:\n%s; want backlog 2, no dead letters", out)
+	}
+	if age, err := time.ParseDuration(f[3]); err != nil || age <= 0 || age > time.Minute {
+		t.Errorf("bus stats oldest age %q; want the age of the first record", f[3])
 	}
 }

@@ -80,9 +80,13 @@ func (c *cli) busStats(args []string, open subOpener) error {
 		}
 		return fmt.Sprint(n)
 	}
+	age := "unknown"
+	if st.OldestAge >= 0 {
+		age = st.OldestAge.Round(time.Millisecond).String()
+	}
 	w := tabwriter.NewWriter(c.Stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(w, "BACKLOG\tIN FLIGHT\tDEAD LETTERS")
-	fmt.Fprintf(w, "%s\t%s\t%s\n", count(st.Backlog), count(st.InFlight), count(st.DeadLetters))
+	fmt.Fprintln(w, "BACKLOG\tIN FLIGHT\tDEAD LETTERS\tOLDEST AGE")
+	fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", count(st.Backlog), count(st.InFlight), count(st.DeadLetters), age)
 	return w.Flush()
 }
 

@@ -8,7 +8,7 @@
 //	opsctl keys purge   [--merchant M] [--apply]
 //	opsctl keys release --merchant M [--force] [--apply] KEY
 //	opsctl db migrate   [--apply]
-//	opsctl bus provision [--max-attempts N] [--ack-deadline D] [--dead-letter-topic T] [--apply]
+//	opsctl bus provision [--max-attempts N] [--ack-deadline D] [--ordered] [--partitions N] [--dead-letter-topic T] [--apply]
 //	opsctl config check
 //	opsctl probe        [--timeout D] URL
 //
@@ -78,13 +78,18 @@ Schemas:
   db migrate   [--apply]
                apply the PostgreSQL schemas of IDEMPOTENCY_URL and PAYMENTS_STORE_URL
 
-Message bus (pubsub, sns-sqs):
-  bus provision [--max-attempts N] [--ack-deadline D] [--dead-letter-topic T] [--apply]
-               create the topic, the subscription with its dead-letter policy, and the
-               dead-letter topic and subscription (MESSAGE_BUS_ADAPTER=pubsub)
+Message bus (kafka, pubsub, servicebus, sns-sqs):
+  bus provision [--max-attempts N] [--ack-deadline D] [--ordered] [--partitions N]
+                [--dead-letter-topic T] [--apply]
+               create, or check and update, the topic and the worker's subscription with its
+               dead-letter queue (bus.Provision): kafka the topic and its .dlq topic, pubsub the
+               subscription's dead-letter policy and topic, servicebus the queue or topic and
+               subscription (MaxDeliveryCount, LockDuration, sessions); --max-attempts 0 means
+               unlimited where the bus allows it, else its maximum
 ` + UsageSNSSQS + `
 Dead letters (any bus with a dead-letter queue; dlq.go):
-  bus stats    backlog, in-flight and dead-letter counts of the worker's subscription
+  bus stats    backlog, in-flight, dead-letter counts and oldest message age of the worker's
+               subscription (unknown where the bus cannot tell)
   bus dlq ls   [--limit N] [--body] [--json]
                list dead letters: id, payment, attempts, trace id, reason
   bus dlq redrive [--limit N] [--apply]

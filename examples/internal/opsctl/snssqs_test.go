@@ -102,7 +102,7 @@ func TestBusProvisionSNSSQS(t *testing.T) {
 	if code != opsctl.ExitOK || !strings.Contains(out, "BACKLOG") {
 		t.Fatalf("bus stats = %d, %s %s", code, out, errOut)
 	}
-	if fields := strings.Fields(strings.Split(strings.TrimSpace(out), "\n")[1]); len(fields) != 3 || fields[0] != "1" {
+	if fields := strings.Fields(strings.Split(strings.TrimSpace(out), "\n")[1]); len(fields) != 4 || fields[0] != "1" || fields[3] != "unknown" {
 		t.Errorf("bus stats after one publish:\n%s", out)
 	}
 

@@ -87,6 +87,26 @@ What it implements, and the Microsoft documentation each behaviour follows:
   "Message sessions":
   https://learn.microsoft.com/azure/service-bus-messaging/message-sessions
 
+* Administration (ATOM over HTTP, the protocol of the SDK's admin.Client)
+  -- on a second loopback port (plain HTTP: tests point the admin client's
+  transport at it), ``GET /<queue>``, ``GET /<topic>``, ``GET
+  /<topic>/Subscriptions/<name>`` answer an Atom entry holding a
+  QueueDescription, TopicDescription or SubscriptionDescription with
+  LockDuration, MaxDeliveryCount, RequiresSession, MessageCount and
+  CountDetails (active, dead-letter and scheduled counts; active includes
+  locked messages, as on the service); a missing entity answers the empty
+  feed titled "Publicly Listed Services" with 200, as the service does.
+  ``PUT`` of such an entry creates the entity (409 if it exists) or, with
+  ``If-Match: *``, updates its LockDuration and MaxDeliveryCount (404 if it
+  does not exist; RequiresSession cannot change: 400). Requests signed with
+  the key name ``listen-send`` (``skn=listen-send`` in the SAS token), which
+  the peer treats as a key without the Manage right, answer 401, as the
+  service does for credentials lacking the Manage claim.
+  "Service Bus management REST API" (Create Queue, Get Queue, Update Queue
+  and their topic and subscription counterparts):
+  https://learn.microsoft.com/rest/api/servicebus/
+  https://learn.microsoft.com/rest/api/servicebus/get-entity
+
 Not implemented (the driver does not use them): time-to-live expiry,
 duplicate detection, deferral (receive-by-sequence-number), peeking scheduled
 messages, rules and filters other than the default one, auto-forwarding,
@@ -99,17 +119,22 @@ Admin channel: one JSON object per line on stdin ({"id": 1, "op":
 10, "requires_session": false}; also create_topic, create_subscription with
 "topic", delete with "path", counts with "path", ping), answered by one JSON
 line on stdout with the same id and "ok" or "error". The first line on stdout
-is {"ready": true, "port": N} once the listener is bound.
+is {"ready": true, "port": N, "atom_port": M} once the listeners are bound
+(M: the administration endpoint).
 """
 
 import argparse
 import heapq
+import http.server
 import json
 import os
+import re
 import sys
 import threading
 import time
 import uuid
+import xml.etree.ElementTree as ET
+from xml.sax.saxutils import escape as xml_escape
 
 from proton import (Array, Condition, Data, Delivery, Described, Endpoint,
                     Handler, Link, Message, Terminus, UNDESCRIBED, int32,
@@ -1155,6 +1180,15 @@ class Peer(Handler):
                     "dead_letters": len(st.dlq.messages) if st.dlq is not None else 0}
         raise ValueError("unknown op %r" % op)
 
+    def on_atom(self, event):
+        fn, box = event.subject
+        try:
+            box["status"], box["result"] = fn(AtomOps(self))
+        except Exception as e:
+            box["error"] = e
+        box["done"].set()
+        self.pump_all()
+
     def answer(self, obj):
         with self.out_lock:
             self.out.write(json.dumps(obj) + "\n")
@@ -1163,6 +1197,188 @@ class Peer(Handler):
     def on_stdin_closed(self, event):
         log("stdin closed: exiting")
         os._exit(0)
+
+
+# ---------------------------------------------------------------------------
+# Administration: ATOM over HTTP (the SDK's admin.Client)
+
+ATOM_NS = "http://www.w3.org/2005/Atom"
+SB_NS = "http://schemas.microsoft.com/netservices/2010/10/servicebus/connect"
+EMPTY_FEED = ('<feed xmlns="http://www.w3.org/2005/Atom"><title type="text">Publicly Listed Services</title>'
+              '<id>uuid:00000000-0000-0000-0000-000000000000</id><updated>2026-01-01T00:00:00Z</updated></feed>')
+
+
+def iso_duration(ms):
+    return "PT%gS" % (ms / 1000.0)
+
+
+def parse_iso_duration(text):
+    """Milliseconds of an ISO 8601 duration such as PT1M or PT30S."""
+    m = re.fullmatch(r"P(?:(\d+(?:\.\d+)?)D)?(?:T(?:(\d+(?:\.\d+)?)H)?(?:(\d+(?:\.\d+)?)M)?(?:(\d+(?:\.\d+)?)S)?)?", text or "")
+    if not m or not any(m.groups()):
+        raise ValueError("bad duration %r" % text)
+    d, h, mi, s = (float(g) if g else 0.0 for g in m.groups())
+    return int(((d * 24 + h) * 60 + mi) * 60000 + s * 1000)
+
+
+def local(tag):
+    return tag.rsplit("}", 1)[-1]
+
+
+def description_fields(body):
+    """(kind, {field: text}) of the description in a PUT entry."""
+    root = ET.fromstring(body)
+    for el in root.iter():
+        kind = local(el.tag)
+        if kind in ("QueueDescription", "TopicDescription", "SubscriptionDescription"):
+            return kind, {local(c.tag): (c.text or "") for c in el}
+    raise ValueError("no entity description in the entry")
+
+
+class AtomError(Exception):
+    def __init__(self, status, detail):
+        super().__init__(detail)
+        self.status = status
+
+
+def atom_entry(host, path, kind, fields):
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    parts = []
+    for k, v in fields:
+        if k == "CountDetails":
+            inner = "".join("<d2p1:%s>%d</d2p1:%s>" % (n, c, n) for n, c in v)
+            parts.append('<CountDetails xmlns:d2p1="http://schemas.microsoft.com/netservices/2011/06/servicebus">%s</CountDetails>' % inner)
+        else:
+            parts.append("<%s>%s</%s>" % (k, xml_escape(str(v)), k))
+    parts += ["<Status>Active</Status>", "<CreatedAt>%s</CreatedAt>" % now,
+              "<UpdatedAt>%s</UpdatedAt>" % now, "<AccessedAt>%s</AccessedAt>" % now]
+    title = path.rsplit("/", 1)[-1]
+    return ('<entry xmlns="%s"><id>http://%s/%s</id><title type="text">%s</title><updated>%s</updated>'
+            '<content type="application/xml"><%s xmlns="%s" xmlns:i="http://www.w3.org/2001/XMLSchema-instance">%s</%s>'
+            '</content></entry>') % (ATOM_NS, xml_escape(host), xml_escape(path), xml_escape(title), now,
+                                      kind, SB_NS, "".join(parts), kind)
+
+
+class AtomOps:
+    """The administration operations, run on the reactor thread."""
+
+    def __init__(self, peer):
+        self.peer = peer
+
+    def store_fields(self, st):
+        c = self.peer.admin({"op": "counts", "path": st.path})
+        active = c["active"] + c["locked"]
+        return [("LockDuration", iso_duration(st.lock_ms)),
+                ("RequiresSession", "true" if st.requires_session else "false"),
+                ("MaxDeliveryCount", st.max_delivery),
+                ("MessageCount", active + c["scheduled"] + c["dead_letters"]),
+                ("CountDetails", [("ActiveMessageCount", active), ("DeadLetterMessageCount", c["dead_letters"]),
+                                  ("ScheduledMessageCount", c["scheduled"]), ("TransferDeadLetterMessageCount", 0),
+                                  ("TransferMessageCount", 0)])]
+
+    def get(self, host, path):
+        p = norm(path)
+        if "/subscriptions/" in p:
+            st = self.peer.store(p)
+            if st is None:
+                return EMPTY_FEED
+            return atom_entry(host, path, "SubscriptionDescription", self.store_fields(st))
+        if p in self.peer.queues:
+            return atom_entry(host, path, "QueueDescription", self.store_fields(self.peer.queues[p]))
+        if p in self.peer.topics:
+            t = self.peer.topics[p]
+            return atom_entry(host, path, "TopicDescription", [
+                ("SubscriptionCount", len(t.subscriptions)),
+                ("CountDetails", [("ActiveMessageCount", 0), ("DeadLetterMessageCount", 0),
+                                  ("ScheduledMessageCount", 0), ("TransferDeadLetterMessageCount", 0),
+                                  ("TransferMessageCount", 0)])])
+        return EMPTY_FEED
+
+    def put(self, host, path, body, update):
+        kind, f = description_fields(body)
+        p = norm(path)
+        cmd = {"name": p}
+        if "LockDuration" in f:
+            cmd["lock_duration_ms"] = parse_iso_duration(f["LockDuration"])
+        if "MaxDeliveryCount" in f:
+            cmd["max_delivery_count"] = int(f["MaxDeliveryCount"])
+        sessions = f.get("RequiresSession", "false").lower() == "true"
+        cmd["requires_session"] = sessions
+        if kind == "QueueDescription":
+            cmd["op"] = "create_queue"
+        elif kind == "TopicDescription":
+            cmd["op"] = "create_topic"
+        else:
+            if "/subscriptions/" not in p:
+                raise AtomError(400, "a subscription's path is <topic>/Subscriptions/<name>")
+            cmd["op"], (cmd["topic"], cmd["name"]) = "create_subscription", p.split("/subscriptions/", 1)
+        exists = (p in self.peer.queues or p in self.peer.topics) if kind != "SubscriptionDescription" else self.peer.store(p) is not None
+        if not update:
+            if exists:
+                raise AtomError(409, "entity %s already exists" % path)
+            if kind == "SubscriptionDescription" and cmd["topic"] not in self.peer.topics:
+                raise AtomError(404, "topic %s not found" % cmd["topic"])
+            self.peer.admin(cmd)
+            return self.get(host, path)
+        if not exists:
+            raise AtomError(404, "entity %s not found" % path)
+        if kind != "TopicDescription":
+            st = self.peer.store(p)
+            if sessions != st.requires_session:
+                raise AtomError(400, "RequiresSession cannot be changed")
+            if "lock_duration_ms" in cmd:
+                st.lock_ms = st.dlq.lock_ms = cmd["lock_duration_ms"]
+            if "max_delivery_count" in cmd:
+                st.max_delivery = cmd["max_delivery_count"]
+        return self.get(host, path)
+
+
+def serve_atom(host, injector):
+    """Starts the administration endpoint on a free port; returns the port."""
+
+    class H(http.server.BaseHTTPRequestHandler):
+        def log_message(self, fmt, *args):
+            log("atom: " + fmt % args)
+
+        def run(self, fn):
+            if "skn=listen-send" in (self.headers.get("Authorization") or "") or \
+                    "skn=listen-send" in (self.headers.get("ServiceBusAuthorization") or ""):
+                return self.reply(401, "<Error><Code>401</Code><Detail>Manage,EntityRead claims required for this operation.</Detail></Error>")
+            box = {"done": threading.Event()}
+            injector.trigger(ApplicationEvent("atom", subject=(fn, box)))
+            if not box["done"].wait(30):
+                return self.reply(500, "<Error><Code>500</Code><Detail>peer busy</Detail></Error>")
+            if "error" in box:
+                e = box["error"]
+                status = e.status if isinstance(e, AtomError) else 400
+                return self.reply(status, "<Error><Code>%d</Code><Detail>%s</Detail></Error>" % (status, xml_escape(str(e))))
+            self.reply(box.get("status", 200), box["result"])
+
+        def reply(self, status, body):
+            b = body.encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/atom+xml;type=entry;charset=utf-8")
+            self.send_header("Content-Length", str(len(b)))
+            self.end_headers()
+            self.wfile.write(b)
+
+        def path_only(self):
+            return self.path.split("?", 1)[0].strip("/")
+
+        def do_GET(self):
+            path = self.path_only()
+            self.run(lambda ops: (200, ops.get(self.headers.get("Host", ""), path)))
+
+        def do_PUT(self):
+            path = self.path_only()
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            update = self.headers.get("If-Match") == "*"
+            self.run(lambda ops: (200 if update else 201, ops.put(self.headers.get("Host", ""), path, body, update)))
+
+    srv = http.server.ThreadingHTTPServer((host, 0), H)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv.server_address[1]
+
 
 
 def session_filter(terminus):
@@ -1211,7 +1427,8 @@ def main():
     c.selectable(injector)
     c.listen("%s:%d" % (args.host, args.port))
     threading.Thread(target=read_stdin, daemon=True).start()
-    peer.answer({"ready": True, "port": args.port})
+    atom_port = serve_atom(args.host, injector)
+    peer.answer({"ready": True, "port": args.port, "atom_port": atom_port})
     c.run()
 
 
