@@ -8,6 +8,8 @@ replace github.com/payrail/payrail => ../..
 
 require github.com/jackc/pgx/v5 v5.12.0
 
+require github.com/sony/gobreaker/v2 v2.4.0 // indirect
+
 require (
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/go-json-experiment/json v1.27.2 // indirect
