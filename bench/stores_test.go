@@ -234,6 +234,9 @@ func benchPgRaw(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Cleanup(pool.Close)
+	if err := pool.Ping(context.Background()); err != nil { // connect, as OpenStore does
+		b.Fatal(err)
+	}
 	t := pgx.Identifier{table}.Sanitize()
 	insert := `INSERT INTO ` + t + ` (id, merchant, status, amount, currency, version, created_at, updated_at, payment)
 VALUES ($1, $2, $3, $4, $5, 1, $6, $7, $8) ON CONFLICT (id) DO NOTHING`
