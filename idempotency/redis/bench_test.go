@@ -16,6 +16,13 @@ import (
 // executes) and Replay. Compare with BenchmarkBaseline in the same run.
 func BenchmarkStore(b *testing.B) { testkit.BenchmarkIdempotencyStore(b, newHarness(b)) }
 
+// BenchmarkStoreOpenedByURL is BenchmarkStore on a store opened by URL, as
+// idempotency.Open and the server open it (round trips counted by a hook).
+func BenchmarkStoreOpenedByURL(b *testing.B) {
+	u, _ := peer(b)
+	testkit.BenchmarkIdempotencyStore(b, urlHarness(u))
+}
+
 // BenchmarkBaseline is the raw cost of the same two writes without the
 // store's logic: SET NX PX (claim) then SET XX PX (store the response), on
 // the same server, with the same response size.

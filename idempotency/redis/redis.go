@@ -154,11 +154,19 @@ func (s *Store) Client() goredis.UniversalClient { return s.c }
 // Prefix returns the key prefix.
 func (s *Store) Prefix() string { return s.prefix }
 
-// loadScripts sends every script once, so that calls start with EVALSHA.
+// scriptSources is the source of every script, for loadScripts.
+var scriptSources = []string{beginSrc, completeSrc, extendSrc, releaseSrc, deleteSrc}
+
+// loadScripts sends every script once (one pipelined round trip), so that
+// calls start with EVALSHA and never pay a NOSCRIPT miss. It must not use
+// goredis.Script.Load on a pipeline: Load stores the command's value as the
+// script's hash before the pipeline runs, that is the empty string, and the
+// scripts are shared by every Store of the process, so each later call would
+// send EVALSHA "" and fall back to a full EVAL (two round trips instead of one).
 func (s *Store) loadScripts(ctx context.Context) error {
 	p := s.c.Pipeline()
-	for _, sc := range []*goredis.Script{beginScript, completeScript, extendScript, releaseScript, deleteScript} {
-		sc.Load(ctx, p)
+	for _, src := range scriptSources {
+		p.ScriptLoad(ctx, src)
 	}
 	if _, err := p.Exec(ctx); err != nil {
 		return fmt.Errorf("redis: loading scripts: %w", ctxErr(ctx, err))
@@ -190,7 +198,7 @@ func globEscape(p string) string {
 // id, now, lease expiry, record expiry (ms since the epoch), ttl (ms).
 // Returns {1} acquired, {2, f} reacquired, {3, f, body} replay,
 // {4, f} in progress, {5, f} mismatch, with f the fields of fieldList.
-var beginScript = goredis.NewScript(`
+const beginSrc = `
 local k = KEYS[1]
 local now = tonumber(ARGV[6])
 local f = redis.call('HMGET', k, 'fp', 'st', 'tok', 'rid', 'lease', 'ct', 'exp', 'sc', 'hd')
@@ -211,40 +219,50 @@ redis.call('HSET', k, 'tok', ARGV[4], 'lease', ARGV[7])
 f[3] = ARGV[4]
 f[5] = ARGV[7]
 return {2, f}
-`)
+`
+
+var beginScript = goredis.NewScript(beginSrc)
 
 // Complete: ARGV token, status, headers, body, record expiry (ms), ttl (ms).
-var completeScript = goredis.NewScript(`
+const completeSrc = `
 local f = redis.call('HMGET', KEYS[1], 'st', 'tok')
 if f[1] ~= 'in_progress' or f[2] ~= ARGV[1] then return 0 end
 redis.call('HSET', KEYS[1], 'st', 'completed', 'tok', '', 'sc', ARGV[2], 'hd', ARGV[3], 'body', ARGV[4], 'exp', ARGV[5])
 redis.call('PEXPIRE', KEYS[1], ARGV[6])
 return 1
-`)
+`
+
+var completeScript = goredis.NewScript(completeSrc)
 
 // Extend: ARGV token, lease expiry (ms).
-var extendScript = goredis.NewScript(`
+const extendSrc = `
 local f = redis.call('HMGET', KEYS[1], 'st', 'tok')
 if f[1] ~= 'in_progress' or f[2] ~= ARGV[1] then return 0 end
 redis.call('HSET', KEYS[1], 'lease', ARGV[2])
 return 1
-`)
+`
+
+var extendScript = goredis.NewScript(extendSrc)
 
 // Release: ARGV token.
-var releaseScript = goredis.NewScript(`
+const releaseSrc = `
 local f = redis.call('HMGET', KEYS[1], 'st', 'tok')
 if f[1] ~= 'in_progress' or f[2] ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[1])
 return 1
-`)
+`
+
+var releaseScript = goredis.NewScript(releaseSrc)
 
 // Delete (admin compare-and-delete): ARGV state, token, record expiry (ms).
-var deleteScript = goredis.NewScript(`
+const deleteSrc = `
 local f = redis.call('HMGET', KEYS[1], 'st', 'tok', 'exp')
 if f[1] ~= ARGV[1] or f[2] ~= ARGV[2] or f[3] ~= ARGV[3] then return 0 end
 redis.call('DEL', KEYS[1])
 return 1
-`)
+`
+
+var deleteScript = goredis.NewScript(deleteSrc)
 
 func ms(t time.Time) string { return strconv.FormatInt(t.UnixMilli(), 10) }
 

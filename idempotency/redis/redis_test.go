@@ -91,15 +91,11 @@ func newHarness(tb testing.TB) testkit.IdempotencyHarness {
 
 func TestConformance(t *testing.T) { testkit.RunIdempotencyConformance(t, newHarness(t)) }
 
-// TestConformanceOpenedByURL runs the suite on stores opened by URL.
+// TestConformanceOpenedByURL runs the suite on stores opened by URL, their
+// round trips counted by a go-redis hook.
 func TestConformanceOpenedByURL(t *testing.T) {
 	u, _ := peer(t)
-	testkit.RunIdempotencyConformance(t, testkit.IdempotencyHarness{
-		Open: func(ctx context.Context, tb testing.TB) (driver.Store, error) {
-			return redis.Open(ctx, u)
-		},
-		SharedClients: true,
-	})
+	testkit.RunIdempotencyConformance(t, urlHarness(u))
 }
 
 func TestRecordsExpireInRedis(t *testing.T) {

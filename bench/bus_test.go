@@ -1,0 +1,180 @@
+package bench_test
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/ThreeDotsLabs/watermill/pubsub/gochannel"
+
+	"github.com/payrail/payrail/bus"
+	"github.com/payrail/payrail/bus/inmemory"
+	"github.com/payrail/payrail/bus/kafka"
+	"github.com/payrail/payrail/internal/testkit"
+)
+
+// benchInmemory is bus/inmemory publish → Receive → ack, batch messages
+// per PublishBatch, with the subscription's defaults.
+func benchInmemory(batch int) func(*testing.B) {
+	return func(b *testing.B) {
+		br := inmemory.NewBroker()
+		topic, err := inmemory.NewTopic(br, "bench")
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = topic.Close() })
+		sub, err := inmemory.NewSubscription(br, "bench", "")
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = sub.Close() })
+		testkit.BenchPublishReceive(b, topic, sub, batch)
+	}
+}
+
+// benchGoChannel is Watermill's GoChannel with its defaults: batch
+// messages per Publish while one subscriber acks each, timed until the last
+// ack; message ids are Watermill's UUIDs, as its users create them.
+func benchGoChannel(batch int) func(*testing.B) {
+	return func(b *testing.B) {
+		pubsub := gochannel.NewGoChannel(gochannel.Config{}, watermill.NopLogger{})
+		b.Cleanup(func() { _ = pubsub.Close() })
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		msgs, err := pubsub.Subscribe(ctx, "bench")
+		if err != nil {
+			b.Fatal(err)
+		}
+		total := int64(b.N)
+		var handled atomic.Int64
+		done := make(chan struct{})
+		go func() {
+			for m := range msgs {
+				m.Ack()
+				if handled.Add(1) == total {
+					close(done)
+				}
+			}
+		}()
+		body := make([]byte, testkit.BenchBodySize)
+		out := make([]*message.Message, batch)
+		b.SetBytes(testkit.BenchBodySize)
+		b.ReportAllocs()
+		b.ResetTimer()
+		for sent := 0; sent < b.N; {
+			n := min(batch, b.N-sent)
+			for i := range n {
+				out[i] = message.NewMessage(watermill.NewUUID(), body)
+			}
+			if err := pubsub.Publish("bench", out[:n]...); err != nil {
+				b.Fatal(err)
+			}
+			sent += n
+		}
+		select {
+		case <-done:
+		case <-time.After(5 * time.Minute):
+			b.Fatalf("only %d of %d messages acked", handled.Load(), total)
+		}
+		b.StopTimer()
+	}
+}
+
+var topicSeq atomic.Int64
+
+// kafkaTopic creates a fresh 4-partition topic on the kfake cluster and
+// deletes it afterwards, so that each run starts on an empty one.
+func kafkaTopic(b *testing.B) string {
+	b.Helper()
+	name := "bench-" + strconv.FormatInt(topicSeq.Add(1), 10)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := kafka.EnsureTopic(ctx, topicURL(name), kafka.WithPartitions(4)); err != nil {
+		b.Fatalf("EnsureTopic: %v", err)
+	}
+	b.Cleanup(func() {
+		admin, err := sarama.NewClusterAdmin(strings.Split(brokers, ","), sarama.NewConfig())
+		if err != nil {
+			return
+		}
+		defer admin.Close()
+		_ = admin.DeleteTopic(name)
+		_ = admin.DeleteTopic(name + ".dlq")
+	})
+	return name
+}
+
+func topicURL(name string) string { return "kafka://" + brokers + "/" + name }
+
+func openKafkaTopic(b *testing.B) *bus.Topic {
+	topic, err := bus.OpenTopic(context.Background(), topicURL(kafkaTopic(b)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = topic.Close() })
+	return topic
+}
+
+// benchKafkaParallel is single-message Publish from parallel goroutines,
+// the path of every async payment.
+func benchKafkaParallel(b *testing.B) { testkit.BenchPublishParallel(b, openKafkaTopic(b)) }
+
+// benchKafkaBatch is PublishBatch of batch messages at a time.
+func benchKafkaBatch(batch int) func(*testing.B) {
+	return func(b *testing.B) { testkit.BenchPublish(b, openKafkaTopic(b), batch) }
+}
+
+// benchSarama publishes b.N records through a raw sarama AsyncProducer
+// configured as bus/kafka configures its own (idempotent, acks=all) with
+// the same records (a key, a BenchBodySize value and the message-ID
+// header), and waits for every acknowledgement.
+func benchSarama(b *testing.B) {
+	name := kafkaTopic(b)
+	cfg := sarama.NewConfig()
+	cfg.Version = kafka.DefaultVersion
+	cfg.Producer.Idempotent = true
+	cfg.Producer.RequiredAcks = sarama.WaitForAll
+	cfg.Producer.Retry.Max = 5
+	cfg.Producer.Return.Successes = true
+	cfg.Producer.Return.Errors = true
+	cfg.Net.MaxOpenRequests = 1
+	p, err := sarama.NewAsyncProducer(strings.Split(brokers, ","), cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer p.Close()
+	body := make([]byte, testkit.BenchBodySize)
+	done := make(chan error, 1)
+	go func() {
+		for range b.N {
+			select {
+			case <-p.Successes():
+			case e := <-p.Errors():
+				done <- e.Err
+				return
+			}
+		}
+		done <- nil
+	}()
+	b.SetBytes(testkit.BenchBodySize)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		p.Input() <- &sarama.ProducerMessage{
+			Topic:   name,
+			Key:     sarama.StringEncoder(strconv.Itoa(i)),
+			Value:   sarama.ByteEncoder(body),
+			Headers: []sarama.RecordHeader{{Key: []byte(kafka.HeaderID), Value: []byte("b" + strconv.Itoa(i))}},
+		}
+	}
+	if err := <-done; err != nil {
+		b.Fatal(err)
+	}
+	b.StopTimer()
+}
