@@ -146,7 +146,9 @@ func NewToken() string {
 type Store struct {
 	d      driver.Store
 	closed atomic.Bool
-	leases renewer
+	// noDriver: New was given a nil driver; the store is born closed.
+	noDriver bool
+	leases   renewer
 }
 
 // Open opens the store named by urlstr; the scheme selects the driver.
@@ -163,14 +165,36 @@ func Open(ctx context.Context, urlstr string) (*Store, error) {
 }
 
 // New wraps a driver store.
-func New(d driver.Store) *Store { return &Store{d: d} }
+//
+// A nil driver is refused without panicking: every method of the returned
+// Store fails with ErrNoDriver.
+func New(d driver.Store) *Store {
+	s := &Store{d: d}
+	if d == nil {
+		s.noDriver = true
+		s.closed.Store(true)
+	}
+	return s
+}
+
+// ErrNoDriver is returned by the methods of a Store that New was given a
+// nil driver for.
+var ErrNoDriver = errors.New("idempotency: Store created with a nil driver")
+
+// closedErr is the error of a call on a closed Store.
+func (s *Store) closedErr() error {
+	if s.noDriver {
+		return ErrNoDriver
+	}
+	return ErrClosed
+}
 
 // Begin claims r.Key for r.Merchant. It validates the key, fills a random
 // Token and the default Lease and TTL when unset, and returns what the store
 // found (see Outcome).
 func (s *Store) Begin(ctx context.Context, r *BeginRequest) (*BeginResult, error) {
 	if s.closed.Load() {
-		return nil, ErrClosed
+		return nil, s.closedErr()
 	}
 	if err := ValidateKey(r.Key); err != nil {
 		return nil, err
@@ -196,7 +220,7 @@ func (s *Store) Begin(ctx context.Context, r *BeginRequest) (*BeginResult, error
 // Complete stores resp for the key owned by token, kept for ttl from now.
 func (s *Store) Complete(ctx context.Context, merchant, key, token string, resp *Response, now time.Time, ttl time.Duration) error {
 	if s.closed.Load() {
-		return ErrClosed
+		return s.closedErr()
 	}
 	if ttl <= 0 {
 		ttl = DefaultTTL
@@ -208,7 +232,7 @@ func (s *Store) Complete(ctx context.Context, merchant, key, token string, resp 
 // free again (for requests that failed before executing).
 func (s *Store) Release(ctx context.Context, merchant, key, token string) error {
 	if s.closed.Load() {
-		return ErrClosed
+		return s.closedErr()
 	}
 	return s.d.Release(ctx, merchant, key, token)
 }
@@ -216,7 +240,7 @@ func (s *Store) Release(ctx context.Context, merchant, key, token string) error 
 // Extend renews the lease owned by token to now+lease.
 func (s *Store) Extend(ctx context.Context, merchant, key, token string, now time.Time, lease time.Duration) error {
 	if s.closed.Load() {
-		return ErrClosed
+		return s.closedErr()
 	}
 	return s.d.Extend(ctx, merchant, key, token, now, lease)
 }
@@ -391,7 +415,7 @@ func (r *renewer) loop(s *Store) {
 // cannot check report nil.
 func (s *Store) Ping(ctx context.Context) error {
 	if s.closed.Load() {
-		return ErrClosed
+		return s.closedErr()
 	}
 	if p, ok := s.d.(driver.Pinger); ok {
 		return p.Ping(ctx)
@@ -430,7 +454,7 @@ func (s *Store) Delete(ctx context.Context, r *Record) error {
 
 func (s *Store) admin() (driver.Admin, error) {
 	if s.closed.Load() {
-		return nil, ErrClosed
+		return nil, s.closedErr()
 	}
 	a, ok := s.d.(driver.Admin)
 	if !ok {
@@ -442,7 +466,7 @@ func (s *Store) admin() (driver.Admin, error) {
 // Close releases the store. Later calls return ErrClosed.
 func (s *Store) Close() error {
 	if !s.closed.CompareAndSwap(false, true) {
-		return ErrClosed
+		return s.closedErr()
 	}
 	return s.d.Close()
 }
