@@ -49,7 +49,7 @@ func soakSize(t *testing.T, ci int) (int, uint64) {
 
 func soakConfig(t *testing.T, n int, seed uint64) Config {
 	return Config{Seed: seed, Payments: n, Clients: 16, Instances: 1, Faults: DefaultFaults(),
-		Timings: DefaultTimings(), SettleTimeout: 30*time.Second + time.Duration(n)*time.Millisecond,
+		Timings: DefaultTimings(), SettleTimeout: 30*time.Second + time.Duration(n)*3*time.Millisecond, // a 100k durable run drains its worker backlog on 2 cores
 		Logf: t.Logf}
 }
 
