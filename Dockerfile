@@ -19,6 +19,7 @@ WORKDIR /src
 # spans several modules, so every go.mod/go.sum of go.work is copied (a test
 # in infra/ checks this list against go.work).
 COPY go.work go.work.sum go.mod go.sum ./
+COPY bench/go.mod bench/go.sum bench/
 COPY bus/kafka/go.mod bus/kafka/go.sum bus/kafka/
 COPY bus/pubsub/go.mod bus/pubsub/go.sum bus/pubsub/
 COPY bus/servicebus/go.mod bus/servicebus/go.sum bus/servicebus/
