@@ -104,6 +104,12 @@ type BusCapabilities struct {
 	// ThroughputMessages is the size of the throughput smoke test
 	// (default 10,000).
 	ThroughputMessages int
+	// ShutdownRedelivery bounds how soon after Subscription.Shutdown
+	// returns another consumer receives the messages the shut-down one
+	// handed back (default: a third of the ack deadline, or 10s when the
+	// driver has none). Drivers whose consumers take over by a group
+	// rebalance (Kafka) set it to what a rebalance takes on the peer.
+	ShutdownRedelivery time.Duration
 	// CaseTimeout bounds each case (default 60s).
 	CaseTimeout time.Duration
 	// Serial runs the cases one at a time instead of in parallel.

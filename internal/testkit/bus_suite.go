@@ -47,6 +47,8 @@ var busCases = []busCase{
 	{"Ordering", []string{CapOrdering}, (*busSuite).testOrdering},
 	{"Stats", []string{CapStats}, (*busSuite).testStats},
 	{"Close", nil, (*busSuite).testClose},
+	{"ShutdownHandsBack", nil, (*busSuite).testShutdownHandsBack},
+	{"ShutdownCancelsHandlers", nil, (*busSuite).testShutdownCancelsHandlers},
 	{"CancelUnblocksReceive", nil, (*busSuite).testCancelUnblocksReceive},
 	{"MissingTopic", []string{CapMissingEntityError}, (*busSuite).testMissingTopic},
 	{"MissingSubscription", []string{CapMissingEntityError}, (*busSuite).testMissingSubscription},
