@@ -96,6 +96,12 @@ func (s *busSuite) testShutdownHandsBack(t *testing.T, ctx context.Context) {
 	}
 	released := time.Now()
 	close(release)
+	// Published while the driver is being released: a long poll still in
+	// flight may catch it, and must hand it back.
+	last := &bus.Message{ID: "last-" + run, Key: "k3-" + run, Body: []byte("published as the handler returned")}
+	if err := p.Topic.Publish(ctx, last); err != nil {
+		t.Fatalf("Publish: %v", err)
+	}
 	var shutDown time.Time
 	select {
 	case err := <-shutdown:
@@ -124,7 +130,7 @@ func (s *busSuite) testShutdownHandsBack(t *testing.T, ctx context.Context) {
 	rec := newBusRecorder(64, nil)
 	stopB := busStartReceive(t, b, rec.handler(1))
 	defer stopB() //nolint:errcheck // checked by busStartReceive's cleanup
-	want := map[string]bool{late.ID: true}
+	want := map[string]bool{late.ID: true, last.ID: true}
 	for _, id := range behind {
 		want[id] = true
 	}
