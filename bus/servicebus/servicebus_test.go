@@ -81,6 +81,7 @@ func (h harness) Capabilities() testkit.BusCapabilities {
 		DLQInspectRedrive:     true,
 		Ordering:              h.sessions,
 		MissingEntityError:    true,
+		ShutdownHandBack:      true,
 		Notes: map[string]string{
 			testkit.CapStats: "Service Bus reports message counts only through its ARM/ATOM management API (admin.Client), not over AMQP",
 		},

@@ -97,6 +97,11 @@ type BusCapabilities struct {
 	MissingEntityError bool
 	// Stats: Subscription.Stats reports backlog and in-flight counts.
 	Stats bool
+	// ShutdownHandBack: after Subscription.Shutdown, what the shut-down
+	// consumer fetched but never started, and what its handlers nacked,
+	// reach another consumer within ShutdownRedelivery (not after an ack
+	// deadline).
+	ShutdownHandBack bool
 
 	// MaxBodyBytes is the largest body the peer carries, if below the
 	// 256 KiB the suite sends by default.
@@ -130,6 +135,7 @@ const (
 	CapOrdering              = "Ordering"
 	CapMissingEntityError    = "MissingEntityError"
 	CapStats                 = "Stats"
+	CapShutdownHandBack      = "ShutdownHandBack"
 )
 
 func (c BusCapabilities) has(name string) bool {
@@ -154,6 +160,8 @@ func (c BusCapabilities) has(name string) bool {
 		return c.MissingEntityError
 	case CapStats:
 		return c.Stats
+	case CapShutdownHandBack:
+		return c.ShutdownHandBack
 	}
 	return false
 }

@@ -47,7 +47,7 @@ var busCases = []busCase{
 	{"Ordering", []string{CapOrdering}, (*busSuite).testOrdering},
 	{"Stats", []string{CapStats}, (*busSuite).testStats},
 	{"Close", nil, (*busSuite).testClose},
-	{"ShutdownHandsBack", nil, (*busSuite).testShutdownHandsBack},
+	{"ShutdownHandsBack", []string{CapShutdownHandBack}, (*busSuite).testShutdownHandsBack},
 	{"ShutdownCancelsHandlers", nil, (*busSuite).testShutdownCancelsHandlers},
 	{"CancelUnblocksReceive", nil, (*busSuite).testCancelUnblocksReceive},
 	{"MissingTopic", []string{CapMissingEntityError}, (*busSuite).testMissingTopic},
