@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -273,4 +274,66 @@ func busCheckTopicShutdown(t *testing.T, ctx context.Context, topic *bus.Topic) 
 	if err := topic.Publish(ctx, &bus.Message{Body: []byte("x")}); !errors.Is(err, bus.ErrClosed) {
 		t.Errorf("Publish after Shutdown = %v, want ErrClosed", err)
 	}
+}
+
+// BenchShutdownRedelivery measures, b.N times on a fresh pair each, how
+// soon after a consumer's Shutdown another consumer receives a message
+// published while the first was shutting down (a long poll in flight may
+// have caught it, and must hand it back). It reports the mean in
+// ms/redelivery; the timer runs only from Shutdown's return to the
+// delivery.
+func BenchShutdownRedelivery(b *testing.B, h BusHarness) {
+	ctx := context.Background()
+	var total time.Duration
+	b.StopTimer()
+	for i := range b.N {
+		p, err := h.MakePair(ctx, b, PairConfig{AckDeadline: 30 * time.Second})
+		if err != nil {
+			b.Fatalf("MakePair: %v", err)
+		}
+		a, err := p.OpenSubscription(ctx, bus.WithConcurrency(2))
+		if err != nil {
+			b.Fatalf("open subscription: %v", err)
+		}
+		aDone := busReceiveAsync(ctx, a, func(context.Context, *bus.Message) error { return nil })
+		time.Sleep(200 * time.Millisecond) // a receive (long poll) is in flight
+		shut := make(chan error, 1)
+		go func() { shut <- a.Shutdown(ctx) }()
+		time.Sleep(50 * time.Millisecond) // the shutdown has begun: the first consumer fetches no more
+		m := &bus.Message{ID: fmt.Sprintf("shutdown-%d-%s", i, bus.NewID()), Body: []byte("x")}
+		if err := p.Topic.Publish(ctx, m); err != nil {
+			b.Fatalf("Publish: %v", err)
+		}
+		if err := <-shut; err != nil {
+			b.Fatalf("Shutdown: %v", err)
+		}
+		<-aDone
+		b.StartTimer()
+		t0 := time.Now()
+		sub, err := p.OpenSubscription(ctx)
+		if err != nil {
+			b.Fatalf("open subscription: %v", err)
+		}
+		got := make(chan struct{})
+		var once sync.Once
+		rctx, cancel := context.WithCancel(ctx)
+		bDone := busReceiveAsync(rctx, sub, func(_ context.Context, d *bus.Message) error {
+			if d.ID == m.ID {
+				once.Do(func() { close(got) })
+			}
+			return nil
+		})
+		select {
+		case <-got:
+		case <-time.After(2 * time.Minute):
+			b.Fatalf("the message published during the shutdown never reached the other consumer")
+		}
+		total += time.Since(t0)
+		b.StopTimer()
+		cancel()
+		<-bDone
+		_ = sub.Close()
+		_ = p.Topic.Close()
+	}
+	b.ReportMetric(float64(total.Milliseconds())/float64(b.N), "ms/redelivery")
 }
