@@ -13,6 +13,59 @@
 // A driver implements the small interfaces of package bus/driver; this
 // package wraps them in the concrete types Topic, Subscription and Message,
 // which add what every driver shares.
+//
+// # Shutdown
+//
+// Subscription.Shutdown(ctx) stops a subscription gracefully: its Receive
+// loops stop fetching, messages fetched but not yet handed to a handler are
+// handed back at once (see below), running handlers finish and their
+// messages are settled, and the driver is released after the broker
+// requests under way have finished. When ctx ends first, the handlers'
+// contexts are cancelled (context.Cause is ErrClosed) and Shutdown returns
+// ctx.Err(); a handler that then returns still has its message settled.
+// Close is Shutdown without grace. Topic.Shutdown(ctx) waits for the
+// publishes under way; Topic.Close waits without a deadline. Every one of
+// them may be called again: once the shutdown is complete, later calls
+// return nil.
+//
+// A service stops in this order: stop accepting work, Shutdown the
+// subscriptions (the payments Worker does it for its own), and only then
+// Shutdown the topics their handlers publish to.
+//
+// How each driver hands back what was fetched but not started:
+//
+//	driver      hand-back                                   counts as an attempt
+//	inmemory    ready again at once                         no
+//	kafka       not committed; the partition's next owner   no
+//	            (after the group rebalance) delivers it
+//	pubsub      nack                                        yes (Pub/Sub counts it)
+//	servicebus  abandon                                     yes (DeliveryCount grows)
+//	sns-sqs     ChangeMessageVisibility 0; long polls in    yes (ApproximateReceiveCount
+//	            flight are let finish and hand back their    grows)
+//	            catch (Shutdown may wait up to the poll's
+//	            wait, 20s by default: set wait= lower)
+//
+// # Unlimited redelivery
+//
+// WithMaxAttempts(0) asks for unlimited redelivery: a failing message is
+// retried until it succeeds and dead-lettered only for a Permanent error.
+// The portable layer never dead-letters such a message for its attempts,
+// but a broker with its own limit does:
+//
+//	driver      unlimited redelivery
+//	inmemory    yes, unless the URL sets max_attempts
+//	kafka       yes (Kafka itself never dead-letters)
+//	pubsub      no: the driver requires a dead-letter policy, whose
+//	            MaxDeliveryAttempts is 5 to 100; at most 100 attempts
+//	servicebus  no: every queue and subscription dead-letters after its
+//	            MaxDeliveryCount (max_delivery_count); set it high
+//	sns-sqs     yes when the queue has no RedrivePolicy and the URL names
+//	            the dead-letter queue with dlq_url; otherwise after the
+//	            policy's maxReceiveCount (at most 1000)
+//
+// Where the broker's limit applies, Capabilities().MaxAttempts reports it
+// and the portable layer dead-letters on that last attempt itself, with
+// the handler's error as the reason.
 package bus
 
 import (

@@ -30,75 +30,97 @@ type Subscription struct {
 	opts subscriptionOptions
 
 	mu      sync.Mutex
-	closed  bool
-	stop    chan struct{} // closed by Close to stop Receive loops
-	running sync.WaitGroup
+	closed  bool               // Shutdown or Close began
+	stop    context.Context    // cancelled when shutdown begins: Receive loops stop fetching
+	stopFn  context.CancelFunc //
+	kill    context.Context    // cancelled when the grace ends: handlers' contexts are cancelled
+	killFn  context.CancelFunc //
+	running sync.WaitGroup     // Receive calls
+	done    chan struct{}      // closed when shut down: handlers returned, driver released
+	doneErr error              // the driver's Shutdown or Close error, set before done is closed
 
 	tel *subTelemetry // telemetry.go
 }
 
 type subscriptionOptions struct {
-	concurrency  int
-	maxAttempts  int
-	backoff      func(attempt int) time.Duration
-	maxExtension time.Duration
-	logger       *slog.Logger
-	tel          telemetryConfig // telemetry.go
+	concurrency int
+	maxAttempts int // 0: unlimited
+	// maxAttemptsSet: WithMaxAttempts was given (0 then means unlimited).
+	maxAttemptsSet bool
+	backoff        func(attempt int) time.Duration
+	maxExtension   time.Duration
+	logger         *slog.Logger
+	tel            telemetryConfig // telemetry.go
 }
 
-// SubscriptionOption configures a Subscription.
-type SubscriptionOption func(*subscriptionOptions)
+// SubscriptionOption configures a Subscription: the subscription-only
+// options below and the shared Options (telemetry).
+type SubscriptionOption interface {
+	applySubscription(*subscriptionOptions)
+}
+
+// subOption is a subscription-only option: not a TopicOption.
+type subOption func(*subscriptionOptions)
+
+func (o subOption) applySubscription(so *subscriptionOptions) { o(so) }
 
 // WithConcurrency bounds the number of handlers Receive runs at once
 // (default 16).
 func WithConcurrency(n int) SubscriptionOption {
-	return func(o *subscriptionOptions) {
+	return subOption(func(o *subscriptionOptions) {
 		if n > 0 {
 			o.concurrency = n
 		}
-	}
+	})
 }
 
 // WithMaxAttempts sets the delivery attempt after which a failing message is
 // dead-lettered instead of nacked. The default is the broker's own limit
 // (Capabilities.MaxAttempts) or, if it has none, 10.
+//
+// WithMaxAttempts(0) means unlimited redelivery: a failing message is
+// retried until it succeeds and dead-lettered only when its handler marks
+// the error Permanent. Where the broker dead-letters on its own after a
+// limit it cannot be told to drop (see "Unlimited redelivery" in the
+// package documentation), that limit still applies and Capabilities
+// reports it. A negative n is ignored.
 func WithMaxAttempts(n int) SubscriptionOption {
-	return func(o *subscriptionOptions) {
-		if n > 0 {
-			o.maxAttempts = n
+	return subOption(func(o *subscriptionOptions) {
+		if n >= 0 {
+			o.maxAttempts, o.maxAttemptsSet = n, true
 		}
-	}
+	})
 }
 
 // WithRetryBackoff sets the redelivery delay used when a handler returns an
 // error: f receives the failed delivery's attempt number (1-based). The
 // default is exponential from 200ms, doubling up to 1m, with ±20% jitter.
 func WithRetryBackoff(f func(attempt int) time.Duration) SubscriptionOption {
-	return func(o *subscriptionOptions) {
+	return subOption(func(o *subscriptionOptions) {
 		if f != nil {
 			o.backoff = f
 		}
-	}
+	})
 }
 
 // WithMaxExtension bounds how long a running handler's message is kept
 // invisible by automatic extension (default 1h).
 func WithMaxExtension(d time.Duration) SubscriptionOption {
-	return func(o *subscriptionOptions) {
+	return subOption(func(o *subscriptionOptions) {
 		if d > 0 {
 			o.maxExtension = d
 		}
-	}
+	})
 }
 
 // WithLogger sets where the receive loop reports errors it cannot return,
 // such as a failed Ack (default: discarded).
 func WithLogger(l *slog.Logger) SubscriptionOption {
-	return func(o *subscriptionOptions) {
+	return subOption(func(o *subscriptionOptions) {
 		if l != nil {
 			o.logger = l
 		}
-	}
+	})
 }
 
 // DefaultBackoff is the default redelivery delay: 200ms·2^(attempt-1),
@@ -136,23 +158,29 @@ func NewSubscription(d driver.Subscription, opts ...SubscriptionOption) *Subscri
 		logger:       slog.New(slog.DiscardHandler),
 	}
 	for _, opt := range opts {
-		opt(&o)
+		if opt != nil {
+			opt.applySubscription(&o)
+		}
 	}
 	caps := d.Capabilities()
-	if o.maxAttempts == 0 {
+	switch {
+	case !o.maxAttemptsSet && caps.MaxAttempts == 0:
+		o.maxAttempts = 10
+	case !o.maxAttemptsSet, o.maxAttempts == 0 && caps.MaxAttempts > 0:
+		// The broker dead-letters after its limit whatever the portable
+		// layer does: dead-letter on that last attempt, with the reason.
 		o.maxAttempts = caps.MaxAttempts
 	}
-	if o.maxAttempts == 0 {
-		o.maxAttempts = 10
-	}
 	caps.MaxAttempts = o.maxAttempts
-	s := &Subscription{d: d, caps: caps, opts: o, stop: make(chan struct{})}
+	s := &Subscription{d: d, caps: caps, opts: o, done: make(chan struct{})}
+	s.stop, s.stopFn = context.WithCancel(context.Background())
+	s.kill, s.killFn = context.WithCancel(context.Background())
 	s.tel = newSubTelemetry(s)
 	return s
 }
 
 // Capabilities reports what the subscription supports. MaxAttempts is the
-// effective limit after WithMaxAttempts.
+// effective limit after WithMaxAttempts (0: unlimited).
 func (s *Subscription) Capabilities() Capabilities { return s.caps }
 
 // Concurrency returns how many handlers Receive runs at once
@@ -169,8 +197,11 @@ func (s *Subscription) Concurrency() int { return s.opts.concurrency }
 // Handlers run with a context that is not cancelled with ctx, so that a
 // shutdown lets in-flight messages finish: Receive returns only after every
 // handler it started has returned and its message is settled. Messages
-// fetched but not yet started when ctx is done are nacked without delay
-// (on most brokers that counts as a delivery attempt, as any redelivery does).
+// fetched but not yet started when ctx is done are handed back at once
+// (driver.Returner where the driver has it, else a Nack without delay,
+// which on most brokers counts as a delivery attempt). Handlers' contexts
+// are cancelled, with cause ErrClosed, when the grace of Shutdown ends or
+// Close is called.
 // While a handler runs, its message is kept invisible by extending its ack
 // deadline on drivers declaring Extend.
 //
@@ -192,16 +223,14 @@ func (s *Subscription) Receive(ctx context.Context, h Handler) error {
 
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	go func() {
-		select {
-		case <-s.stop:
-			cancel()
-		case <-rctx.Done():
-		}
-	}()
+	defer context.AfterFunc(s.stop, cancel)()
+	// Handlers outlive ctx but not the shutdown's grace.
+	hctx, hcancel := context.WithCancelCause(context.WithoutCancel(ctx))
+	defer hcancel(nil)
+	defer context.AfterFunc(s.kill, func() { hcancel(ErrClosed) })()
 
 	caps := s.d.Capabilities() // current settings, e.g. a changed ack deadline
-	r := &receiver{s: s, h: h, rctx: rctx, hctx: context.WithoutCancel(ctx), sem: make(chan struct{}, s.opts.concurrency)}
+	r := &receiver{s: s, h: h, rctx: rctx, hctx: hctx, sem: make(chan struct{}, s.opts.concurrency)}
 	if caps.Ordering {
 		r.keys = map[string][]*Message{}
 	}
@@ -214,12 +243,8 @@ func (s *Subscription) Receive(ctx context.Context, h Handler) error {
 	if r.ext != nil {
 		r.ext.stop()
 	}
-	select {
-	case <-s.stop:
-		if ctx.Err() == nil {
-			return ErrClosed
-		}
-	default:
+	if s.stop.Err() != nil && ctx.Err() == nil {
+		return ErrClosed
 	}
 	if ctx.Err() != nil {
 		return nil
@@ -231,7 +256,7 @@ type receiver struct {
 	s    *Subscription
 	h    Handler
 	rctx context.Context // the receive loop's context
-	hctx context.Context // handlers' context: not cancelled with rctx
+	hctx context.Context // handlers' context: not cancelled with rctx, but when the shutdown grace ends
 	sem  chan struct{}
 	wg   sync.WaitGroup
 	ext  *extender
@@ -262,9 +287,7 @@ func (r *receiver) loop(ctx context.Context) error {
 		t0 := r.s.tel.receiveStart(ctx)
 		dms, err := r.s.d.ReceiveBatch(ctx, n)
 		if len(dms) > n { // a misbehaving driver: hand back the excess
-			for _, dm := range dms[n:] {
-				_ = r.s.d.Nack(context.WithoutCancel(ctx), dm, 0)
-			}
+			r.s.handBack(ctx, dms[n:])
 			dms = dms[:n]
 		}
 		for range n - len(dms) {
@@ -272,8 +295,8 @@ func (r *receiver) loop(ctx context.Context) error {
 		}
 		if ctx.Err() != nil || (err != nil && isFatal(err)) {
 			// Hand back what was fetched but not started.
-			for _, dm := range dms {
-				_ = r.s.d.Nack(context.WithoutCancel(ctx), dm, 0)
+			r.s.handBack(ctx, dms)
+			for range dms {
 				<-r.sem
 			}
 			if ctx.Err() != nil {
@@ -342,7 +365,8 @@ func (r *receiver) run(m *Message) {
 	}
 }
 
-// handBack nacks, without delay, every message queued behind m's key. A
+// handBack nacks, without delay, every message queued behind m's key (or,
+// when the receive loop is stopping, hands them back: they never started). A
 // redelivery of m itself already queued there (a broker that redelivers a
 // nacked message at once can deliver it while m's handler is still
 // returning) is not nacked, which would cost it a delivery attempt, but
@@ -366,16 +390,25 @@ func (r *receiver) handBack(m *Message) *Message {
 	} else {
 		delete(r.keys, m.Key)
 	}
+	stopping := r.rctx.Err() != nil
 	r.mu.Unlock()
+	ctx := context.WithoutCancel(r.hctx)
+	var back []*driver.Message
 	for _, qm := range q {
 		if r.ext != nil {
 			r.ext.remove(qm)
 		}
-		if err := qm.Nack(r.hctx, 0); err != nil {
-			r.settle(r.hctx, qm, err)
+		switch {
+		case stopping && qm.settled.CompareAndSwap(false, true):
+			back = append(back, qm.dm)
+		case !stopping:
+			if err := qm.Nack(ctx, 0); err != nil {
+				r.settle(ctx, qm, err)
+			}
 		}
 		<-r.sem
 	}
+	r.s.handBack(ctx, back)
 	return again
 }
 
@@ -409,7 +442,7 @@ func (r *receiver) handle(m *Message) {
 // handleIn calls the handler and settles m; it returns the handler's error.
 func (r *receiver) handleIn(ctx context.Context, m *Message) (err error) {
 	s := r.s
-	if m.DeliveryAttempt > s.opts.maxAttempts {
+	if s.opts.maxAttempts > 0 && m.DeliveryAttempt > s.opts.maxAttempts {
 		r.settle(ctx, m, m.DeadLetter(ctx, fmt.Sprintf("max delivery attempts exceeded (%d > %d)", m.DeliveryAttempt, s.opts.maxAttempts)))
 		return nil
 	}
@@ -423,12 +456,15 @@ func (r *receiver) handleIn(ctx context.Context, m *Message) (err error) {
 	if m.Settled() {
 		return err
 	}
+	if ctx.Err() != nil { // the shutdown's grace ended: settle all the same
+		ctx = context.WithoutCancel(ctx)
+	}
 	switch {
 	case err == nil:
 		r.settle(ctx, m, m.Ack(ctx))
 	case IsPermanent(err):
 		r.settle(ctx, m, m.DeadLetter(ctx, err.Error()))
-	case m.DeliveryAttempt >= s.opts.maxAttempts:
+	case s.opts.maxAttempts > 0 && m.DeliveryAttempt >= s.opts.maxAttempts:
 		r.settle(ctx, m, m.DeadLetter(ctx, fmt.Sprintf("failed on final attempt %d: %v", m.DeliveryAttempt, err)))
 	default:
 		r.settle(ctx, m, m.Nack(ctx, s.opts.backoff(m.DeliveryAttempt)))
@@ -650,21 +686,107 @@ func (s *Subscription) Ping(ctx context.Context) error {
 	return nil
 }
 
-// Close stops every Receive loop, waits for their handlers to return and
-// settle their messages, and releases the subscription. Later calls return
-// ErrClosed.
+// handBack returns deliveries that were fetched but never given to a
+// handler, so that the broker delivers them again at once.
+func (s *Subscription) handBack(ctx context.Context, dms []*driver.Message) {
+	if len(dms) == 0 {
+		return
+	}
+	ctx = context.WithoutCancel(ctx)
+	if r, ok := s.d.(driver.Returner); ok {
+		if err := r.Return(ctx, dms); err != nil {
+			s.opts.logger.WarnContext(ctx, "bus: handing back unstarted messages failed; they are redelivered after their ack deadline", "messages", len(dms), "error", err)
+		}
+		return
+	}
+	for _, dm := range dms {
+		if err := s.d.Nack(ctx, dm, 0); err != nil {
+			s.opts.logger.WarnContext(ctx, "bus: handing back an unstarted message failed; it is redelivered after its ack deadline", "message_id", dm.ID, "error", err)
+		}
+	}
+}
+
+// Shutdown stops the subscription gracefully. Every Receive loop stops
+// fetching at once; messages fetched but not started are handed back so
+// that another consumer can take them without waiting for an ack deadline
+// (see Receive); handlers already running go on until they return, and
+// their messages are settled as usual. Then the driver is released, after
+// the broker requests still under way (such as an SQS long poll) have
+// finished, so that what they bring is handed back too.
+//
+// Shutdown returns when all that is done, with the driver's error if
+// releasing it failed, or when ctx is done, with ctx.Err(). In the second
+// case the grace has ended: the handlers' contexts are cancelled (with
+// cause ErrClosed) and the driver's requests under way are aborted; the
+// handlers still running may settle their messages when they return, and
+// the driver is released after the last one did. Call Close to wait for
+// that.
+//
+// Shutdown and Close may be called several times and concurrently: a call
+// after shutdown has completed does nothing and returns nil; a call during
+// it waits for it (Close also ends the grace). Receive returns ErrClosed
+// once shutdown has begun, and the other methods return ErrClosed.
+//
+// Call order for a graceful stop: cancel the contexts of the Receive
+// calls, or call Shutdown, which stops them; wait for Receive to return;
+// then shut down the topics that handlers publish to (Topic.Shutdown), as
+// handlers may publish until they return.
+func (s *Subscription) Shutdown(ctx context.Context) error {
+	first := s.begin()
+	select {
+	case <-s.done:
+		if first {
+			return s.doneErr
+		}
+		return nil
+	case <-ctx.Done():
+		s.killFn()
+		return ctx.Err()
+	}
+}
+
+// Close is Shutdown without grace: Receive loops stop, unstarted messages
+// are handed back, running handlers' contexts are cancelled at once, and
+// Close waits for those handlers to return and settle their messages
+// before it releases the driver. A handler that ignores its context's
+// cancellation delays Close. Later calls do nothing and return nil.
 func (s *Subscription) Close() error {
+	first := s.begin()
+	s.killFn()
+	<-s.done
+	if first {
+		return s.doneErr
+	}
+	return nil
+}
+
+// begin starts the shutdown if it has not started and reports whether
+// this call started it.
+func (s *Subscription) begin() bool {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.closed {
-		s.mu.Unlock()
-		return ErrClosed
+		return false
 	}
 	s.closed = true
-	close(s.stop)
-	s.mu.Unlock()
+	s.stopFn()
+	go s.finish()
+	return true
+}
+
+// finish waits for the Receive calls, whose handlers have then returned
+// and settled, and releases the driver.
+func (s *Subscription) finish() {
 	s.running.Wait()
 	s.tel.close()
-	return s.d.Close()
+	if sd, ok := s.d.(driver.Shutdowner); ok {
+		s.doneErr = sd.Shutdown(s.kill)
+	} else {
+		s.doneErr = s.d.Close()
+	}
+	s.killFn() // release the context's resources
+	s.stopFn()
+	close(s.done)
 }
 
 // As converts the subscription to the driver's native type; see each

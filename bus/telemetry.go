@@ -97,19 +97,21 @@ const (
 	attrSettlement      = attribute.Key("payrail.bus.settlement")
 )
 
-// TopicOption configures a Topic. The telemetry options WithTracerProvider,
-// WithMeterProvider, WithPropagator and WithName are both TopicOptions and
-// SubscriptionOptions; topics ignore the other SubscriptionOptions.
+// TopicOption configures a Topic. The shared Options (WithTracerProvider,
+// WithMeterProvider, WithPropagator, WithName) are TopicOptions; the
+// subscription-only options (WithConcurrency, WithMaxAttempts...) are not,
+// so passing one to OpenTopic or NewTopic does not compile.
 type TopicOption interface {
 	applyTopic(*telemetryConfig)
 }
 
-func (o SubscriptionOption) applyTopic(c *telemetryConfig) {
-	var so subscriptionOptions
-	so.tel = *c
-	o(&so)
-	*c = so.tel
-}
+// Option configures both topics and subscriptions: it is a TopicOption and
+// a SubscriptionOption. The telemetry options are Options.
+type Option func(*telemetryConfig)
+
+func (o Option) applyTopic(c *telemetryConfig) { o(c) }
+
+func (o Option) applySubscription(so *subscriptionOptions) { o(&so.tel) }
 
 // telemetryConfig holds the telemetry options shared by topics and
 // subscriptions.
@@ -123,21 +125,21 @@ type telemetryConfig struct {
 
 // WithTracerProvider sets the tracer provider of the topic's or
 // subscription's spans (default: the OpenTelemetry global).
-func WithTracerProvider(tp trace.TracerProvider) SubscriptionOption {
-	return func(o *subscriptionOptions) { o.tel.tp = tp }
+func WithTracerProvider(tp trace.TracerProvider) Option {
+	return func(c *telemetryConfig) { c.tp = tp }
 }
 
 // WithMeterProvider sets the meter provider of the topic's or
 // subscription's metrics (default: the OpenTelemetry global).
-func WithMeterProvider(mp metric.MeterProvider) SubscriptionOption {
-	return func(o *subscriptionOptions) { o.tel.mp = mp }
+func WithMeterProvider(mp metric.MeterProvider) Option {
+	return func(c *telemetryConfig) { c.mp = mp }
 }
 
 // WithPropagator sets how trace context is written to and read from message
 // attributes (default: W3C trace context and baggage, whatever the global
 // propagator is, so that every payrail service agrees on the wire format).
-func WithPropagator(p propagation.TextMapPropagator) SubscriptionOption {
-	return func(o *subscriptionOptions) { o.tel.prop = p }
+func WithPropagator(p propagation.TextMapPropagator) Option {
+	return func(c *telemetryConfig) { c.prop = p }
 }
 
 // WithName names the topic (messaging.destination.name) or subscription
@@ -146,16 +148,16 @@ func WithPropagator(p propagation.TextMapPropagator) SubscriptionOption {
 // last path segment, the host, or the last segment of a queue_url or
 // topic_arn parameter. NewTopic and NewSubscription have no URL: name them
 // with WithName.
-func WithName(name string) SubscriptionOption {
-	return func(o *subscriptionOptions) { o.tel.name = name }
+func WithName(name string) Option {
+	return func(c *telemetryConfig) { c.name = name }
 }
 
 // withURL sets the telemetry system and name a URL implies; options given
 // after it override them.
-func withURL(u *url.URL, subscription bool) SubscriptionOption {
-	return func(o *subscriptionOptions) {
-		o.tel.system = systemName(u.Scheme)
-		o.tel.name = nameFromURL(u, subscription)
+func withURL(u *url.URL, subscription bool) Option {
+	return func(c *telemetryConfig) {
+		c.system = systemName(u.Scheme)
+		c.name = nameFromURL(u, subscription)
 	}
 }
 

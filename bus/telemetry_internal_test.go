@@ -29,7 +29,7 @@ func TestNameFromURL(t *testing.T) {
 			t.Fatal(err)
 		}
 		var o subscriptionOptions
-		withURL(u, tc.sub)(&o)
+		withURL(u, tc.sub).applySubscription(&o)
 		if o.tel.name != tc.want || o.tel.system != tc.wantSys {
 			t.Errorf("%s (subscription %v): name %q system %q, want %q %q", tc.url, tc.sub, o.tel.name, o.tel.system, tc.want, tc.wantSys)
 		}

@@ -30,7 +30,7 @@ type telRig struct {
 	spans  *tracetest.SpanRecorder
 	tp     *sdktrace.TracerProvider
 	reader *sdkmetric.ManualReader
-	opts   []bus.SubscriptionOption
+	opts   []bus.Option
 	topic  string
 }
 
@@ -38,7 +38,7 @@ func newTelRig(t *testing.T) *telRig {
 	r := &telRig{spans: tracetest.NewSpanRecorder(), reader: sdkmetric.NewManualReader(),
 		topic: fmt.Sprintf("tel-%s-%d", t.Name(), telSeq.Add(1))}
 	r.tp = sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(r.spans))
-	r.opts = []bus.SubscriptionOption{
+	r.opts = []bus.Option{
 		bus.WithTracerProvider(r.tp),
 		bus.WithMeterProvider(sdkmetric.NewMeterProvider(sdkmetric.WithReader(r.reader))),
 	}
@@ -57,7 +57,11 @@ func (r *telRig) open(t *testing.T, extra ...bus.SubscriptionOption) (*bus.Topic
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = topic.Close() })
-	sub, err := bus.OpenSubscription(ctx, "inmemory://"+r.topic+"?ack_deadline=10s", append(append([]bus.SubscriptionOption(nil), r.opts...), extra...)...)
+	sopts := make([]bus.SubscriptionOption, 0, len(r.opts)+len(extra))
+	for _, o := range r.opts {
+		sopts = append(sopts, o)
+	}
+	sub, err := bus.OpenSubscription(ctx, "inmemory://"+r.topic+"?ack_deadline=10s", append(sopts, extra...)...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,8 +16,13 @@ type Topic struct {
 	d   driver.Topic
 	tel *topicTelemetry
 
-	mu     sync.RWMutex // held for reading while sending, for writing by Close
-	closed bool
+	mu      sync.RWMutex   // guards closed against the sends counter
+	closed  bool           // Shutdown or Close began
+	sends   sync.WaitGroup // publishes under way
+	done    chan struct{}  // closed when the driver topic is released
+	kill    context.Context
+	killFn  context.CancelFunc
+	doneErr error // set before done is closed
 }
 
 // OpenTopic opens the topic named by urlstr; the scheme selects the driver.
@@ -38,7 +43,9 @@ func OpenTopic(ctx context.Context, urlstr string, opts ...TopicOption) (*Topic,
 // native clients instead of URLs; name the topic for telemetry with
 // WithName.
 func NewTopic(d driver.Topic, opts ...TopicOption) *Topic {
-	return &Topic{d: d, tel: newTopicTelemetry(d, opts)}
+	t := &Topic{d: d, tel: newTopicTelemetry(d, opts), done: make(chan struct{})}
+	t.kill, t.killFn = context.WithCancel(context.Background())
+	return t
 }
 
 // Publish publishes m. If m.ID is empty a random ID is assigned to it. Publish
@@ -68,10 +75,13 @@ func (t *Topic) PublishBatch(ctx context.Context, ms []*Message) error {
 		dms[i] = &driver.Message{ID: m.ID, Key: m.Key, Body: m.Body, Attributes: m.Attributes}
 	}
 	t.mu.RLock()
-	defer t.mu.RUnlock()
 	if t.closed {
+		t.mu.RUnlock()
 		return ErrClosed
 	}
+	t.sends.Add(1)
+	t.mu.RUnlock()
+	defer t.sends.Done()
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -83,26 +93,73 @@ func (t *Topic) PublishBatch(ctx context.Context, ms []*Message) error {
 // that cannot check report nil.
 func (t *Topic) Ping(ctx context.Context) error {
 	t.mu.RLock()
-	defer t.mu.RUnlock()
 	if t.closed {
+		t.mu.RUnlock()
 		return ErrClosed
 	}
+	t.sends.Add(1)
+	t.mu.RUnlock()
+	defer t.sends.Done()
 	if p, ok := t.d.(driver.Pinger); ok {
 		return p.Ping(ctx)
 	}
 	return nil
 }
 
-// Close waits for in-progress publishes and releases the topic. Later calls
-// return ErrClosed.
+// Shutdown stops the topic: later publishes fail with ErrClosed, and
+// Shutdown waits for those under way to finish before it releases the
+// driver topic (flushing what a driver buffers, where it does). It returns
+// when that is done, with the driver's error, or when ctx is done, with
+// ctx.Err(): publishes still under way then keep their own contexts, and
+// the driver is released, without further grace, after the last returned.
+//
+// Shutdown and Close may be called several times and concurrently: a call
+// after the topic was released does nothing and returns nil; a call
+// during shutdown waits for it. Shut down topics after the subscriptions
+// whose handlers publish to them (see Subscription.Shutdown).
+func (t *Topic) Shutdown(ctx context.Context) error {
+	first := t.begin()
+	select {
+	case <-t.done:
+		if first {
+			return t.doneErr
+		}
+		return nil
+	case <-ctx.Done():
+		t.killFn()
+		return ctx.Err()
+	}
+}
+
+// Close waits for publishes under way and releases the topic; it is
+// Shutdown without a deadline. Later calls do nothing and return nil.
 func (t *Topic) Close() error {
+	first := t.begin()
+	<-t.done
+	if first {
+		return t.doneErr
+	}
+	return nil
+}
+
+func (t *Topic) begin() bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.closed {
-		return ErrClosed
+		return false
 	}
 	t.closed = true
-	return t.d.Close()
+	go func() {
+		t.sends.Wait()
+		if sd, ok := t.d.(driver.Shutdowner); ok {
+			t.doneErr = sd.Shutdown(t.kill)
+		} else {
+			t.doneErr = t.d.Close()
+		}
+		t.killFn()
+		close(t.done)
+	}()
+	return true
 }
 
 // As converts the topic to the driver's native type, such as a *sarama.Client

@@ -342,7 +342,24 @@ func originLabeler(listed []string, r gateway.Router) func(string) string {
 // and metrics and gives it the processor's OpenTelemetry providers, when
 // set (otherwise the bus uses the globals, as the processor does).
 func defaultBusTelemetry(tp trace.TracerProvider, mp metric.MeterProvider) []bus.SubscriptionOption {
-	opts := []bus.SubscriptionOption{bus.WithName("payments")}
+	var out []bus.SubscriptionOption
+	for _, o := range busTelemetry(tp, mp) {
+		out = append(out, o)
+	}
+	return out
+}
+
+// defaultTopicTelemetry is defaultBusTelemetry for the default topic.
+func defaultTopicTelemetry(tp trace.TracerProvider, mp metric.MeterProvider) []bus.TopicOption {
+	var out []bus.TopicOption
+	for _, o := range busTelemetry(tp, mp) {
+		out = append(out, o)
+	}
+	return out
+}
+
+func busTelemetry(tp trace.TracerProvider, mp metric.MeterProvider) []bus.Option {
+	opts := []bus.Option{bus.WithName("payments")}
 	if tp != nil {
 		opts = append(opts, bus.WithTracerProvider(tp))
 	}
@@ -350,13 +367,4 @@ func defaultBusTelemetry(tp trace.TracerProvider, mp metric.MeterProvider) []bus
 		opts = append(opts, bus.WithMeterProvider(mp))
 	}
 	return opts
-}
-
-// defaultTopicTelemetry is defaultBusTelemetry for the default topic.
-func defaultTopicTelemetry(tp trace.TracerProvider, mp metric.MeterProvider) []bus.TopicOption {
-	var out []bus.TopicOption
-	for _, o := range defaultBusTelemetry(tp, mp) {
-		out = append(out, o)
-	}
-	return out
 }

@@ -53,9 +53,9 @@ func newTelEnv(t *testing.T, async bool) *telEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	telOpts := []bus.SubscriptionOption{bus.WithTracerProvider(tp), bus.WithMeterProvider(mp), bus.WithName("payments")}
+	telOpts := []bus.Option{bus.WithTracerProvider(tp), bus.WithMeterProvider(mp), bus.WithName("payments")}
 	topic := bus.NewTopic(dt, telOpts[0], telOpts[1], telOpts[2])
-	sub := bus.NewSubscription(ds, telOpts...)
+	sub := bus.NewSubscription(ds, telOpts[0], telOpts[1], telOpts[2])
 	mode := payments.ModeSync
 	if async {
 		mode = payments.ModeAsync

@@ -203,7 +203,9 @@ func (w *Worker) Recover(ctx context.Context) (int, error) {
 // for the commands in flight to be settled. On a durable bus it only does
 // the latter: what is queued there stays for the next worker. It returns
 // nil when done, or, if ctx ends first, an error saying how many commands
-// were left (see Processor.Unfinished for the payments they belong to).
+// were left (see Processor.Unfinished for the payments they belong to);
+// then it also shuts the subscription down (bus.Subscription.Shutdown),
+// cancelling the contexts of the commands still in flight.
 func (w *Worker) Shutdown(ctx context.Context) error {
 	var drainErr error
 	if w.drain {
@@ -220,6 +222,11 @@ func (w *Worker) Shutdown(ctx context.Context) error {
 	case <-end:
 		return drainErr
 	case <-ctx.Done():
+		// The grace is over: shut the subscription down, which cancels the
+		// running handlers' contexts (context.Cause is bus.ErrClosed) so
+		// that their gateway calls stop; their commands are nacked and
+		// redelivered.
+		_ = w.sub.Shutdown(ctx)
 		return errors.Join(drainErr, fmt.Errorf("payments: worker shutdown: commands still in flight: %w", ctx.Err()))
 	}
 }

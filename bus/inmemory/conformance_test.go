@@ -25,6 +25,7 @@ func (harness) Capabilities() testkit.BusCapabilities {
 		Ordering:              true,
 		MissingEntityError:    true,
 		Stats:                 true,
+		ShutdownHandBack:      true,
 	}
 }
 

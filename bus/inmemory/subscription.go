@@ -665,3 +665,27 @@ func (h *subHandle) Close() error {
 
 // As supports **Broker.
 func (h *subHandle) As(i any) bool { return asBroker(h.s.topic.broker, i) }
+
+var _ driver.Returner = (*subHandle)(nil)
+
+// Return hands back deliveries that were never given to a handler: each
+// message is ready again at once and its next delivery keeps the attempt
+// number of the returned one.
+func (h *subHandle) Return(_ context.Context, ms []*driver.Message) error {
+	var first error
+	for _, m := range ms {
+		d, _, err := h.current("return", m)
+		if err != nil {
+			if first == nil {
+				first = err
+			}
+			continue
+		}
+		s := h.s
+		e := s.settle(d)
+		e.deliveries--
+		s.pushReady(e)
+		s.mu.Unlock()
+	}
+	return first
+}

@@ -102,6 +102,7 @@ func (harness) Capabilities() testkit.BusCapabilities {
 		Ordering:           true,
 		MissingEntityError: true,
 		Stats:              true,
+		ShutdownHandBack:   true,
 		Notes: map[string]string{
 			testkit.CapAckDeadlineRedelivery: "Kafka has no per-message ack deadline: an unsettled record holds its partition's commit point and is delivered again only after a rebalance or restart",
 			testkit.CapExtend:                "no ack deadline, so nothing to extend",

@@ -839,3 +839,34 @@ func (s *subscription) As(i any) bool {
 	}
 	return true
 }
+
+var _ driver.Returner = (*subscription)(nil)
+
+// Return hands back records that were never given to a handler, without
+// counting the delivery as an attempt or committing them: they are ready
+// again for this member, and if it is closing, its claims end with their
+// offsets uncommitted, so the group's next owner of the partition
+// delivers them.
+func (s *subscription) Return(_ context.Context, ms []*driver.Message) error {
+	var first error
+	for _, m := range ms {
+		d, err := s.current("return", m)
+		if err != nil {
+			if first == nil {
+				first = err
+			}
+			continue
+		}
+		r := d.rec
+		d.settled = true
+		r.cur = nil
+		if r.state == stInFlight {
+			s.inFlight--
+			r.state = stDelayed // not in flight any more
+			r.attempts--
+			s.pushReadyLocked(r)
+		}
+		s.mu.Unlock()
+	}
+	return first
+}

@@ -554,8 +554,23 @@ func (s *subscription) watchdog() {
 
 // Close stops receiving: messages waiting for a ReceiveBatch, deliveries
 // still handed out and delayed nacks are nacked at once. It waits for the
-// library to flush its acks.
+// library to flush its acks (at most runStopTimeout and a little).
 func (s *subscription) Close() error {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return s.Shutdown(ctx)
+}
+
+var _ driver.Shutdowner = (*subscription)(nil)
+
+// Shutdown is Close waiting for the library to flush its acks and nacks
+// until ctx is done; with ctx already done, it waits as Close does.
+func (s *subscription) Shutdown(ctx context.Context) error {
+	if ctx.Err() != nil {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(context.Background(), runStopTimeout+5*time.Second)
+		defer cancel()
+	}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -588,15 +603,14 @@ func (s *subscription) Close() error {
 	}
 	s.bg.Wait()
 	var errs []error
-	timeout := time.After(runStopTimeout + 5*time.Second)
 	for _, r := range runs {
 		select {
 		case <-r.done:
 			if r.err != nil && !isCode(r.err, codes.Canceled) && !errors.Is(r.err, context.Canceled) {
 				errs = append(errs, classify("receive from "+s.name, r.err))
 			}
-		case <-timeout:
-			errs = append(errs, fmt.Errorf("pubsub: Receive on %s did not stop within %v", s.name, runStopTimeout))
+		case <-ctx.Done():
+			errs = append(errs, fmt.Errorf("pubsub: Receive on %s did not stop in time: %w", s.name, ctx.Err()))
 		}
 	}
 	for _, p := range pubs {

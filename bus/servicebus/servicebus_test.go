@@ -85,8 +85,9 @@ func (h harness) Capabilities() testkit.BusCapabilities {
 		Ordering:              h.sessions,
 		MissingEntityError:    true,
 		// Through the administration (ATOM) API, which the peer serves.
-		Stats: true,
-		Notes: map[string]string{},
+		Stats:            true,
+		ShutdownHandBack: true,
+		Notes:            map[string]string{},
 	}
 	if !h.topics {
 		c.Notes[testkit.CapFanOut] = "a queue has one set of competing consumers; topics with subscriptions fan out"

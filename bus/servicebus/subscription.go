@@ -428,6 +428,15 @@ func (s *subscription) Ping(ctx context.Context) error {
 // Close closes the receivers and sender and releases the client. Deliveries
 // still locked are delivered again once their locks lapse.
 func (s *subscription) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
+	defer cancel()
+	return s.Shutdown(ctx)
+}
+
+var _ driver.Shutdowner = (*subscription)(nil)
+
+// Shutdown is Close with ctx bounding the closing of the links.
+func (s *subscription) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -461,7 +470,7 @@ func (s *subscription) Close() error {
 	if s.sess != nil {
 		errs = append(errs, s.sess.close())
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), closeTimeout)
 	defer cancel()
 	for _, c := range closers {
 		errs = append(errs, c.Close(ctx))

@@ -119,6 +119,7 @@ func (h harness) Capabilities() testkit.BusCapabilities {
 		Ordering:              h.fifo,
 		MissingEntityError:    true,
 		Stats:                 true,
+		ShutdownHandBack:      true,
 		// Through SNS a message is at most 256 KiB including attributes;
 		// a binary body travels in base64 (4/3 larger).
 		MaxBodyBytes:       190_000,

@@ -569,6 +569,20 @@ func (s *subscription) Ping(ctx context.Context) error {
 // Close aborts the long polls in flight and stops the batchers, after the
 // settlements already queued were sent.
 func (s *subscription) Close() error {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return s.Shutdown(ctx)
+}
+
+var _ driver.Shutdowner = (*subscription)(nil)
+
+// Shutdown lets the long polls in flight finish until ctx is done (a poll
+// its receiver gave up on hands back, at once, the messages it brings, which
+// would otherwise stay invisible for their visibility timeout), then aborts
+// those left and stops the batchers, after the settlements already queued
+// were sent. It waits at most the poll's wait time (the wait URL parameter
+// or the queue's ReceiveMessageWaitTimeSeconds).
+func (s *subscription) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -576,8 +590,18 @@ func (s *subscription) Close() error {
 	}
 	s.closed = true
 	s.mu.Unlock()
+	polled := make(chan struct{})
+	go func() {
+		s.polls.Wait()
+		close(polled)
+	}()
+	select {
+	case <-polled:
+	case <-ctx.Done():
+		s.cancelPoll()
+		<-polled
+	}
 	s.cancelPoll()
-	s.polls.Wait()
 	s.deleter.close()
 	s.vis.close()
 	return nil

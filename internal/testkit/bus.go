@@ -97,6 +97,11 @@ type BusCapabilities struct {
 	MissingEntityError bool
 	// Stats: Subscription.Stats reports backlog and in-flight counts.
 	Stats bool
+	// ShutdownHandBack: after Subscription.Shutdown, what the shut-down
+	// consumer fetched but never started, and what its handlers nacked,
+	// reach another consumer within ShutdownRedelivery (not after an ack
+	// deadline).
+	ShutdownHandBack bool
 
 	// MaxBodyBytes is the largest body the peer carries, if below the
 	// 256 KiB the suite sends by default.
@@ -104,6 +109,12 @@ type BusCapabilities struct {
 	// ThroughputMessages is the size of the throughput smoke test
 	// (default 10,000).
 	ThroughputMessages int
+	// ShutdownRedelivery bounds how soon after Subscription.Shutdown
+	// returns another consumer receives the messages the shut-down one
+	// handed back (default: a third of the ack deadline, or 10s when the
+	// driver has none). Drivers whose consumers take over by a group
+	// rebalance (Kafka) set it to what a rebalance takes on the peer.
+	ShutdownRedelivery time.Duration
 	// CaseTimeout bounds each case (default 60s).
 	CaseTimeout time.Duration
 	// Serial runs the cases one at a time instead of in parallel.
@@ -124,6 +135,7 @@ const (
 	CapOrdering              = "Ordering"
 	CapMissingEntityError    = "MissingEntityError"
 	CapStats                 = "Stats"
+	CapShutdownHandBack      = "ShutdownHandBack"
 )
 
 func (c BusCapabilities) has(name string) bool {
@@ -148,6 +160,8 @@ func (c BusCapabilities) has(name string) bool {
 		return c.MissingEntityError
 	case CapStats:
 		return c.Stats
+	case CapShutdownHandBack:
+		return c.ShutdownHandBack
 	}
 	return false
 }

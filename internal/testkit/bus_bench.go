@@ -20,7 +20,8 @@ const BenchBodySize = 256
 //   - Publish/batch=100: PublishBatch of 100 messages at a time;
 //   - PublishParallel: Publish from 16 goroutines per CPU;
 //   - PublishReceive/batch=100: batches published while one Receive
-//     (concurrency 64) acks them, timed until the last one is handled.
+//     (concurrency 64) acks them, timed until the last one is handled;
+//   - ShutdownRedelivery: see BenchShutdownRedelivery (ms/redelivery).
 func BenchmarkBus(b *testing.B, h BusHarness) {
 	for _, batch := range []int{1, 100} {
 		b.Run("Publish/batch="+strconv.Itoa(batch), func(b *testing.B) {
@@ -41,6 +42,7 @@ func BenchmarkBus(b *testing.B, h BusHarness) {
 		defer sub.Close()
 		BenchPublishReceive(b, p.Topic, sub, 100)
 	})
+	b.Run("ShutdownRedelivery", func(b *testing.B) { BenchShutdownRedelivery(b, h) })
 }
 
 func busBenchPair(b *testing.B, h BusHarness) BusPair {

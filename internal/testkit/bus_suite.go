@@ -47,6 +47,8 @@ var busCases = []busCase{
 	{"Ordering", []string{CapOrdering}, (*busSuite).testOrdering},
 	{"Stats", []string{CapStats}, (*busSuite).testStats},
 	{"Close", nil, (*busSuite).testClose},
+	{"ShutdownHandsBack", []string{CapShutdownHandBack}, (*busSuite).testShutdownHandsBack},
+	{"ShutdownCancelsHandlers", nil, (*busSuite).testShutdownCancelsHandlers},
 	{"CancelUnblocksReceive", nil, (*busSuite).testCancelUnblocksReceive},
 	{"MissingTopic", []string{CapMissingEntityError}, (*busSuite).testMissingTopic},
 	{"MissingSubscription", []string{CapMissingEntityError}, (*busSuite).testMissingSubscription},
@@ -835,8 +837,11 @@ func (s *busSuite) testClose(t *testing.T, ctx context.Context) {
 	if err := p.Topic.Close(); err != nil {
 		t.Fatalf("Topic.Close: %v", err)
 	}
-	if err := p.Topic.Close(); !errors.Is(err, bus.ErrClosed) {
-		t.Errorf("second Topic.Close = %v, want ErrClosed", err)
+	if err := p.Topic.Close(); err != nil {
+		t.Errorf("second Topic.Close = %v, want nil (idempotent)", err)
+	}
+	if err := p.Topic.Shutdown(ctx); err != nil {
+		t.Errorf("Topic.Shutdown after Close = %v, want nil (idempotent)", err)
 	}
 	if err := p.Topic.Publish(ctx, &bus.Message{Body: []byte("x")}); !errors.Is(err, bus.ErrClosed) {
 		t.Errorf("Publish after Close = %v, want ErrClosed", err)
@@ -866,8 +871,11 @@ func (s *busSuite) testClose(t *testing.T, ctx context.Context) {
 	if err := sub.Receive(ctx, func(context.Context, *bus.Message) error { return nil }); !errors.Is(err, bus.ErrClosed) {
 		t.Errorf("Receive after Close = %v, want ErrClosed", err)
 	}
-	if err := sub.Close(); !errors.Is(err, bus.ErrClosed) {
-		t.Errorf("second Subscription.Close = %v, want ErrClosed", err)
+	if err := sub.Close(); err != nil {
+		t.Errorf("second Subscription.Close = %v, want nil (idempotent)", err)
+	}
+	if err := sub.Shutdown(ctx); err != nil {
+		t.Errorf("Subscription.Shutdown after Close = %v, want nil (idempotent)", err)
 	}
 	if err := sub.Ping(ctx); !errors.Is(err, bus.ErrClosed) {
 		t.Errorf("Subscription.Ping after Close = %v, want ErrClosed", err)
