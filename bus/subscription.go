@@ -149,8 +149,12 @@ func OpenSubscription(ctx context.Context, urlstr string, opts ...SubscriptionOp
 }
 
 // NewSubscription wraps a driver subscription. Drivers use it for
-// constructors that take native clients instead of URLs.
+// constructors that take native clients instead of URLs. A nil d is not a
+// panic: Receive fails with ErrNoDriver.
 func NewSubscription(d driver.Subscription, opts ...SubscriptionOption) *Subscription {
+	if d == nil {
+		d = noDriver{} // every call fails with ErrNoDriver
+	}
 	o := subscriptionOptions{
 		concurrency:  16,
 		backoff:      DefaultBackoff,
@@ -209,6 +213,9 @@ func (s *Subscription) Concurrency() int { return s.opts.concurrency }
 // closed, and otherwise the first non-retryable driver error (such as
 // ErrNotFound). Transient receive errors are retried with back-off.
 func (s *Subscription) Receive(ctx context.Context, h Handler) error {
+	if _, nilDriver := s.d.(noDriver); nilDriver {
+		return ErrNoDriver
+	}
 	if h == nil {
 		return errors.New("bus: Receive with a nil handler")
 	}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/payrail/payrail/bus/driver"
 	"github.com/payrail/payrail/internal/otelgate"
+	"github.com/payrail/payrail/telemetry"
 )
 
 // Metric names, and telemetry in general.
@@ -121,6 +122,19 @@ type telemetryConfig struct {
 	prop   propagation.TextMapPropagator
 	system string // messaging.system
 	name   string // destination (topic) or subscription name
+}
+
+// WithTelemetry sets the topic's or subscription's OpenTelemetry providers
+// from the value given to payments.WithTelemetry and gateway.WithTelemetry:
+// its tracer and meter providers (nil: the globals) and, if set, its
+// propagator (nil: W3C trace context and baggage, see WithPropagator).
+func WithTelemetry(t telemetry.Providers) Option {
+	return func(c *telemetryConfig) {
+		c.tp, c.mp = t.TracerProvider, t.MeterProvider
+		if t.Propagator != nil {
+			c.prop = t.Propagator
+		}
+	}
 }
 
 // WithTracerProvider sets the tracer provider of the topic's or

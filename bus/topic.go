@@ -41,8 +41,11 @@ func OpenTopic(ctx context.Context, urlstr string, opts ...TopicOption) (*Topic,
 
 // NewTopic wraps a driver topic. Drivers use it for constructors that take
 // native clients instead of URLs; name the topic for telemetry with
-// WithName.
+// WithName. A nil d is not a panic: every call fails with ErrNoDriver.
 func NewTopic(d driver.Topic, opts ...TopicOption) *Topic {
+	if d == nil {
+		d = noDriver{}
+	}
 	t := &Topic{d: d, tel: newTopicTelemetry(d, opts), done: make(chan struct{})}
 	t.kill, t.killFn = context.WithCancel(context.Background())
 	return t

@@ -116,9 +116,8 @@
 // continue the caller's W3C trace context. Build one telemetry.Providers
 // value and pass it to WithTelemetry: the Handler, Worker and Reconciler
 // built from the Processor, and its default in-memory bus, use it too.
-// Give the same providers to the gateways (gateway.WithTelemetry) and buses
-// (bus.WithTracerProvider, bus.WithMeterProvider, bus.WithPropagator) you
-// open yourself. Nil fields, and the zero value, use the application's
+// Give the same value to the gateways (gateway.WithTelemetry) and buses
+// (bus.WithTelemetry) you open yourself. Nil fields, and the zero value, use the application's
 // globals; the package never sets a global. Tokens, keys and card data are
 // never logged or traced.
 //

@@ -232,10 +232,9 @@ func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
 // WithTelemetry sets the OpenTelemetry providers (nil fields: the
 // application's globals). They apply to the processor, the Handler, Worker
 // and Reconciler built from it, and its default in-memory bus; give the
-// same providers to the gateways (gateway.WithTelemetry) and the topics and
-// subscriptions (bus.WithTracerProvider, bus.WithMeterProvider,
-// bus.WithPropagator) you open, so that every component reports to the
-// same place. See package telemetry.
+// same value to the gateways (gateway.WithTelemetry) and the topics and
+// subscriptions (bus.WithTelemetry) you open, so that every component
+// reports to the same place. See package telemetry.
 func WithTelemetry(t telemetry.Providers) Option { return func(o *options) { o.providers = t } }
 
 // WithTracerProvider sets only the tracer provider of WithTelemetry.
@@ -328,8 +327,8 @@ func New(opts ...Option) (*Processor, error) {
 		if err != nil {
 			return nil, fmt.Errorf("payments: default in-memory bus: %w", err)
 		}
-		p.topic = bus.NewTopic(dt, defaultTopicTelemetry(o.providers.TracerProvider, o.providers.MeterProvider)...)
-		p.localSub = bus.NewSubscription(ds, append(append([]bus.SubscriptionOption{bus.WithLogger(p.log)}, defaultBusTelemetry(o.providers.TracerProvider, o.providers.MeterProvider)...), o.localSubOpts...)...)
+		p.topic = bus.NewTopic(dt, defaultTopicTelemetry(o.providers)...)
+		p.localSub = bus.NewSubscription(ds, append(append([]bus.SubscriptionOption{bus.WithLogger(p.log)}, defaultBusTelemetry(o.providers)...), o.localSubOpts...)...)
 		p.owned = append(p.owned, p.topic.Close, p.localSub.Close)
 	}
 	p.providers = o.providers

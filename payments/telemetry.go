@@ -18,6 +18,7 @@ import (
 	"github.com/payrail/payrail/bus"
 	"github.com/payrail/payrail/gateway"
 	"github.com/payrail/payrail/internal/otelgate"
+	"github.com/payrail/payrail/telemetry"
 )
 
 const instrumentationName = "github.com/payrail/payrail/payments"
@@ -341,30 +342,11 @@ func originLabeler(listed []string, r gateway.Router) func(string) string {
 // defaultBusTelemetry names the default in-memory bus "payments" in spans
 // and metrics and gives it the processor's OpenTelemetry providers, when
 // set (otherwise the bus uses the globals, as the processor does).
-func defaultBusTelemetry(tp trace.TracerProvider, mp metric.MeterProvider) []bus.SubscriptionOption {
-	var out []bus.SubscriptionOption
-	for _, o := range busTelemetry(tp, mp) {
-		out = append(out, o)
-	}
-	return out
+func defaultBusTelemetry(t telemetry.Providers) []bus.SubscriptionOption {
+	return []bus.SubscriptionOption{bus.WithName("payments"), bus.WithTelemetry(t)}
 }
 
 // defaultTopicTelemetry is defaultBusTelemetry for the default topic.
-func defaultTopicTelemetry(tp trace.TracerProvider, mp metric.MeterProvider) []bus.TopicOption {
-	var out []bus.TopicOption
-	for _, o := range busTelemetry(tp, mp) {
-		out = append(out, o)
-	}
-	return out
-}
-
-func busTelemetry(tp trace.TracerProvider, mp metric.MeterProvider) []bus.Option {
-	opts := []bus.Option{bus.WithName("payments")}
-	if tp != nil {
-		opts = append(opts, bus.WithTracerProvider(tp))
-	}
-	if mp != nil {
-		opts = append(opts, bus.WithMeterProvider(mp))
-	}
-	return opts
+func defaultTopicTelemetry(t telemetry.Providers) []bus.TopicOption {
+	return []bus.TopicOption{bus.WithName("payments"), bus.WithTelemetry(t)}
 }

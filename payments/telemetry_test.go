@@ -23,6 +23,7 @@ import (
 	"github.com/payrail/payrail/bus/inmemory"
 	"github.com/payrail/payrail/gateway"
 	"github.com/payrail/payrail/payments"
+	"github.com/payrail/payrail/telemetry"
 )
 
 // telEnv is a processor, its gateway and bus all reporting to in-memory
@@ -40,7 +41,7 @@ func newTelEnv(t *testing.T, async bool) *telEnv {
 	e := &telEnv{spans: tracetest.NewSpanRecorder(), reader: sdkmetric.NewManualReader()}
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(e.spans))
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(e.reader))
-	g, err := gateway.Open(ctx, "mock://", gateway.WithTracerProvider(tp), gateway.WithMeterProvider(mp))
+	g, err := gateway.Open(ctx, "mock://", gateway.WithTelemetry(telemetry.Providers{TracerProvider: tp, MeterProvider: mp}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,15 +54,17 @@ func newTelEnv(t *testing.T, async bool) *telEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	telOpts := []bus.Option{bus.WithTracerProvider(tp), bus.WithMeterProvider(mp), bus.WithName("payments")}
-	topic := bus.NewTopic(dt, telOpts[0], telOpts[1], telOpts[2])
-	sub := bus.NewSubscription(ds, telOpts[0], telOpts[1], telOpts[2])
+	// One telemetry value for every component (issue 21): bus, gateway and
+	// processor report to the same providers.
+	tel := telemetry.Providers{TracerProvider: tp, MeterProvider: mp}
+	topic := bus.NewTopic(dt, bus.WithTelemetry(tel), bus.WithName("payments"))
+	sub := bus.NewSubscription(ds, bus.WithTelemetry(tel), bus.WithName("payments"))
 	mode := payments.ModeSync
 	if async {
 		mode = payments.ModeAsync
 	}
 	e.p, err = payments.New(payments.WithGateway(g), payments.WithTopic(topic), payments.WithMode(mode),
-		payments.WithTracerProvider(tp), payments.WithMeterProvider(mp), payments.WithMetricOrigins("web", "POS"),
+		payments.WithTelemetry(telemetry.Providers{TracerProvider: tp, MeterProvider: mp}), payments.WithMetricOrigins("web", "POS"),
 		payments.WithRetryPolicy(payments.RetryPolicy{MaxAttempts: 2, InitialBackoff: time.Millisecond, MaxBackoff: time.Millisecond}))
 	if err != nil {
 		t.Fatal(err)

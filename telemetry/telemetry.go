@@ -4,7 +4,7 @@
 //
 //	tel := telemetry.Providers{TracerProvider: tp, MeterProvider: mp, Propagator: prop}
 //	gw, err := gateway.New("stripe", drv, gateway.WithTelemetry(tel))
-//	topic, err := bus.OpenTopic(ctx, url, bus.WithTracerProvider(tp), bus.WithMeterProvider(mp), bus.WithPropagator(prop))
+//	topic, err := bus.OpenTopic(ctx, url, bus.WithTelemetry(tel))
 //	p, err := payments.New(payments.WithTelemetry(tel), payments.WithGateway(gw), payments.WithTopic(topic))
 //
 // The processor passes its providers on to the Handler, Worker and
