@@ -693,13 +693,20 @@ func (s *Subscription) Ping(ctx context.Context) error {
 	return nil
 }
 
+// handBackTimeout bounds handing back the messages of one fetch.
+const handBackTimeout = 5 * time.Second
+
 // handBack returns deliveries that were fetched but never given to a
 // handler, so that the broker delivers them again at once.
 func (s *Subscription) handBack(ctx context.Context, dms []*driver.Message) {
 	if len(dms) == 0 {
 		return
 	}
-	ctx = context.WithoutCancel(ctx)
+	// Best effort, bounded: a slow broker must not hold Receive (or
+	// Shutdown) past its caller's cancellation for long; what is not
+	// handed back in time comes back after its ack deadline.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), handBackTimeout)
+	defer cancel()
 	if r, ok := s.d.(driver.Returner); ok {
 		if err := r.Return(ctx, dms); err != nil {
 			s.opts.logger.WarnContext(ctx, "bus: handing back unstarted messages failed; they are redelivered after their ack deadline", "messages", len(dms), "error", err)

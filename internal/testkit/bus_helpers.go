@@ -14,8 +14,10 @@ import (
 
 // busStopTimeout bounds how long Receive may take to return once its context
 // is cancelled or its subscription closed (handlers in the suite are
-// themselves bounded, so this only catches a stuck driver).
-const busStopTimeout = 30 * time.Second
+// themselves bounded, so this only catches a stuck driver). Generous: under
+// the race detector, with the whole CI run on 2 cores, a Service Bus peer
+// settling a held session's messages took over 30 s once.
+const busStopTimeout = 60 * time.Second
 
 // busHandlerWait bounds every wait inside a handler, so that a failing case
 // never leaves a handler blocked (which would block Close).
