@@ -637,16 +637,23 @@ var errUnchanged = errors.New("payments: unchanged")
 func (p *Processor) save(ctx context.Context, pay *Payment, mutate func(*Payment) error) (*Payment, *Error) {
 	ctx = uncancelled(ctx)
 	for range 8 {
+		// mutate changes pay in place; if the store does not take the
+		// change, pay is put back as it was, so that no caller reports a
+		// state that was never stored (a "captured" payment next to
+		// payment_outcome_unknown). A copy on the stack: no allocation.
+		orig := *pay
 		if err := mutate(pay); err != nil {
 			if errors.Is(err, errUnchanged) {
 				return pay, nil
 			}
+			*pay = orig
 			return nil, asError(err)
 		}
 		err := p.store.Update(ctx, pay)
 		if err == nil {
 			return pay, nil
 		}
+		*pay = orig
 		if !errors.Is(err, ErrStoreConflict) {
 			return nil, p.storeError(err, pay.ID)
 		}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -188,4 +189,55 @@ func TestReadsAnswerDuringTheDrain(t *testing.T) {
 	if _, err := p.Get(ctx, payments.GetRequest{Merchant: "m", PaymentID: pay.ID}); !errors.Is(err, payments.ErrUnavailable) {
 		t.Fatalf("Get after Close: %v; want ErrUnavailable", err)
 	}
+}
+
+// closingStore is the memory store that refuses every Update once closed,
+// as a real store closed under a call in flight does.
+type closingStore struct {
+	*payments.MemoryStore
+	closed atomic.Bool
+}
+
+func (s *closingStore) Update(ctx context.Context, p *payments.Payment) error {
+	if s.closed.Load() {
+		return errors.New("payment store closed")
+	}
+	return s.MemoryStore.Update(ctx, p)
+}
+
+// The scenario without Shutdown: the store closes while a sync
+// Authorize is at the gateway (which captures). The call must not return
+// "captured" next to payment_outcome_unknown: it returns the payment as
+// stored, processing, and a retry with the same key resumes it.
+func TestUnstoredOutcomeIsNeverReportedAsFinal(t *testing.T) {
+	m := mock.New(mock.WithLatency(200 * time.Millisecond))
+	st := &closingStore{MemoryStore: payments.NewMemoryStore()}
+	p := newProcessor(t, mockGateway(t, m), payments.WithStore(st))
+	ctx := context.Background()
+	done := make(chan struct{})
+	var pay *payments.Payment
+	var err error
+	go func() {
+		defer close(done)
+		pay, err = p.Authorize(ctx, payments.AuthorizeRequest{Merchant: "m", IdempotencyKey: "closing",
+			Amount: 100, Currency: "EUR", PaymentMethod: "pm_card_visa"})
+	}()
+	time.Sleep(50 * time.Millisecond)
+	st.closed.Store(true)
+	<-done
+	if !errors.Is(err, payments.ErrOutcomeUnknown) || pay == nil || pay.Status != payments.StatusProcessing {
+		t.Fatalf("Authorize with the store closed under it: %v with status %v; want ErrOutcomeUnknown with the stored status processing",
+			err, statusOf(pay))
+	}
+	stored, gerr := st.Get(ctx, "m", pay.ID)
+	if gerr != nil || stored.Status != payments.StatusProcessing {
+		t.Fatalf("stored: %+v, %v", stored, gerr)
+	}
+}
+
+func statusOf(p *payments.Payment) payments.Status {
+	if p == nil {
+		return ""
+	}
+	return p.Status
 }
