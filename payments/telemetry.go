@@ -3,7 +3,6 @@ package payments
 import (
 	"context"
 	"maps"
-	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -228,12 +227,7 @@ func (t *instruments) storeFull(ctx context.Context, now time.Time) bool {
 
 // problem counts an error response of the HTTP API.
 func (t *instruments) problem(ctx context.Context, method, route string, status int, code Code) {
-	switch method {
-	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
-		http.MethodDelete, http.MethodOptions, http.MethodConnect, http.MethodTrace:
-	default:
-		method = "_OTHER" // client-chosen methods must not explode cardinality
-	}
+	method = httpMethod(method) // client-chosen methods must not explode cardinality
 	k := problemKey{method, route, status, code}
 	t.pmu.RLock()
 	o, ok := t.popts[k]

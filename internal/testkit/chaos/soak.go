@@ -163,26 +163,10 @@ func Run(ctx context.Context, env *Env, cfg Config) (*Report, error) {
 		wg.Go(func() { cl.run(ctx, loadEnd, cfg.Payments, cfg.Clients) })
 		waitAnswers(ctx, cl, loadEnd+(cfg.Payments-loadEnd)/3)
 		dice.Count(FaultSIGTERM)
-		p.mu.Lock()
-		ins := p.ins
-		p.ins, p.ended = nil, true
-		p.mu.Unlock()
-		for _, in := range ins {
-			if err := in.Shutdown(10 * time.Second); err != nil {
-				cfg.logf("chaos: SIGTERM: %v", err)
-			}
-		}
+		p.shutdownAll(cfg, "SIGTERM")
 		wg.Wait()
 	} else {
-		p.mu.Lock()
-		ins := p.ins
-		p.ins, p.ended = nil, true
-		p.mu.Unlock()
-		for _, in := range ins {
-			if err := in.Shutdown(10 * time.Second); err != nil {
-				cfg.logf("chaos: final shutdown: %v", err)
-			}
-		}
+		p.shutdownAll(cfg, "final shutdown")
 	}
 
 	rep.Requests = cl.requests.Load()
@@ -224,6 +208,20 @@ func waitSettled(ctx context.Context, env *Env, cl *clients, timeout time.Durati
 		case <-ctx.Done():
 			return false
 		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// shutdownAll ends the pool (no restart follows) and shuts every instance
+// down gracefully, logging failures under what.
+func (p *pool) shutdownAll(cfg Config, what string) {
+	p.mu.Lock()
+	ins := p.ins
+	p.ins, p.ended = nil, true
+	p.mu.Unlock()
+	for _, in := range ins {
+		if err := in.Shutdown(10 * time.Second); err != nil {
+			cfg.logf("chaos: %s: %v", what, err)
 		}
 	}
 }
