@@ -38,7 +38,10 @@
 //	inmemory    ready again at once                         no
 //	kafka       not committed; the partition's next owner   no
 //	            (after the group rebalance) delivers it
-//	pubsub      nack                                        yes (Pub/Sub counts it)
+//	pubsub      the streams are half-closed when the        yes (Pub/Sub counts it)
+//	            shutdown begins, so the server sends
+//	            nothing more; what it had sent is nacked
+//	            once they are over
 //	servicebus  abandon                                     yes (DeliveryCount grows)
 //	sns-sqs     ChangeMessageVisibility 0; long polls in    yes (ApproximateReceiveCount
 //	            flight are let finish and hand back their    grows)

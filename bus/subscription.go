@@ -784,6 +784,9 @@ func (s *Subscription) begin() bool {
 	}
 	s.closed = true
 	s.stopFn()
+	if rs, ok := s.d.(driver.ReceiveStopper); ok {
+		rs.StopReceiving() // what a stream pushes from now on goes to other consumers
+	}
 	go s.finish()
 	return true
 }

@@ -33,3 +33,17 @@ type Returner interface {
 	// redelivered after their ack deadline.
 	Return(ctx context.Context, ms []*Message) error
 }
+
+// ReceiveStopper is implemented by subscriptions that fetch ahead of
+// ReceiveBatch: a stream the broker pushes into, a prefetch buffer. The
+// portable layer calls StopReceiving once, as soon as a shutdown begins and
+// before it waits for running handlers: the driver stops fetching at once
+// (closes its streams, so the broker stops sending to this consumer) and
+// hands back what it fetched but has not returned from ReceiveBatch, while
+// deliveries already returned can still be acknowledged, nacked, extended
+// and dead-lettered until Shutdown or Close. ReceiveBatch calls after
+// StopReceiving return no messages. Drivers that fetch only inside
+// ReceiveBatch need not implement it.
+type ReceiveStopper interface {
+	StopReceiving()
+}

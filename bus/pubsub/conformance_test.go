@@ -123,14 +123,7 @@ func (harness) Capabilities() testkit.BusCapabilities {
 		// stream (the harness opens 4): 3,000 messages keep the smoke test
 		// near 12 s.
 		ThroughputMessages: 3000,
-		Notes: map[string]string{
-			// Seen on pstest in about a third of runs on a loaded machine: a
-			// message (re)delivered to a consumer whose library Receive is
-			// stopping is not always nacked by the library, so it stays
-			// leased until its ack deadline instead of reaching the other
-			// consumer at once.
-			testkit.CapShutdownHandBack: "a message the server sends to a stopping Receive of the client library can stay leased until its ack deadline (not fixed yet)",
-		},
+		ShutdownHandBack:   true,
 	}
 }
 

@@ -176,6 +176,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"google.golang.org/api/option"
 	"net/url"
 	"os"
 	"strconv"
@@ -456,8 +457,8 @@ func parseSubParam(cfg *config, name, v string) error {
 
 // newClient creates a client for the project; the library reads
 // PUBSUB_EMULATOR_HOST and Application Default Credentials itself.
-func newClient(ctx context.Context, project string) (*pubsub.Client, error) {
-	c, err := pubsub.NewClient(ctx, project)
+func newClient(ctx context.Context, project string, opts ...option.ClientOption) (*pubsub.Client, error) {
+	c, err := pubsub.NewClient(ctx, project, opts...)
 	if err != nil {
 		hint := ""
 		if os.Getenv("PUBSUB_EMULATOR_HOST") == "" {

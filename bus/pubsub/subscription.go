@@ -9,6 +9,7 @@ import (
 
 	"cloud.google.com/go/pubsub/v2"
 	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
+	"google.golang.org/api/option"
 	"google.golang.org/grpc/codes"
 
 	"github.com/payrail/payrail/bus/driver"
@@ -76,6 +77,10 @@ type subscription struct {
 	dlqCount int64
 	dlqAt    time.Time
 
+	gate    *streamGate   // ends the library's streams on StopReceiving
+	stopCh  chan struct{} // closed by StopReceiving
+	drained chan struct{} // closed when StopReceiving ended the streams and handed back
+
 	handoff chan *delivery
 	closing chan struct{}
 	tick    time.Duration
@@ -83,6 +88,9 @@ type subscription struct {
 
 	mu          sync.Mutex
 	closed      bool
+	stopping    bool              // StopReceiving was called
+	drainDone   bool              // the streams are over: hand back at once
+	pending     []*pubsub.Message // arrived while the streams were ending
 	run         *run
 	runs        []*run // every run not yet returned, for Close
 	concurrency int    // largest ReceiveBatch max seen
@@ -103,16 +111,21 @@ var (
 	_ driver.DeadLetterQueue = (*subscription)(nil)
 	_ driver.Stater          = (*subscription)(nil)
 	_ driver.Pinger          = (*subscription)(nil)
+	_ driver.ReceiveStopper  = (*subscription)(nil)
 )
 
 func openSubscription(ctx context.Context, cfg *config) (*subscription, error) {
-	client, err := newClient(ctx, cfg.project)
+	gate := newStreamGate()
+	client, err := newClient(ctx, cfg.project, option.WithGRPCDialOption(gate.dialOption()))
 	if err != nil {
 		return nil, err
 	}
 	s := &subscription{
 		cfg:       cfg,
 		client:    client,
+		gate:      gate,
+		stopCh:    make(chan struct{}),
+		drained:   make(chan struct{}),
 		name:      cfg.subName(),
 		topicName: cfg.topicName(),
 		handoff:   make(chan *delivery),
@@ -251,6 +264,15 @@ func (s *subscription) ReceiveBatch(ctx context.Context, max int) ([]*driver.Mes
 		s.mu.Unlock()
 		return nil, driver.ErrClosed
 	}
+	if s.stopping {
+		s.mu.Unlock()
+		select {
+		case <-ctx.Done(): // the portable layer stops its receive loops first
+			return nil, ctx.Err()
+		case <-s.closing:
+			return nil, driver.ErrClosed
+		}
+	}
 	s.concurrency = maxInt(s.concurrency, max)
 	r := s.run
 	if r == nil {
@@ -381,6 +403,10 @@ func (s *subscription) callback(r *run, m *pubsub.Message) {
 	}
 	now := time.Now()
 	s.mu.Lock()
+	if s.stopping {
+		s.holdForHandBack(m) // unlocks
+		return
+	}
 	if s.ordered && dec.dm.Key != "" && s.poisoned(dec.dm.Key, m.ID, now) {
 		s.mu.Unlock()
 		m.Nack() // a nacked message of its key must be redelivered first
@@ -395,6 +421,12 @@ func (s *subscription) callback(r *run, m *pubsub.Message) {
 
 	select {
 	case s.handoff <- d:
+	case <-s.stopCh:
+		s.mu.Lock()
+		s.waiting--
+		d.state = stateSettled
+		s.holdForHandBack(m) // unlocks
+		return
 	case <-r.stop:
 		s.mu.Lock()
 		s.waiting--
@@ -404,6 +436,49 @@ func (s *subscription) callback(r *run, m *pubsub.Message) {
 		return
 	}
 	<-d.done
+}
+
+// holdForHandBack hands m back once this consumer's streams are over, so
+// that the server does not send it straight back to the stopping consumer;
+// the callback returns at once, freeing the library's flow control to read
+// what the server already sent. Called with s.mu held; unlocks it.
+func (s *subscription) holdForHandBack(m *pubsub.Message) {
+	if s.drainDone {
+		s.mu.Unlock()
+		m.Nack()
+		return
+	}
+	s.pending = append(s.pending, m)
+	s.mu.Unlock()
+}
+
+// StopReceiving stops fetching when a shutdown begins: the library's
+// streams are half-closed (see streamGate), so that the server sends
+// nothing more to this consumer; what it had already sent, and what no
+// ReceiveBatch took, is nacked once the streams are over, so that it goes
+// to other consumers at once. Handed-out deliveries can still be settled.
+// It returns at once; Shutdown waits for the hand-back.
+func (s *subscription) StopReceiving() {
+	s.mu.Lock()
+	if s.stopping {
+		s.mu.Unlock()
+		return
+	}
+	s.stopping = true
+	close(s.stopCh)
+	s.mu.Unlock()
+	go func() {
+		defer close(s.drained)
+		s.gate.close(streamDrainTimeout)
+		s.mu.Lock()
+		s.drainDone = true
+		held := s.pending
+		s.pending = nil
+		s.mu.Unlock()
+		for _, m := range held {
+			m.Nack()
+		}
+	}()
 }
 
 // take moves a handed-out delivery to state to, failing if it is not handed
@@ -570,6 +645,11 @@ func (s *subscription) Shutdown(ctx context.Context) error {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(context.Background(), runStopTimeout+5*time.Second)
 		defer cancel()
+	}
+	s.StopReceiving()
+	select {
+	case <-s.drained:
+	case <-ctx.Done():
 	}
 	s.mu.Lock()
 	if s.closed {

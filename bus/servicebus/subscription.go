@@ -435,7 +435,12 @@ func (s *subscription) Close() error {
 
 var _ driver.Shutdowner = (*subscription)(nil)
 
-// Shutdown is Close with ctx bounding the closing of the links.
+// noGraceClose bounds the closing of the links when Shutdown's context is
+// already done.
+const noGraceClose = time.Second
+
+// Shutdown closes the receivers and sender, bounded by ctx (by
+// noGraceClose when ctx is already done), and releases the client.
 func (s *subscription) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	if s.closed {
@@ -470,8 +475,13 @@ func (s *subscription) Shutdown(ctx context.Context) error {
 	if s.sess != nil {
 		errs = append(errs, s.sess.close())
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), closeTimeout)
-	defer cancel()
+	if ctx.Err() != nil {
+		// No grace left: the links still get a brief, bounded detach, so
+		// that the peer releases their locks now rather than when they lapse.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), noGraceClose)
+		defer cancel()
+	}
 	for _, c := range closers {
 		errs = append(errs, c.Close(ctx))
 	}
