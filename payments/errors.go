@@ -54,6 +54,15 @@ const CodeIdempotencyStoreFull Code = "idempotency_store_full"
 // first. Nothing was executed; GET the payment again and decide.
 const CodePreconditionFailed Code = "precondition_failed"
 
+// CodeWebhookSignature (400): a provider webhook whose signature does not
+// verify with the gateway's signing secrets (missing, wrong, or signed
+// outside the tolerance window). Nothing was changed.
+const CodeWebhookSignature Code = "webhook_signature_invalid"
+
+// CodeWebhookNotConfigured (404): webhooks for a gateway that is not
+// configured, has no webhook support, or has no signing secret.
+const CodeWebhookNotConfigured Code = "webhook_not_configured"
+
 // storeFullRetryAfter is the Retry-After of CodeIdempotencyStoreFull. A
 // full store makes room as records expire (under steady traffic, about as
 // many a second as new keys arrive) and as requests in progress finish,
@@ -88,6 +97,8 @@ var codeStatus = map[Code]int{
 	CodeOutcomeUnknown:     http.StatusServiceUnavailable,
 
 	CodeIdempotencyStoreFull: http.StatusServiceUnavailable,
+	CodeWebhookSignature:     http.StatusBadRequest,
+	CodeWebhookNotConfigured: http.StatusNotFound,
 }
 
 var codeTitle = map[Code]string{
@@ -115,6 +126,8 @@ var codeTitle = map[Code]string{
 	CodeOutcomeUnknown:     "Payment outcome not yet known",
 
 	CodeIdempotencyStoreFull: "Idempotency store full",
+	CodeWebhookSignature:     "Webhook signature does not verify",
+	CodeWebhookNotConfigured: "Webhooks not configured for this gateway",
 }
 
 // HTTPStatus returns the HTTP status code the API uses for c (500 for

@@ -18,6 +18,10 @@
 //	                     classifying each attempt)
 //	lookup_window        how far back Lookup lists objects, strongly consistent (default 1h)
 //	lookup_max_scan      how many objects that listing may scan before it gives up (default 1000)
+//	webhook_secret_env   environment variable holding the webhook endpoint's signing secret
+//	                     (whsec_...); several, comma-separated, while rolling a secret
+//	webhook_secret_file  the same, read from a file
+//	webhook_tolerance    how old a webhook's signed timestamp may be (default 5m)
 //
 // # Operations
 //
@@ -79,6 +83,7 @@ import (
 	"time"
 
 	stripego "github.com/stripe/stripe-go/v82"
+	"github.com/stripe/stripe-go/v82/webhook"
 
 	"github.com/payrail/payrail/gateway"
 	"github.com/payrail/payrail/gateway/driver"
@@ -112,6 +117,20 @@ func (opener) Open(_ context.Context, u *url.URL) (driver.Gateway, error) {
 			keyEnv = v
 		case "api_key_file":
 			keyFile = v
+		case "webhook_secret", "webhook_signing_secret":
+			return nil, errors.New("stripe: never put the webhook signing secret in the URL; use webhook_secret_env or webhook_secret_file")
+		case "webhook_secret_env", "webhook_secret_file":
+			secrets, err := readWebhookSecrets(k, v)
+			if err != nil {
+				return nil, err
+			}
+			opts = append(opts, WithWebhookSecret(secrets...))
+		case "webhook_tolerance":
+			d, err := time.ParseDuration(v)
+			if err != nil || d <= 0 || d > time.Hour {
+				return nil, fmt.Errorf("stripe: webhook_tolerance %q: want a positive duration up to 1h, such as 5m", v)
+			}
+			opts = append(opts, WithWebhookTolerance(d))
 		case "base_url":
 			opts = append(opts, WithBaseURL(v))
 		case "max_network_retries":
@@ -133,7 +152,7 @@ func (opener) Open(_ context.Context, u *url.URL) (driver.Gateway, error) {
 			}
 			opts = append(opts, WithLookupMaxScan(n))
 		default:
-			return nil, fmt.Errorf("stripe: unknown URL parameter %q (want api_key_env, api_key_file, base_url, max_network_retries, lookup_window, lookup_max_scan)", k)
+			return nil, fmt.Errorf("stripe: unknown URL parameter %q (want api_key_env, api_key_file, base_url, max_network_retries, lookup_window, lookup_max_scan, webhook_secret_env, webhook_secret_file, webhook_tolerance)", k)
 		}
 	}
 	key, err := readKey(keyEnv, keyFile)
@@ -179,6 +198,9 @@ type config struct {
 	retries    int
 	window     time.Duration
 	maxScan    int
+	// webhook verification (webhook.go)
+	webhookSecrets   []string
+	webhookTolerance time.Duration
 }
 
 // WithBaseURL sends requests to base instead of https://api.stripe.com
@@ -207,6 +229,9 @@ type Gateway struct {
 	client  *stripego.Client
 	window  time.Duration
 	maxScan int
+
+	webhookSecrets   []string // endpoint signing secrets; none: webhooks off
+	webhookTolerance time.Duration
 }
 
 // New returns a Stripe driver using apiKey (a secret or restricted key).
@@ -249,7 +274,11 @@ func New(apiKey string, opts ...Option) (*Gateway, error) {
 	client := stripego.NewClient(apiKey, stripego.WithBackends(&stripego.Backends{
 		API: backend, Connect: backend, Uploads: backend, MeterEvents: backend,
 	}))
-	return &Gateway{client: client, window: c.window, maxScan: c.maxScan}, nil
+	tol := c.webhookTolerance
+	if tol == 0 {
+		tol = webhook.DefaultTolerance
+	}
+	return &Gateway{client: client, window: c.window, maxScan: c.maxScan, webhookSecrets: c.webhookSecrets, webhookTolerance: tol}, nil
 }
 
 // Metadata keys the driver sets.

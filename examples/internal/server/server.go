@@ -189,6 +189,9 @@ func Run(ctx context.Context, cfg *config.Config, d Deps) (err error) {
 	}
 	mux.Handle("/metrics", metrics)
 	mux.Handle("/", api) // the handler traces and measures itself
+	// Provider webhooks (e.g. Stripe's, with webhook_secret_env in the
+	// gateway URL): authenticated by their signature, not an API key.
+	mux.Handle("POST /webhooks/{gateway}", payments.NewGatewayWebhookHandler(p))
 
 	srv := &http.Server{
 		Handler:           mux,
