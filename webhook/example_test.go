@@ -1,10 +1,16 @@
 package webhook_test
 
 import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log"
 	"net/http"
+	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -74,4 +80,46 @@ func ExampleSigner_Sign() {
 	// Output:
 	// 2 v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=
 	// whsec_REDACTED
+}
+
+// The worker's side: deliver one event to one endpoint, then act on the
+// outcome. Here the endpoint is a local test receiver, so the example
+// allows loopback addresses, which a production client refuses.
+func ExampleClient_Deliver() {
+	secret, _ := webhook.NewSecret()
+	v, _ := webhook.NewVerifier([]string{secret.Reveal()})
+	receiver := httptest.NewTLSServer(v.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusNoContent)
+	})))
+	defer receiver.Close()
+
+	pool := x509.NewCertPool()
+	pool.AddCert(receiver.Certificate())
+	c, err := webhook.NewClient(
+		webhook.WithTLSConfig(&tls.Config{RootCAs: pool}),
+		webhook.WithAllowedNetworks(netip.MustParsePrefix("127.0.0.0/8")), // never in production
+	)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+
+	ep := &webhook.Endpoint{ID: "we_1", Merchant: "m_1", URL: receiver.URL + "/hooks", Secrets: []webhook.Secret{secret}, Enabled: true}
+	ev := &webhook.Event{ID: "evt_1", Type: webhook.PaymentCaptured, CreatedAt: time.Now(), PaymentID: "pay_1",
+		Merchant: "m_1", PaymentVersion: 4, Data: json.RawMessage(`{"id":"pay_1","status":"captured"}`)}
+
+	var schedule webhook.Schedule // the default: about 3 days
+	for attempt := 1; ; attempt++ {
+		res := c.Deliver(context.Background(), ep, ev)
+		fmt.Println(res.Outcome, res.StatusCode)
+		if res.Outcome == webhook.Disable {
+			ep.Enabled = false // 410 Gone: the merchant no longer wants them
+		}
+		delay, again := schedule.After(attempt, res)
+		if !again {
+			break // delivered, or dead-letter it
+		}
+		time.Sleep(delay) // a worker schedules this through the bus instead
+	}
+	// Output: delivered 204
 }
