@@ -342,8 +342,8 @@ func (s *gwSuite) testPartialRefund(t *testing.T, ctx context.Context) {
 	})
 }
 
-// testMinorUnits runs a payment in a zero-decimal (JPY) and a
-// three-decimal (KWD) currency: amounts are ISO 4217 minor units and must
+// testMinorUnits runs a payment in zero-decimal (JPY, ISK) and
+// three-decimal (KWD) currencies: amounts are ISO 4217 minor units and must
 // come back exactly as sent, whatever unit the provider uses on the wire.
 // The KWD amounts end in 0, which providers require (Stripe does).
 func (s *gwSuite) testMinorUnits(t *testing.T, ctx context.Context) {
@@ -354,6 +354,9 @@ func (s *gwSuite) testMinorUnits(t *testing.T, ctx context.Context) {
 		majorAmount, majorCapture string // for messages
 	}{
 		{"JPY", 1999, 1500, 500, "¥1999", "¥1500"},
+		// ISK has no minor unit in ISO 4217 but two decimals at some
+		// providers (Stripe): the driver converts, the caller never sees it.
+		{"ISK", 5000, 4000, 1000, "5000 kr", "4000 kr"},
 		{"KWD", 12340, 10000, 2000, "12.340 KWD", "10.000 KWD"},
 	} {
 		t.Run(c.currency, func(t *testing.T) {
