@@ -332,7 +332,7 @@ func (m *Mock) nextFault() Fault {
 // wait applies the configured latency and fault injection. It returns a
 // not-processed error if the call must fail before doing anything, and
 // lost if the call must be processed and its answer then lost (see
-// loseAnswer).
+// errAnswerLost).
 func (m *Mock) wait(ctx context.Context, op op) (lost bool, err error) {
 	m.calls[op].Add(1)
 	if err := ctx.Err(); err != nil {
@@ -364,11 +364,9 @@ func (m *Mock) wait(ctx context.Context, op op) (lost bool, err error) {
 	return fault == FaultAnswerLost, nil
 }
 
-// loseAnswer replaces the result of a call processed under
-// FaultAnswerLost with an error of unknown outcome.
-func loseAnswer(tx **driver.Transaction, err *error) {
-	*tx = nil
-	*err = &driver.Error{Kind: driver.KindTransient, Code: "answer_lost",
+// errAnswerLost is the error of a call processed under FaultAnswerLost.
+func errAnswerLost() error {
+	return &driver.Error{Kind: driver.KindTransient, Code: "answer_lost",
 		Message: "mock: injected failure after processing; outcome unknown"}
 }
 
@@ -454,14 +452,19 @@ func invalid(code, msg string) *driver.Error {
 }
 
 // Authorize implements driver.Gateway.
-func (m *Mock) Authorize(ctx context.Context, r *driver.AuthorizeRequest) (rtx *driver.Transaction, rerr error) {
+func (m *Mock) Authorize(ctx context.Context, r *driver.AuthorizeRequest) (*driver.Transaction, error) {
 	lost, err := m.wait(ctx, opAuthorize)
 	if err != nil {
 		return nil, err
 	}
+	tx, err := m.authorize(r)
 	if lost {
-		defer loseAnswer(&rtx, &rerr)
+		return nil, errAnswerLost()
 	}
+	return tx, err
+}
+
+func (m *Mock) authorize(r *driver.AuthorizeRequest) (*driver.Transaction, error) {
 	if r.PaymentMethod == "pm_card_processingError" {
 		return nil, &driver.Error{Kind: driver.KindTransient, Code: "processing_error", NotProcessed: true,
 			Message: "an error occurred while processing the card"}
@@ -522,14 +525,19 @@ func (m *Mock) Authorize(ctx context.Context, r *driver.AuthorizeRequest) (rtx *
 }
 
 // Capture implements driver.Gateway.
-func (m *Mock) Capture(ctx context.Context, r *driver.CaptureRequest) (rtx *driver.Transaction, rerr error) {
+func (m *Mock) Capture(ctx context.Context, r *driver.CaptureRequest) (*driver.Transaction, error) {
 	lost, err := m.wait(ctx, opCapture)
 	if err != nil {
 		return nil, err
 	}
+	tx, err := m.capture(r)
 	if lost {
-		defer loseAnswer(&rtx, &rerr)
+		return nil, errAnswerLost()
 	}
+	return tx, err
+}
+
+func (m *Mock) capture(r *driver.CaptureRequest) (*driver.Transaction, error) {
 	fp := fingerprint{op: opCapture, amount: r.Amount, currency: r.Currency, a: r.Reference}
 	k := m.lockKey(r.IdempotencyKey)
 	defer k.sh.mu.Unlock()
@@ -558,14 +566,19 @@ func (m *Mock) Capture(ctx context.Context, r *driver.CaptureRequest) (rtx *driv
 }
 
 // Void implements driver.Gateway.
-func (m *Mock) Void(ctx context.Context, r *driver.VoidRequest) (rtx *driver.Transaction, rerr error) {
+func (m *Mock) Void(ctx context.Context, r *driver.VoidRequest) (*driver.Transaction, error) {
 	lost, err := m.wait(ctx, opVoid)
 	if err != nil {
 		return nil, err
 	}
+	tx, err := m.void(r)
 	if lost {
-		defer loseAnswer(&rtx, &rerr)
+		return nil, errAnswerLost()
 	}
+	return tx, err
+}
+
+func (m *Mock) void(r *driver.VoidRequest) (*driver.Transaction, error) {
 	fp := fingerprint{op: opVoid, a: r.Reference}
 	k := m.lockKey(r.IdempotencyKey)
 	defer k.sh.mu.Unlock()
@@ -588,14 +601,19 @@ func (m *Mock) Void(ctx context.Context, r *driver.VoidRequest) (rtx *driver.Tra
 }
 
 // Refund implements driver.Gateway.
-func (m *Mock) Refund(ctx context.Context, r *driver.RefundRequest) (rtx *driver.Transaction, rerr error) {
+func (m *Mock) Refund(ctx context.Context, r *driver.RefundRequest) (*driver.Transaction, error) {
 	lost, err := m.wait(ctx, opRefund)
 	if err != nil {
 		return nil, err
 	}
+	tx, err := m.refund(r)
 	if lost {
-		defer loseAnswer(&rtx, &rerr)
+		return nil, errAnswerLost()
 	}
+	return tx, err
+}
+
+func (m *Mock) refund(r *driver.RefundRequest) (*driver.Transaction, error) {
 	fp := fingerprint{op: opRefund, amount: r.Amount, currency: r.Currency, a: r.Reference}
 	k := m.lockKey(r.IdempotencyKey)
 	defer k.sh.mu.Unlock()
@@ -627,14 +645,19 @@ func (m *Mock) Refund(ctx context.Context, r *driver.RefundRequest) (rtx *driver
 }
 
 // Lookup implements driver.Gateway.
-func (m *Mock) Lookup(ctx context.Context, key string) (rtx *driver.Transaction, rerr error) {
+func (m *Mock) Lookup(ctx context.Context, key string) (*driver.Transaction, error) {
 	lost, err := m.wait(ctx, opLookup)
 	if err != nil {
 		return nil, err
 	}
+	tx, err := m.lookup(key)
 	if lost {
-		defer loseAnswer(&rtx, &rerr)
+		return nil, errAnswerLost()
 	}
+	return tx, err
+}
+
+func (m *Mock) lookup(key string) (*driver.Transaction, error) {
 	k := m.lockKey(key)
 	defer k.sh.mu.Unlock()
 	e := k.find()
