@@ -41,12 +41,19 @@ var stripeNotes = map[string]string{
 	testkit.CapSoftDeclines: "stripe-mock never declines; FaultSoftDeclined serves Stripe's 402 try_again_later body",
 }
 
+// The API keys the harness configures; no error may quote them.
+const (
+	suiteKey     = "sk_test_gwkitsuite"
+	suiteLiveKey = "sk_live_gwkitnotatestkey"
+)
+
 // TestConformance runs the gateway driver suite against stripe-mock.
 func TestConformance(t *testing.T) {
 	peer := newSuitePeer(t)
 	testkit.RunGatewayConformance(t, testkit.GatewayHarness{
-		Open:   peer.open,
-		Tokens: testkit.GatewayTokens{Approved: "pm_card_visa"},
+		Open:    peer.open,
+		Tokens:  testkit.GatewayTokens{Approved: "pm_card_visa"},
+		Secrets: []string{suiteKey, suiteLiveKey},
 		Capabilities: testkit.GatewayCapabilities{
 			Delay: true, ObservesKeys: true,
 			Faults: slices.Clone(testkit.GatewayFaults),
@@ -176,9 +183,9 @@ func (f *front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // open opens a gateway by URL, with the API key in a file, as an
 // operator would configure it.
 func (p *suitePeer) open(ctx context.Context, t testing.TB, cfg testkit.GatewayPeerConfig) (*testkit.GatewayPeer, error) {
-	key := "sk_test_gwkitsuite"
+	key := suiteKey
 	if cfg.Fault == testkit.FaultAuthentication {
-		key = "sk_live_notatestkey" // stripe-mock itself answers 401 to any key that is not a test key
+		key = suiteLiveKey // stripe-mock itself answers 401 to any key that is not a test key
 	}
 	keyFile := filepath.Join(t.TempDir(), "stripe-key")
 	if err := os.WriteFile(keyFile, []byte(key+"\n"), 0o600); err != nil {

@@ -26,6 +26,10 @@ type GatewayHarness struct {
 	Capabilities GatewayCapabilities
 	// Tokens are the payment method tokens the peer answers predictably.
 	Tokens GatewayTokens
+	// Secrets are the API keys and passwords the harness configures the
+	// driver with. No error of the gateway may quote 12 consecutive
+	// characters of one (or all of a shorter one).
+	Secrets []string
 }
 
 // GatewayTokens are payment method tokens with a known outcome at the peer.
@@ -48,8 +52,8 @@ type GatewayPeerConfig struct {
 	Delay time.Duration
 	// Fault, when set, makes the peer fail the first request the gateway
 	// sends with that fault; later requests are served normally, so that
-	// the suite can look the outcome up and retry (FaultUnreachable fails
-	// every request).
+	// the suite can look the outcome up and retry (FaultUnreachable and
+	// FaultAuthentication fail every request).
 	Fault GatewayFault
 }
 

@@ -203,10 +203,13 @@ var (
 )
 
 // wantClass checks err's classification and returns it.
-func wantClass(t *testing.T, what string, err error, c gwClass) *gateway.Error {
+func (s *gwSuite) wantClass(t *testing.T, what string, err error, c gwClass) *gateway.Error {
 	t.Helper()
 	if err == nil {
 		t.Fatalf("%s: no error, want %v", what, c.kinds)
+	}
+	if leaksSecret(err.Error(), s.h.Secrets) {
+		t.Errorf("%s: the error message quotes a secret of the harness: %v", what, err)
 	}
 	var ge *gateway.Error
 	if !errors.As(err, &ge) {
@@ -224,15 +227,36 @@ func wantClass(t *testing.T, what string, err error, c gwClass) *gateway.Error {
 	return ge
 }
 
+// leaksSecret reports whether msg quotes any 12 consecutive characters of
+// a secret (all of a shorter one): a truncated or partly masked key is
+// still a leak.
+func leaksSecret(msg string, secrets []string) bool {
+	const window = 12
+	for _, secret := range secrets {
+		if len(secret) <= window {
+			if secret != "" && strings.Contains(msg, secret) {
+				return true
+			}
+			continue
+		}
+		for i := 0; i+window <= len(secret); i++ {
+			if strings.Contains(msg, secret[i:i+window]) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // wantRejected checks a refusal of an operation in the wrong state or over
 // the allowed amount. Whether it was refused before or by the provider,
 // nothing happened, so it must be an invalid request and not retryable.
-func wantRejected(t *testing.T, what string, tx *gateway.Transaction, err error) {
+func (s *gwSuite) wantRejected(t *testing.T, what string, tx *gateway.Transaction, err error) {
 	t.Helper()
 	if err == nil {
 		t.Fatalf("%s: accepted (%+v), want KindInvalidRequest", what, tx)
 	}
-	wantClass(t, what, err, gwClass{kinds: []gateway.Kind{gateway.KindInvalidRequest}})
+	s.wantClass(t, what, err, gwClass{kinds: []gateway.Kind{gateway.KindInvalidRequest}})
 }
 
 func (s *gwSuite) testAuthorizeManual(t *testing.T, ctx context.Context) {
@@ -277,9 +301,9 @@ func (s *gwSuite) testPartialCapture(t *testing.T, ctx context.Context) {
 		again := captureReq(pay, a.Reference, 400, "EUR")
 		again.IdempotencyKey = pay + ":capture-2"
 		tx, err := g.Capture(ctx, again)
-		wantRejected(t, "second capture after a partial one", tx, err)
+		s.wantRejected(t, "second capture after a partial one", tx, err)
 		tx, err = g.Refund(ctx, refundReq(pay, s.refundID(), a.Reference, 601, "EUR"))
-		wantRejected(t, "refund over the captured amount", tx, err)
+		s.wantRejected(t, "refund over the captured amount", tx, err)
 		r := wantTx(t, "refund of the captured amount")(g.Refund(ctx, refundReq(pay, s.refundID(), a.Reference, 600, "EUR")))
 		wantStatus(t, "refund of the captured amount", r, gateway.StatusRefunded)
 		wantAmounts(t, "refund of the captured amount", r, 1000, 600, 600, "EUR")
@@ -294,13 +318,13 @@ func (s *gwSuite) testVoid(t *testing.T, ctx context.Context) {
 	wantRef(t, "void", v, a.Reference)
 	s.step(t, "StateRules", CapStateful, func(t *testing.T) {
 		tx, err := g.Capture(ctx, captureReq(pay, a.Reference, 1000, "EUR"))
-		wantRejected(t, "capture of a voided payment", tx, err)
+		s.wantRejected(t, "capture of a voided payment", tx, err)
 		pay2, b := s.authorized(t, ctx, g, 1000, gateway.CaptureAutomatic)
 		tx, err = g.Void(ctx, voidReq(pay2, b.Reference))
-		wantRejected(t, "void of a captured payment", tx, err)
+		s.wantRejected(t, "void of a captured payment", tx, err)
 		pay3, m := s.authorized(t, ctx, g, 1000, gateway.CaptureManual)
 		tx, err = g.Refund(ctx, refundReq(pay3, s.refundID(), m.Reference, 100, "EUR"))
-		wantRejected(t, "refund of an uncaptured payment", tx, err)
+		s.wantRejected(t, "refund of an uncaptured payment", tx, err)
 	})
 }
 
@@ -316,7 +340,7 @@ func (s *gwSuite) testRefund(t *testing.T, ctx context.Context) {
 		wantStatus(t, "full refund", r, gateway.StatusRefunded)
 		wantAmounts(t, "full refund", r, 1000, 1000, 1000, "EUR")
 		tx, err := g.Refund(ctx, refundReq(pay, s.refundID(), a.Reference, 1, "EUR"))
-		wantRejected(t, "refund of a fully refunded payment", tx, err)
+		s.wantRejected(t, "refund of a fully refunded payment", tx, err)
 	})
 }
 
@@ -332,7 +356,7 @@ func (s *gwSuite) testPartialRefund(t *testing.T, ctx context.Context) {
 		wantStatus(t, "partial refund", r1, gateway.StatusCaptured)
 		wantAmounts(t, "partial refund", r1, 1000, 1000, 300, "EUR")
 		tx, err := g.Refund(ctx, refundReq(pay, s.refundID(), a.Reference, 701, "EUR"))
-		wantRejected(t, "refund over the rest", tx, err)
+		s.wantRejected(t, "refund over the rest", tx, err)
 		r2 := wantTx(t, "refund of the rest")(g.Refund(ctx, refundReq(pay, s.refundID(), a.Reference, 700, "EUR")))
 		wantStatus(t, "refund of the rest", r2, gateway.StatusRefunded)
 		wantAmounts(t, "refund of the rest", r2, 1000, 1000, 1000, "EUR")
@@ -386,7 +410,7 @@ func (s *gwSuite) testInvalidAmount(t *testing.T, ctx context.Context) {
 		if err == nil {
 			t.Fatalf("authorize %d: accepted (%+v)", amount, tx)
 		}
-		wantClass(t, fmt.Sprintf("authorize %d", amount), err, classRejected)
+		s.wantClass(t, fmt.Sprintf("authorize %d", amount), err, classRejected)
 		s.wantNotReceived(t, p, pay+":authorize")
 	}
 	pay, a := s.authorized(t, ctx, g, 1000, gateway.CaptureManual)
@@ -394,7 +418,7 @@ func (s *gwSuite) testInvalidAmount(t *testing.T, ctx context.Context) {
 	if err == nil {
 		t.Fatalf("capture 0: accepted (%+v)", tx)
 	}
-	wantClass(t, "capture 0", err, classRejected)
+	s.wantClass(t, "capture 0", err, classRejected)
 	c := wantTx(t, "capture after the refused one")(g.Capture(ctx, captureReq(pay+"-2", a.Reference, 1000, "EUR")))
 	wantStatus(t, "capture after the refused one", c, gateway.StatusCaptured)
 	rid := s.refundID()
@@ -402,7 +426,7 @@ func (s *gwSuite) testInvalidAmount(t *testing.T, ctx context.Context) {
 	if err == nil {
 		t.Fatalf("refund -5: accepted (%+v)", tx)
 	}
-	wantClass(t, "refund -5", err, classRejected)
+	s.wantClass(t, "refund -5", err, classRejected)
 	s.wantNotReceived(t, p, rid)
 }
 
@@ -421,11 +445,11 @@ func (s *gwSuite) testUnknownReference(t *testing.T, ctx context.Context) {
 	ref := "ref_gwkit_missing_" + s.run
 	nf := gwClass{kinds: []gateway.Kind{gateway.KindNotFound}}
 	_, err := g.Capture(ctx, captureReq(pay, ref, 100, "EUR"))
-	wantClass(t, "capture of an unknown reference", err, nf)
+	s.wantClass(t, "capture of an unknown reference", err, nf)
 	_, err = g.Void(ctx, voidReq(pay, ref))
-	wantClass(t, "void of an unknown reference", err, nf)
+	s.wantClass(t, "void of an unknown reference", err, nf)
 	_, err = g.Refund(ctx, refundReq(pay, s.refundID(), ref, 100, "EUR"))
-	wantClass(t, "refund of an unknown reference", err, nf)
+	s.wantClass(t, "refund of an unknown reference", err, nf)
 }
 
 func (s *gwSuite) testLookup(t *testing.T, ctx context.Context) {
@@ -458,9 +482,9 @@ func (s *gwSuite) testLookup(t *testing.T, ctx context.Context) {
 	wantStatus(t, "lookup of the void", l, gateway.StatusVoided)
 
 	_, err := g.Lookup(ctx, s.paymentID()+":authorize")
-	wantClass(t, "lookup of a key never sent", err, gwClass{kinds: []gateway.Kind{gateway.KindNotFound}})
+	s.wantClass(t, "lookup of a key never sent", err, gwClass{kinds: []gateway.Kind{gateway.KindNotFound}})
 	_, err = g.Lookup(ctx, s.refundID())
-	wantClass(t, "lookup of a refund key never sent", err, gwClass{kinds: []gateway.Kind{gateway.KindNotFound}})
+	s.wantClass(t, "lookup of a refund key never sent", err, gwClass{kinds: []gateway.Kind{gateway.KindNotFound}})
 }
 
 func (s *gwSuite) testIdempotentReplay(t *testing.T, ctx context.Context) {
@@ -502,14 +526,14 @@ func (s *gwSuite) testKeyReused(t *testing.T, ctx context.Context) {
 	g := s.open(t, ctx, GatewayPeerConfig{}).Gateway
 	pay, a := s.authorized(t, ctx, g, 1000, gateway.CaptureAutomatic)
 	_, err := g.Authorize(ctx, s.authorize(pay, 999, "EUR", s.h.Tokens.Approved, gateway.CaptureAutomatic))
-	wantClass(t, "authorization key reused with another amount", err, gwClass{kinds: []gateway.Kind{gateway.KindInvalidRequest}, notProcessed: &no})
+	s.wantClass(t, "authorization key reused with another amount", err, gwClass{kinds: []gateway.Kind{gateway.KindInvalidRequest}, notProcessed: &no})
 	b := wantTx(t, "the original request again")(g.Authorize(ctx, s.authorize(pay, 1000, "EUR", s.h.Tokens.Approved, gateway.CaptureAutomatic)))
 	wantRef(t, "the original request again", b, a.Reference)
 
 	rid := s.refundID()
 	wantTx(t, "refund")(g.Refund(ctx, refundReq(pay, rid, a.Reference, 100, "EUR")))
 	_, err = g.Refund(ctx, refundReq(pay, rid, a.Reference, 200, "EUR"))
-	wantClass(t, "refund key reused with another amount", err, gwClass{kinds: []gateway.Kind{gateway.KindInvalidRequest}, notProcessed: &no})
+	s.wantClass(t, "refund key reused with another amount", err, gwClass{kinds: []gateway.Kind{gateway.KindInvalidRequest}, notProcessed: &no})
 	r := wantTx(t, "another refund")(g.Refund(ctx, refundReq(pay, s.refundID(), a.Reference, 100, "EUR")))
 	if r.AmountRefunded != 200 {
 		t.Errorf("refunded %d in all, want 200: the refused reuse must have no effect", r.AmountRefunded)
@@ -540,10 +564,10 @@ func (s *gwSuite) testDecline(t *testing.T, ctx context.Context) {
 	g := s.open(t, ctx, GatewayPeerConfig{}).Gateway
 	pay := s.paymentID()
 	_, err := g.Authorize(ctx, s.authorize(pay, 1000, "EUR", s.h.Tokens.Declined, gateway.CaptureAutomatic))
-	ge := wantDecline(t, "decline", err, false)
+	ge := s.wantDecline(t, "decline", err, false)
 	s.step(t, "Replay", CapIdempotent, func(t *testing.T) {
 		_, err := g.Authorize(ctx, s.authorize(pay, 1000, "EUR", s.h.Tokens.Declined, gateway.CaptureAutomatic))
-		again := wantDecline(t, "replayed decline", err, false)
+		again := s.wantDecline(t, "replayed decline", err, false)
 		if again.DeclineCode != ge.DeclineCode {
 			t.Errorf("replayed decline: code %q, want %q", again.DeclineCode, ge.DeclineCode)
 		}
@@ -561,15 +585,15 @@ func (s *gwSuite) testDecline(t *testing.T, ctx context.Context) {
 func (s *gwSuite) testSoftDecline(t *testing.T, ctx context.Context) {
 	g := s.open(t, ctx, GatewayPeerConfig{}).Gateway
 	_, err := g.Authorize(ctx, s.authorize(s.paymentID(), 1000, "EUR", s.h.Tokens.SoftDeclined, gateway.CaptureAutomatic))
-	wantDecline(t, "soft decline", err, true)
+	s.wantDecline(t, "soft decline", err, true)
 }
 
 // wantDecline checks a decline: KindDeclined with the issuer's code, soft
 // or hard as wanted, and not retryable with the same key (the answer would
 // be the same).
-func wantDecline(t *testing.T, what string, err error, soft bool) *gateway.Error {
+func (s *gwSuite) wantDecline(t *testing.T, what string, err error, soft bool) *gateway.Error {
 	t.Helper()
-	ge := wantClass(t, what, err, gwClass{kinds: []gateway.Kind{gateway.KindDeclined}})
+	ge := s.wantClass(t, what, err, gwClass{kinds: []gateway.Kind{gateway.KindDeclined}})
 	if !errors.Is(err, gateway.ErrDeclined) {
 		t.Errorf("%s: errors.Is(err, gateway.ErrDeclined) is false", what)
 	}
@@ -615,7 +639,7 @@ func (s *gwSuite) testCancelledContext(t *testing.T, ctx context.Context) {
 			t.Errorf("%s with a cancelled context: succeeded (%+v), want an error", c.what, tx)
 			continue
 		}
-		ge := wantClass(t, c.what+" with a cancelled context", err, classRetrySameKey)
+		ge := s.wantClass(t, c.what+" with a cancelled context", err, classRetrySameKey)
 		if ge.NotProcessed && c.key != "" {
 			s.wantNotReceived(t, p, c.key)
 		}
@@ -647,7 +671,7 @@ func (s *gwSuite) testCancelInFlight(t *testing.T, ctx context.Context) {
 	if err == nil {
 		t.Fatalf("authorize cancelled in flight: succeeded (%+v) after %v, want an error", tx, elapsed)
 	}
-	ge := wantClass(t, "authorize cancelled in flight", err, classRetrySameKey)
+	ge := s.wantClass(t, "authorize cancelled in flight", err, classRetrySameKey)
 	if elapsed >= delay {
 		t.Errorf("authorize cancelled after 100ms returned after %v: the driver waited for the answer", elapsed)
 	}
@@ -710,16 +734,16 @@ func (s *gwSuite) testFault(t *testing.T, ctx context.Context, f GatewayFault) {
 	if err == nil {
 		t.Fatalf("authorize with fault %s: succeeded (%+v), want an error", f, tx)
 	}
-	wantClass(t, "fault "+string(f), err, faultClass(f))
+	s.wantClass(t, "fault "+string(f), err, faultClass(f))
 	switch f {
 	case FaultDeclined, FaultSoftDeclined:
-		wantDecline(t, "fault "+string(f), err, f == FaultSoftDeclined)
+		s.wantDecline(t, "fault "+string(f), err, f == FaultSoftDeclined)
 	case FaultRefused, FaultKeyInUse:
 		if f == FaultRefused {
 			s.wantNotReceived(t, p, key)
 			s.step(t, "NothingToLookUp", CapLookup, func(t *testing.T) {
 				_, err := g.Lookup(ctx, key)
-				wantClass(t, "lookup after a refusal", err, gwClass{kinds: []gateway.Kind{gateway.KindNotFound}})
+				s.wantClass(t, "lookup after a refusal", err, gwClass{kinds: []gateway.Kind{gateway.KindNotFound}})
 			})
 		}
 		r := wantTx(t, "retry with the same key")(g.Authorize(ctx, req))
@@ -746,7 +770,7 @@ func (s *gwSuite) testFault(t *testing.T, ctx context.Context, f GatewayFault) {
 		})
 	case FaultUnreachable:
 		_, err := g.Authorize(ctx, req)
-		wantClass(t, "second attempt at an unreachable peer", err, faultClass(f))
+		s.wantClass(t, "second attempt at an unreachable peer", err, faultClass(f))
 	case FaultAuthentication:
 		if strings.Contains(err.Error(), "Bearer") {
 			t.Errorf("fault %s: the error quotes credentials: %v", f, err)

@@ -44,3 +44,18 @@ func TestGatewayHarnessCannotSkipEverything(t *testing.T) {
 		}
 	}
 }
+
+func TestLeaksSecret(t *testing.T) {
+	secrets := []string{"sk_live_gwkitnotatestkey", "short"}
+	for msg, want := range map[string]bool{
+		"Authorization was 'Bearer sk_live_gwkitnot…": true, // truncated
+		"key ****gwkitnotatestkey":                    true, // masked prefix
+		"Invalid API Key provided: sk_live_****tkey":  false,
+		"the short one":              true,
+		"Stripe refused the API key": false,
+	} {
+		if got := leaksSecret(msg, secrets); got != want {
+			t.Errorf("leaksSecret(%q) = %v, want %v", msg, got, want)
+		}
+	}
+}
