@@ -192,14 +192,15 @@ type gwClass struct {
 }
 
 var (
-	yes, no = true, false
+	// gwNotProcessed and gwMaybeProcessed are the values classes point NotProcessed at.
+	gwNotProcessed, gwMaybeProcessed = true, false
 	// classRejected: the request is wrong; nothing happened.
-	classRejected = gwClass{kinds: []gateway.Kind{gateway.KindInvalidRequest}, notProcessed: &yes}
+	classRejected = gwClass{kinds: []gateway.Kind{gateway.KindInvalidRequest}, notProcessed: &gwNotProcessed}
 	// classRetrySameKey: retry with the same key (or look the key up);
 	// never settled as declined or rejected.
 	classRetrySameKey = gwClass{kinds: []gateway.Kind{gateway.KindTransient, gateway.KindUnknown}, retryable: true}
 	// classAmbiguous: the provider may have acted.
-	classAmbiguous = gwClass{kinds: []gateway.Kind{gateway.KindTransient, gateway.KindUnknown}, notProcessed: &no, retryable: true}
+	classAmbiguous = gwClass{kinds: []gateway.Kind{gateway.KindTransient, gateway.KindUnknown}, notProcessed: &gwMaybeProcessed, retryable: true}
 )
 
 // wantClass checks err's classification and returns it.
@@ -526,14 +527,14 @@ func (s *gwSuite) testKeyReused(t *testing.T, ctx context.Context) {
 	g := s.open(t, ctx, GatewayPeerConfig{}).Gateway
 	pay, a := s.authorized(t, ctx, g, 1000, gateway.CaptureAutomatic)
 	_, err := g.Authorize(ctx, s.authorize(pay, 999, "EUR", s.h.Tokens.Approved, gateway.CaptureAutomatic))
-	s.wantClass(t, "authorization key reused with another amount", err, gwClass{kinds: []gateway.Kind{gateway.KindInvalidRequest}, notProcessed: &no})
+	s.wantClass(t, "authorization key reused with another amount", err, gwClass{kinds: []gateway.Kind{gateway.KindInvalidRequest}, notProcessed: &gwMaybeProcessed})
 	b := wantTx(t, "the original request again")(g.Authorize(ctx, s.authorize(pay, 1000, "EUR", s.h.Tokens.Approved, gateway.CaptureAutomatic)))
 	wantRef(t, "the original request again", b, a.Reference)
 
 	rid := s.refundID()
 	wantTx(t, "refund")(g.Refund(ctx, refundReq(pay, rid, a.Reference, 100, "EUR")))
 	_, err = g.Refund(ctx, refundReq(pay, rid, a.Reference, 200, "EUR"))
-	s.wantClass(t, "refund key reused with another amount", err, gwClass{kinds: []gateway.Kind{gateway.KindInvalidRequest}, notProcessed: &no})
+	s.wantClass(t, "refund key reused with another amount", err, gwClass{kinds: []gateway.Kind{gateway.KindInvalidRequest}, notProcessed: &gwMaybeProcessed})
 	r := wantTx(t, "another refund")(g.Refund(ctx, refundReq(pay, s.refundID(), a.Reference, 100, "EUR")))
 	if r.AmountRefunded != 200 {
 		t.Errorf("refunded %d in all, want 200: the refused reuse must have no effect", r.AmountRefunded)
@@ -709,13 +710,13 @@ func faultClass(f GatewayFault) gwClass {
 	case FaultDeclined, FaultSoftDeclined:
 		return gwClass{kinds: []gateway.Kind{gateway.KindDeclined}}
 	case FaultRefused, FaultUnreachable:
-		return gwClass{kinds: []gateway.Kind{gateway.KindTransient}, notProcessed: &yes, retryable: true}
+		return gwClass{kinds: []gateway.Kind{gateway.KindTransient}, notProcessed: &gwNotProcessed, retryable: true}
 	case FaultServerError, FaultNoAnswer, FaultKeyInUse:
 		return classAmbiguous
 	case FaultKeyReused:
-		return gwClass{kinds: []gateway.Kind{gateway.KindInvalidRequest}, notProcessed: &no}
+		return gwClass{kinds: []gateway.Kind{gateway.KindInvalidRequest}, notProcessed: &gwMaybeProcessed}
 	case FaultAuthentication:
-		return gwClass{kinds: []gateway.Kind{gateway.KindAuthentication}, notProcessed: &yes}
+		return gwClass{kinds: []gateway.Kind{gateway.KindAuthentication}, notProcessed: &gwNotProcessed}
 	}
 	panic("testkit: unknown fault " + string(f))
 }
