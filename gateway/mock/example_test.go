@@ -56,3 +56,37 @@ func Example() {
 	// declined expired_card
 	// 3 2
 }
+
+// FailNext makes the next call lose its answer after the mock processed
+// it: the caller sees an ambiguous error (transient, not NotProcessed), and
+// Lookup or a retry with the same key finds the one payment made.
+func ExampleMock_FailNext() {
+	ctx := context.Background()
+	m := mock.New()
+	g, err := gateway.New("mock", m)
+	if err != nil {
+		log.Fatal(err)
+	}
+	req := &gateway.AuthorizeRequest{
+		IdempotencyKey: "pay_2:authorize", PaymentID: "pay_2", Amount: 500, Currency: "JPY",
+		PaymentMethod: "pm_card_visa", CaptureMethod: gateway.CaptureAutomatic,
+	}
+	m.FailNext(mock.FaultAnswerLost)
+	_, err = g.Authorize(ctx, req)
+	var ge *gateway.Error
+	if errors.As(err, &ge) {
+		fmt.Println(ge.Kind, "not processed:", ge.NotProcessed, "retryable:", gateway.Retryable(err))
+	}
+	found, err := g.Lookup(ctx, req.IdempotencyKey)
+	if err != nil {
+		log.Fatal(err)
+	}
+	retry, err := g.Authorize(ctx, req)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(found.Status, found.Amount, found.Currency, "same payment:", retry.Reference == found.Reference)
+	// Output:
+	// transient not processed: false retryable: true
+	// captured 500 JPY same payment: true
+}

@@ -12,6 +12,7 @@
 //	pm_card_insufficientFunds   declined, decline code insufficient_funds
 //	pm_card_expiredCard         declined, decline code expired_card
 //	pm_card_incorrectCvc        declined, decline code incorrect_cvc
+//	pm_card_tryAgainLater       soft-declined, decline code try_again_later (mock only)
 //	pm_card_processingError     transient error (not processed), every time
 //	a token without the pm_ prefix: invalid request
 //
@@ -24,6 +25,9 @@
 //	           not-processed error before doing anything (default 0)
 //	seed       seed of the fault-injection random source (default 1), so a
 //	           run is reproducible
+//
+// FailNext injects one fault into the next call, for tests of what a caller
+// does when a provider refuses a request or its answer is lost.
 package mock
 
 import (
@@ -99,6 +103,10 @@ type Mock struct {
 
 	rngMu sync.Mutex
 	rng   *rand.Rand
+
+	faultMu sync.Mutex
+	faults  []Fault      // injected by FailNext, oldest first
+	nfaults atomic.Int32 // len(faults), read without the lock on every call
 
 	seq    atomic.Uint64
 	calls  [numOps]atomic.Int64 // by op
@@ -279,14 +287,64 @@ func (m *Mock) Processed(keyPrefix string) int {
 	return n
 }
 
+// Fault is a failure FailNext injects into a call.
+type Fault int
+
+// Faults.
+const (
+	// FaultRefused fails the call before the mock processes it, as a
+	// transient error that was not processed (a rate limit, a refused
+	// connection): retrying with the same idempotency key is safe and
+	// Lookup does not find the key.
+	FaultRefused Fault = iota + 1
+	// FaultAnswerLost lets the mock process the call, then fails it as a
+	// transient error of unknown outcome (a timeout after the request was
+	// sent, a provider error after processing): the caller must retry with
+	// the same idempotency key, or look the key up, to learn the outcome.
+	FaultAnswerLost
+)
+
+// FailNext makes the next call, of any operation, fail with f. Faults
+// queue: each call takes the oldest one.
+func (m *Mock) FailNext(f Fault) {
+	m.faultMu.Lock()
+	m.faults = append(m.faults, f)
+	m.nfaults.Store(int32(len(m.faults)))
+	m.faultMu.Unlock()
+}
+
+// nextFault takes the oldest injected fault, or returns 0.
+func (m *Mock) nextFault() Fault {
+	if m.nfaults.Load() == 0 {
+		return 0
+	}
+	m.faultMu.Lock()
+	defer m.faultMu.Unlock()
+	if len(m.faults) == 0 {
+		return 0
+	}
+	f := m.faults[0]
+	m.faults = m.faults[1:]
+	m.nfaults.Store(int32(len(m.faults)))
+	return f
+}
+
 // wait applies the configured latency and fault injection. It returns a
-// not-processed error if the call must fail before doing anything.
-func (m *Mock) wait(ctx context.Context, op op) error {
+// not-processed error if the call must fail before doing anything, and
+// lost if the call must be processed and its answer then lost (see
+// errAnswerLost).
+func (m *Mock) wait(ctx context.Context, op op) (lost bool, err error) {
 	m.calls[op].Add(1)
-	fail := false
+	if err := ctx.Err(); err != nil {
+		// A provider never sees a request whose caller already gave up.
+		return false, &driver.Error{Kind: driver.KindTransient, Code: "timeout", NotProcessed: true,
+			Message: "request cancelled before the mock processed it", Err: err}
+	}
+	fault := m.nextFault()
+	fail := fault == FaultRefused
 	if m.failRate > 0 {
 		m.rngMu.Lock()
-		fail = m.rng.Float64() < m.failRate
+		fail = fail || m.rng.Float64() < m.failRate
 		m.rngMu.Unlock()
 	}
 	if m.latency > 0 {
@@ -295,15 +353,21 @@ func (m *Mock) wait(ctx context.Context, op op) error {
 		case <-t.C:
 		case <-ctx.Done():
 			t.Stop()
-			return &driver.Error{Kind: driver.KindTransient, Code: "timeout", NotProcessed: true,
+			return false, &driver.Error{Kind: driver.KindTransient, Code: "timeout", NotProcessed: true,
 				Message: "request cancelled before the mock processed it", Err: ctx.Err()}
 		}
 	}
 	if fail {
-		return &driver.Error{Kind: driver.KindTransient, Code: "injected_failure", NotProcessed: true,
-			Message: "mock: injected transient failure (fail_rate)"}
+		return false, &driver.Error{Kind: driver.KindTransient, Code: "injected_failure", NotProcessed: true,
+			Message: "mock: injected transient failure"}
 	}
-	return nil
+	return fault == FaultAnswerLost, nil
+}
+
+// errAnswerLost is the error of a call processed under FaultAnswerLost.
+func errAnswerLost() error {
+	return &driver.Error{Kind: driver.KindTransient, Code: "answer_lost",
+		Message: "mock: injected failure after processing; outcome unknown"}
 }
 
 // fingerprint identifies the parameters of an operation, to refuse an
@@ -377,6 +441,8 @@ func declineCode(paymentMethod string) (string, bool) {
 		return "expired_card", true
 	case "pm_card_incorrectCvc":
 		return "incorrect_cvc", true
+	case "pm_card_tryAgainLater":
+		return "try_again_later", true
 	}
 	return "", false
 }
@@ -387,9 +453,18 @@ func invalid(code, msg string) *driver.Error {
 
 // Authorize implements driver.Gateway.
 func (m *Mock) Authorize(ctx context.Context, r *driver.AuthorizeRequest) (*driver.Transaction, error) {
-	if err := m.wait(ctx, opAuthorize); err != nil {
+	lost, err := m.wait(ctx, opAuthorize)
+	if err != nil {
 		return nil, err
 	}
+	tx, err := m.authorize(r)
+	if lost {
+		return nil, errAnswerLost()
+	}
+	return tx, err
+}
+
+func (m *Mock) authorize(r *driver.AuthorizeRequest) (*driver.Transaction, error) {
 	if r.PaymentMethod == "pm_card_processingError" {
 		return nil, &driver.Error{Kind: driver.KindTransient, Code: "processing_error", NotProcessed: true,
 			Message: "an error occurred while processing the card"}
@@ -423,7 +498,7 @@ func (m *Mock) Authorize(ctx context.Context, r *driver.AuthorizeRequest) (*driv
 		tx.Status = driver.StatusDeclined
 		tx.DeclineCode = code
 		derr := &driver.Error{Kind: driver.KindDeclined, Code: "card_declined", DeclineCode: code,
-			NotProcessed: true, Message: "the card was declined"}
+			SoftDecline: code == "try_again_later", NotProcessed: true, Message: "the card was declined"}
 		p.tx = tx
 		m.pays.put(seq, p)
 		if e != nil {
@@ -451,9 +526,18 @@ func (m *Mock) Authorize(ctx context.Context, r *driver.AuthorizeRequest) (*driv
 
 // Capture implements driver.Gateway.
 func (m *Mock) Capture(ctx context.Context, r *driver.CaptureRequest) (*driver.Transaction, error) {
-	if err := m.wait(ctx, opCapture); err != nil {
+	lost, err := m.wait(ctx, opCapture)
+	if err != nil {
 		return nil, err
 	}
+	tx, err := m.capture(r)
+	if lost {
+		return nil, errAnswerLost()
+	}
+	return tx, err
+}
+
+func (m *Mock) capture(r *driver.CaptureRequest) (*driver.Transaction, error) {
 	fp := fingerprint{op: opCapture, amount: r.Amount, currency: r.Currency, a: r.Reference}
 	k := m.lockKey(r.IdempotencyKey)
 	defer k.sh.mu.Unlock()
@@ -483,9 +567,18 @@ func (m *Mock) Capture(ctx context.Context, r *driver.CaptureRequest) (*driver.T
 
 // Void implements driver.Gateway.
 func (m *Mock) Void(ctx context.Context, r *driver.VoidRequest) (*driver.Transaction, error) {
-	if err := m.wait(ctx, opVoid); err != nil {
+	lost, err := m.wait(ctx, opVoid)
+	if err != nil {
 		return nil, err
 	}
+	tx, err := m.void(r)
+	if lost {
+		return nil, errAnswerLost()
+	}
+	return tx, err
+}
+
+func (m *Mock) void(r *driver.VoidRequest) (*driver.Transaction, error) {
 	fp := fingerprint{op: opVoid, a: r.Reference}
 	k := m.lockKey(r.IdempotencyKey)
 	defer k.sh.mu.Unlock()
@@ -509,9 +602,18 @@ func (m *Mock) Void(ctx context.Context, r *driver.VoidRequest) (*driver.Transac
 
 // Refund implements driver.Gateway.
 func (m *Mock) Refund(ctx context.Context, r *driver.RefundRequest) (*driver.Transaction, error) {
-	if err := m.wait(ctx, opRefund); err != nil {
+	lost, err := m.wait(ctx, opRefund)
+	if err != nil {
 		return nil, err
 	}
+	tx, err := m.refund(r)
+	if lost {
+		return nil, errAnswerLost()
+	}
+	return tx, err
+}
+
+func (m *Mock) refund(r *driver.RefundRequest) (*driver.Transaction, error) {
 	fp := fingerprint{op: opRefund, amount: r.Amount, currency: r.Currency, a: r.Reference}
 	k := m.lockKey(r.IdempotencyKey)
 	defer k.sh.mu.Unlock()
@@ -544,9 +646,18 @@ func (m *Mock) Refund(ctx context.Context, r *driver.RefundRequest) (*driver.Tra
 
 // Lookup implements driver.Gateway.
 func (m *Mock) Lookup(ctx context.Context, key string) (*driver.Transaction, error) {
-	if err := m.wait(ctx, opLookup); err != nil {
+	lost, err := m.wait(ctx, opLookup)
+	if err != nil {
 		return nil, err
 	}
+	tx, err := m.lookup(key)
+	if lost {
+		return nil, errAnswerLost()
+	}
+	return tx, err
+}
+
+func (m *Mock) lookup(key string) (*driver.Transaction, error) {
 	k := m.lockKey(key)
 	defer k.sh.mu.Unlock()
 	e := k.find()

@@ -504,11 +504,19 @@ func txFromRefund(re *stripego.Refund, reference, currency string) (*driver.Tran
 // that Stripe represents with two decimals.
 var twoDecimalInStripe = map[string]bool{"ISK": true}
 
+// toStripeAmount converts an amount in ISO 4217 minor units to Stripe's
+// unit. A non-positive amount is refused before anything is sent, so the
+// refusal is certain to have had no effect (Stripe validates amounts too,
+// but stripe-mock does not, and a request not sent costs nothing).
 func toStripeAmount(amount int64, currency string) (int64, error) {
+	if amount <= 0 {
+		return 0, &driver.Error{Kind: driver.KindInvalidRequest, Code: "amount_invalid", NotProcessed: true,
+			Message: "amount must be a positive number of minor units"}
+	}
 	if !twoDecimalInStripe[strings.ToUpper(currency)] {
 		return amount, nil
 	}
-	if amount > (1<<63-1)/100 || amount < 0 {
+	if amount > (1<<63-1)/100 {
 		return 0, &driver.Error{Kind: driver.KindInvalidRequest, Code: "amount_invalid", NotProcessed: true,
 			Message: "amount out of range for " + currency}
 	}

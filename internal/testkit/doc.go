@@ -54,6 +54,22 @@
 // the round trips per request. RunPaymentStoreConformance checks a
 // payments.Store (optimistic versions, merchant scoping, ListStale).
 //
+// # The gateway suite
+//
+// RunGatewayConformance checks a payment gateway driver through the
+// portable *gateway.Gateway: authorize, full and partial capture, void,
+// full and partial refund, Lookup, idempotent replays and reused keys,
+// declines, JPY and KWD amounts in minor units, invalid amounts, context
+// cancellation, Close, and the classification of every fault the harness
+// can inject (declined, refused, unreachable, server error, lost answer,
+// key reused, key in use, authentication) — the classification that
+// decides whether a payment may be retried, cascaded or settled without
+// charging twice. A GatewayHarness opens the driver by URL against its real
+// peer and declares GatewayCapabilities; every undeclared capability needs
+// a reason in Notes (it becomes the skip message), and a harness that
+// proves no decline, no refusal, no lost answer or no key conflict fails.
+// docs/gateway-drivers.md walks through writing a driver and its harness.
+//
 // # Test peers
 //
 // Helpers start the real peers the suites run against and stop them after
