@@ -396,7 +396,7 @@ const storeInvalidDetail = "the request holds a value that cannot be stored: a N
 
 func (p *Processor) storeError(err error, id string) *Error {
 	switch {
-	case errors.Is(err, ErrStoreNotFound):
+	case errors.Is(err, ErrNotFound):
 		return &Error{Code: CodeNotFound, Detail: "no such payment: " + id}
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return &Error{Code: CodeUnavailable, Detail: "request cancelled", Err: err}

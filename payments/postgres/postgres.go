@@ -20,7 +20,7 @@
 // NUL byte or invalid UTF-8 in any string, or an id or status longer than
 // MaxIndexedBytes, is refused before the round trip with an error matching
 // payments.ErrStoreInvalid (naming the field, never quoting the value), and
-// Get by such an id or merchant returns payments.ErrStoreNotFound. Server
+// Get by such an id or merchant returns payments.ErrNotFound. Server
 // errors caused by the values sent (SQLSTATE class 22, 54000) match
 // payments.ErrStoreInvalid too; every other failure is an outage.
 //
@@ -322,7 +322,7 @@ func validate(p *payments.Payment) error {
 }
 
 // storable reports whether a payment with this id and merchant could be
-// stored; Get answers ErrStoreNotFound for the others without asking.
+// stored; Get answers ErrNotFound for the others without asking.
 func storable(merchant, id string) bool {
 	return pgtext.Problem(id, MaxIndexedBytes) == "" && pgtext.Problem(merchant, 0) == ""
 }
@@ -403,7 +403,7 @@ func (s *Store) Get(ctx context.Context, merchant, id string) (*payments.Payment
 		return nil, err
 	}
 	if !storable(merchant, id) {
-		return nil, payments.ErrStoreNotFound
+		return nil, payments.ErrNotFound
 	}
 	var (
 		doc     []byte
@@ -411,7 +411,7 @@ func (s *Store) Get(ctx context.Context, merchant, id string) (*payments.Payment
 	)
 	err := s.pool.QueryRow(ctx, s.qGet, id, merchant).Scan(&doc, &version)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, payments.ErrStoreNotFound
+		return nil, payments.ErrNotFound
 	}
 	if err != nil {
 		return nil, s.fail(ctx, "get", err)
@@ -444,7 +444,7 @@ func (s *Store) Update(ctx context.Context, p *payments.Payment) error {
 	case exists:
 		return payments.ErrStoreConflict
 	}
-	return payments.ErrStoreNotFound
+	return payments.ErrNotFound
 }
 
 // ListStale implements payments.Store.
