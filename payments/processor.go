@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	mrand "math/rand/v2"
 	"net/url"
 	"sync"
 	"sync/atomic"
@@ -20,6 +19,7 @@ import (
 	"github.com/payrail/payrail/gateway"
 	"github.com/payrail/payrail/idempotency"
 	"github.com/payrail/payrail/idempotency/memory"
+	"github.com/payrail/payrail/internal/retry"
 	"github.com/payrail/payrail/telemetry"
 )
 
@@ -58,15 +58,10 @@ func (r RetryPolicy) withDefaults() RetryPolicy {
 }
 
 // Backoff returns the delay after failed attempt number attempt (1-based):
-// exponential, capped, with jitter.
+// exponential, capped, with jitter (github.com/cenkalti/backoff/v5).
 func (r RetryPolicy) Backoff(attempt int) time.Duration {
 	r = r.withDefaults()
-	d := float64(r.InitialBackoff)
-	for i := 1; i < attempt && d < float64(r.MaxBackoff); i++ {
-		d *= r.Multiplier
-	}
-	d = min(d, float64(r.MaxBackoff))
-	return time.Duration(d * (1 - r.Jitter + 2*r.Jitter*mrand.Float64()))
+	return retry.Policy{Initial: r.InitialBackoff, Max: r.MaxBackoff, Multiplier: r.Multiplier, Jitter: r.Jitter}.Delay(attempt)
 }
 
 // RecoveryPolicy sets how accepted payments that stopped moving are
