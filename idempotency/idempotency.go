@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/payrail/payrail/idempotency/driver"
+	"github.com/payrail/payrail/internal/dbtel"
 	"github.com/payrail/payrail/internal/registry"
 )
 
@@ -153,10 +154,11 @@ type Store struct {
 	// noDriver: New was given a nil driver; the store is born closed.
 	noDriver bool
 	leases   renewer
+	tel      *dbtel.Telemetry
 }
 
 // Open opens the store named by urlstr; the scheme selects the driver.
-func Open(ctx context.Context, urlstr string) (*Store, error) {
+func Open(ctx context.Context, urlstr string, opts ...Option) (*Store, error) {
 	d, u, err := drivers.Lookup(urlstr)
 	if err != nil {
 		return nil, err
@@ -165,15 +167,24 @@ func Open(ctx context.Context, urlstr string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("idempotency: open %s: %w", registry.Redact(u), err)
 	}
-	return New(ds), nil
+	return New(ds, append([]Option{urlOptions(u)}, opts...)...), nil
 }
 
 // New wraps a driver store.
 //
 // A nil driver is refused without panicking: every method of the returned
 // Store fails with ErrNoDriver.
-func New(d driver.Store) *Store {
-	s := &Store{d: d}
+func New(d driver.Store, opts ...Option) *Store {
+	var o options
+	for _, opt := range opts {
+		if opt != nil {
+			opt(&o)
+		}
+	}
+	if o.system == "" {
+		o.system = dbSystem(driverName(d))
+	}
+	s := &Store{d: d, tel: newStoreTelemetry(o)}
 	if d == nil {
 		s.noDriver = true
 		s.closed.Store(true)
@@ -218,7 +229,12 @@ func (s *Store) Begin(ctx context.Context, r *BeginRequest) (*BeginResult, error
 	if r.Now.IsZero() {
 		r.Now = time.Now()
 	}
-	return s.d.Begin(ctx, r)
+	ctx, op := s.tel.Start(ctx, opBegin)
+	res, err := s.d.Begin(ctx, r)
+	if err == nil && op.Recording() {
+		op.Span.SetAttributes(attrOutcome.String(res.Outcome.String()))
+	}
+	return res, s.tel.End(ctx, op, err)
 }
 
 // Complete stores r.Response for the key owned by r.Token, kept for r.TTL
@@ -234,7 +250,8 @@ func (s *Store) Complete(ctx context.Context, r CompleteRequest) error {
 	if r.Now.IsZero() {
 		r.Now = time.Now()
 	}
-	return s.d.Complete(ctx, r)
+	ctx, op := s.tel.Start(ctx, opComplete)
+	return s.tel.End(ctx, op, s.d.Complete(ctx, r))
 }
 
 // Release deletes the in-progress record owned by token, making the key
@@ -243,7 +260,8 @@ func (s *Store) Release(ctx context.Context, merchant, key, token string) error 
 	if s.closed.Load() {
 		return s.closedErr()
 	}
-	return s.d.Release(ctx, merchant, key, token)
+	ctx, op := s.tel.Start(ctx, opRelease)
+	return s.tel.End(ctx, op, s.d.Release(ctx, merchant, key, token))
 }
 
 // Extend renews the lease owned by r.Token to r.Now+r.Lease. A zero Now is
@@ -259,7 +277,8 @@ func (s *Store) Extend(ctx context.Context, r ExtendRequest) error {
 	if r.Now.IsZero() {
 		r.Now = time.Now()
 	}
-	return s.d.Extend(ctx, r)
+	ctx, op := s.tel.Start(ctx, opExtend)
+	return s.tel.End(ctx, op, s.d.Extend(ctx, r))
 }
 
 // HoldRequest names the lease Store.Hold and Store.KeepAlive keep alive,
@@ -454,7 +473,9 @@ func (s *Store) List(ctx context.Context, f Filter) ([]*Record, error) {
 	if err != nil {
 		return nil, err
 	}
-	return a.List(ctx, f)
+	ctx, op := s.tel.Start(ctx, opList)
+	recs, err := a.List(ctx, f)
+	return recs, s.tel.End(ctx, op, err)
 }
 
 // Get returns the record for (merchant, key) or ErrNotFound.
@@ -463,7 +484,9 @@ func (s *Store) Get(ctx context.Context, merchant, key string) (*Record, error) 
 	if err != nil {
 		return nil, err
 	}
-	return a.Get(ctx, merchant, key)
+	ctx, op := s.tel.Start(ctx, opGet)
+	rec, err := a.Get(ctx, merchant, key)
+	return rec, s.tel.End(ctx, op, err)
 }
 
 // Delete removes r if it is unchanged since it was read (compare-and-delete);
@@ -473,7 +496,8 @@ func (s *Store) Delete(ctx context.Context, r *Record) error {
 	if err != nil {
 		return err
 	}
-	return a.Delete(ctx, r)
+	ctx, op := s.tel.Start(ctx, opDelete)
+	return s.tel.End(ctx, op, a.Delete(ctx, r))
 }
 
 func (s *Store) admin() (driver.Admin, error) {

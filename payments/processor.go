@@ -302,7 +302,7 @@ func New(opts ...Option) (*Processor, error) {
 		p.store = NewMemoryStore()
 	}
 	if p.idem == nil {
-		p.idem = idempotency.New(memory.New())
+		p.idem = idempotency.New(memory.New(), idempotency.WithTelemetry(o.providers))
 		p.owned = append(p.owned, p.idem.Close)
 		p.log.Warn("payments: using the in-memory idempotency store: single-process and not durable; " +
 			"keys are lost on restart and not shared between replicas (WithIdempotencyStore)")
