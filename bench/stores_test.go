@@ -85,7 +85,7 @@ func benchIdemExecute(b *testing.B) {
 				b.Errorf("Begin: %v %v", res, err)
 				return
 			}
-			if err := s.Complete(ctx, "m", k, "t", resp, now, time.Hour); err != nil {
+			if err := s.Complete(ctx, idempotency.CompleteRequest{Merchant: "m", Key: k, Token: "t", Response: resp, Now: now, TTL: time.Hour}); err != nil {
 				b.Errorf("Complete: %v", err)
 				return
 			}
@@ -126,7 +126,7 @@ func benchIdemReplay(b *testing.B) {
 		b.Fatal(err)
 	}
 	resp := &idempotency.Response{StatusCode: 201, Header: map[string]string{"Content-Type": "application/json"}, Body: respBody}
-	if err := s.Complete(ctx, "m", "replayed", "t", resp, now, time.Hour); err != nil {
+	if err := s.Complete(ctx, idempotency.CompleteRequest{Merchant: "m", Key: "replayed", Token: "t", Response: resp, Now: now, TTL: time.Hour}); err != nil {
 		b.Fatal(err)
 	}
 	b.ReportAllocs()

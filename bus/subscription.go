@@ -5,12 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"sync"
 	"time"
 
 	"github.com/payrail/payrail/bus/driver"
 	"github.com/payrail/payrail/internal/registry"
+	"github.com/payrail/payrail/internal/retry"
 )
 
 // Handler processes one received message. If the handler returns without
@@ -125,14 +125,14 @@ func WithLogger(l *slog.Logger) SubscriptionOption {
 
 // DefaultBackoff is the default redelivery delay: 200ms·2^(attempt-1),
 // capped at one minute, with ±20% jitter.
-func DefaultBackoff(attempt int) time.Duration {
-	d := 200 * time.Millisecond
-	for i := 1; i < attempt && d < time.Minute; i++ {
-		d *= 2
-	}
-	d = min(d, time.Minute)
-	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
-}
+func DefaultBackoff(attempt int) time.Duration { return redelivery.Delay(attempt) }
+
+// redelivery is DefaultBackoff's policy.
+var redelivery = retry.Policy{Initial: 200 * time.Millisecond, Max: time.Minute, Multiplier: 2, Jitter: 0.2}
+
+// receiveRetry spaces the receive loop's retries after a failed fetch:
+// 200ms doubling up to 5s, reset by a successful fetch.
+var receiveRetry = retry.Policy{Initial: 200 * time.Millisecond, Max: 5 * time.Second, Multiplier: 2}
 
 // OpenSubscription opens the subscription named by urlstr; the scheme selects
 // the driver.
@@ -274,6 +274,7 @@ type receiver struct {
 
 func (r *receiver) loop(ctx context.Context) error {
 	failures := 0
+	wait := receiveRetry.New()
 	for {
 		// Wait for one free slot, then take every other free slot.
 		select {
@@ -319,14 +320,16 @@ func (r *receiver) loop(ctx context.Context) error {
 		if err != nil {
 			failures++
 			r.s.opts.logger.WarnContext(ctx, "bus: receive failed; retrying", "error", err, "failures", failures)
-			d := min(100*time.Millisecond<<min(failures, 6), 5*time.Second)
 			select {
-			case <-time.After(d):
+			case <-time.After(wait.NextBackOff()):
 			case <-ctx.Done():
 			}
 			continue
 		}
-		failures = 0
+		if failures > 0 {
+			failures = 0
+			wait.Reset()
+		}
 	}
 }
 

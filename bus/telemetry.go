@@ -36,7 +36,8 @@ import (
 //   - Receive: per non-empty batch fetched, a client span
 //     "receive <subscription>" linked to every message's creation context;
 //     per message, a consumer span "process <subscription>" whose parent is
-//     the context extracted from the message's attributes. The handler's
+//     the context extracted from the message's attributes, and which links
+//     to it as the messaging conventions require. The handler's
 //     context carries that span, so one trace runs from the publisher's
 //     request through the bus to the handler's own spans.
 //   - Metrics (semantic conventions for messaging where they exist):
@@ -59,10 +60,11 @@ import (
 // (counters) or _seconds (durations) suffix.
 const (
 	// MetricSentMessages counts messages handed to the broker by Publish,
-	// with error.type on failure.
+	// with messaging.operation.name publish (type send), and error.type on
+	// failure.
 	MetricSentMessages = "messaging.client.sent.messages"
 	// MetricConsumedMessages counts messages delivered to the application
-	// by Receive.
+	// by Receive, with messaging.operation.name receive (type receive).
 	MetricConsumedMessages = "messaging.client.consumed.messages"
 	// MetricOperationDuration is the duration of publish and settle calls
 	// by messaging.operation.name: publish, ack, nack (a retry is
@@ -361,7 +363,7 @@ func newTopicTelemetry(d driver.Topic, opts []TopicOption) *topicTelemetry {
 	t.spanName = strings.TrimSpace("publish " + c.name)
 	t.base = []attribute.KeyValue{semconv.MessagingSystemKey.String(c.system), semconv.MessagingDestinationName(c.name)}
 	opAttrs := append(append([]attribute.KeyValue(nil), t.base...), semconv.MessagingOperationName("publish"), semconv.MessagingOperationTypeSend)
-	t.sentOK = []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(t.base...))}
+	t.sentOK = []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(opAttrs...))}
 	t.durationOK = []metric.RecordOption{metric.WithAttributeSet(attribute.NewSet(opAttrs...))}
 	return t
 }
@@ -433,9 +435,10 @@ func (t *topicTelemetry) endSlow(ctx context.Context, p publishing, err error) e
 			t.in.sent.Add(ctx, int64(p.n), t.sentOK...)
 			t.in.opDuration.Record(ctx, d, t.durationOK...)
 		} else {
-			t.in.sent.Add(ctx, int64(p.n), withError(t.base, err))
-			t.in.opDuration.Record(ctx, d, withError(append(append([]attribute.KeyValue(nil), t.base...),
-				semconv.MessagingOperationName("publish"), semconv.MessagingOperationTypeSend), err))
+			failed := withError(append(append([]attribute.KeyValue(nil), t.base...),
+				semconv.MessagingOperationName("publish"), semconv.MessagingOperationTypeSend), err)
+			t.in.sent.Add(ctx, int64(p.n), failed)
+			t.in.opDuration.Record(ctx, d, failed)
 		}
 	}
 	if err != nil && p.span.IsRecording() {
@@ -486,7 +489,7 @@ func newSubTelemetry(s *Subscription) *subTelemetry {
 	set := func(extra ...attribute.KeyValue) attribute.Set {
 		return attribute.NewSet(append(append([]attribute.KeyValue(nil), t.base...), extra...)...)
 	}
-	t.consumedOK = []metric.AddOption{metric.WithAttributeSet(set())}
+	t.consumedOK = []metric.AddOption{metric.WithAttributeSet(set(semconv.MessagingOperationName("receive"), semconv.MessagingOperationTypeReceive))}
 	t.processOK = []metric.RecordOption{metric.WithAttributeSet(set(semconv.MessagingOperationName("process")))}
 	t.lagOpts = []metric.RecordOption{metric.WithAttributeSet(set())}
 	t.redriveOpts = []metric.AddOption{metric.WithAttributeSet(set())}
@@ -627,11 +630,20 @@ func (t *subTelemetry) process(ctx context.Context, m *Message) (context.Context
 
 //go:noinline
 func (t *subTelemetry) startProcess(ctx context.Context, m *Message, carried bool) (context.Context, processing) {
+	var creation trace.SpanContext
 	if carried {
 		ctx = t.cfg.prop.Extract(ctx, propagation.MapCarrier(m.Attributes))
+		creation = trace.SpanContextFromContext(ctx)
 	}
 	ctx, span := t.gate.Start(ctx, t.tracer, t.processName, consumerSpan...)
 	if span.IsRecording() {
+		if creation.IsValid() {
+			// The creation context is the parent (one message per process
+			// span) and, as the messaging conventions require, a link too:
+			// backends that follow links across traces find the producer
+			// whichever way they look.
+			span.AddLink(trace.Link{SpanContext: creation})
+		}
 		span.SetAttributes(t.base...)
 		span.SetAttributes(semconv.MessagingOperationName("process"), semconv.MessagingOperationTypeProcess,
 			semconv.MessagingMessageID(m.ID), semconv.MessagingMessageBodySize(len(m.Body)),

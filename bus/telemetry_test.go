@@ -154,6 +154,9 @@ func TestTraceContextThroughBus(t *testing.T) {
 	if process.Parent().SpanID() != publish.SpanContext().SpanID() || process.SpanContext().TraceID() != root.SpanContext().TraceID() {
 		t.Error("process span is not a child of the publish span in the publisher's trace")
 	}
+	if l := process.Links(); len(l) != 1 || l[0].SpanContext.SpanID() != publish.SpanContext().SpanID() {
+		t.Errorf("process span links %v, want the publish span (its creation context)", l)
+	}
 	if g.sc.SpanID() != process.SpanContext().SpanID() {
 		t.Error("the handler's context does not carry the process span")
 	}
@@ -323,9 +326,9 @@ func TestBusMetrics(t *testing.T) {
 			t.Errorf("%s{%s} = %v, want %v (all points: %v)", metric, attrs, got, want, m[metric])
 		}
 	}
-	check(bus.MetricSentMessages, topicAttrs, 4)
+	check(bus.MetricSentMessages, topicAttrs+",messaging.operation.name=publish,messaging.operation.type=send", 4)
 	check(bus.MetricOperationDuration, topicAttrs+",messaging.operation.name=publish,messaging.operation.type=send", 1)
-	check(bus.MetricConsumedMessages, subAttrs, 6)
+	check(bus.MetricConsumedMessages, subAttrs+",messaging.operation.name=receive,messaging.operation.type=receive", 6)
 	check(bus.MetricOperationDuration, subAttrs+",messaging.operation.name=ack,messaging.operation.type=settle", 2)
 	check(bus.MetricOperationDuration, subAttrs+",messaging.operation.name=nack,messaging.operation.type=settle", 2)
 	check(bus.MetricOperationDuration, subAttrs+",messaging.operation.name=dead_letter,messaging.operation.type=settle", 2)
@@ -398,7 +401,7 @@ func TestWithNameAndRefusedPublish(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := rig.collect(t)
-	if got := m[bus.MetricSentMessages]; len(got) != 1 || got["messaging.destination.name=orders,messaging.system=inmemory"] != 1 {
+	if got := m[bus.MetricSentMessages]; len(got) != 1 || got["messaging.destination.name=orders,messaging.operation.name=publish,messaging.operation.type=send,messaging.system=inmemory"] != 1 {
 		t.Errorf("sent = %v, want 1 for orders", got)
 	}
 }

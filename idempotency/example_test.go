@@ -29,7 +29,7 @@ func ExampleOpen() {
 	}
 	fmt.Println(first.Outcome)
 	resp := &idempotency.Response{StatusCode: 201, Body: []byte(`{"id":"pay_1"}`)}
-	if err := s.Complete(ctx, "acme", "k1", first.Record.Token, resp, time.Now(), time.Hour); err != nil {
+	if err := s.Complete(ctx, idempotency.CompleteRequest{Merchant: "acme", Key: "k1", Token: first.Record.Token, Response: resp, Now: time.Now(), TTL: time.Hour}); err != nil {
 		log.Fatal(err)
 	}
 

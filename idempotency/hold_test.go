@@ -34,9 +34,9 @@ func TestHoldKeepsLeaseAlive(t *testing.T) {
 		t.Fatalf("first Begin: %v", first.Outcome)
 	}
 	var h idempotency.Hold
-	s.Hold(context.Background(), &h, "m", "k", first.Record.Token, testLease, time.Now, func(_ context.Context, err error) {
+	s.Hold(context.Background(), &h, idempotency.HoldRequest{Merchant: "m", Key: "k", Token: first.Record.Token, Lease: testLease, OnError: func(_ context.Context, err error) {
 		t.Errorf("renewal failed: %v", err)
-	})
+	}})
 	for range 5 { // 5 × lease/1.5: well past the lease without renewals
 		time.Sleep(testLease * 2 / 3)
 		if got := begin(t, s, "k").Outcome; got != idempotency.InProgress {
@@ -62,14 +62,14 @@ func TestHoldReportsLostLease(t *testing.T) {
 	var mu sync.Mutex
 	var errs []error
 	var h idempotency.Hold
-	s.Hold(ctx, &h, "m", "k", res.Record.Token, testLease, time.Now, func(c context.Context, err error) {
+	s.Hold(ctx, &h, idempotency.HoldRequest{Merchant: "m", Key: "k", Token: res.Record.Token, Lease: testLease, Now: time.Now, OnError: func(c context.Context, err error) {
 		if c.Value(ctxKey{}) != "holder" {
 			t.Error("onErr did not get the holder's context")
 		}
 		mu.Lock()
 		errs = append(errs, err)
 		mu.Unlock()
-	})
+	}})
 	defer h.Stop()
 	if err := s.Release(context.Background(), "m", "k", res.Record.Token); err != nil {
 		t.Fatal(err)
@@ -92,9 +92,9 @@ func TestKeepAliveMany(t *testing.T) {
 	for i := range n {
 		key := string(rune('A' + i))
 		res := begin(t, s, key)
-		stops[i] = s.KeepAlive(context.Background(), "m", key, res.Record.Token, testLease, time.Now, func(err error) {
+		stops[i] = s.KeepAlive(context.Background(), idempotency.HoldRequest{Merchant: "m", Key: key, Token: res.Record.Token, Lease: testLease, OnError: func(_ context.Context, err error) {
 			t.Errorf("renewal of %s failed: %v", key, err)
-		})
+		}})
 	}
 	for i := 0; i < n; i += 2 {
 		stops[i]()

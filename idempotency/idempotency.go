@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/payrail/payrail/idempotency/driver"
+	"github.com/payrail/payrail/internal/dbtel"
 	"github.com/payrail/payrail/internal/registry"
 )
 
@@ -34,9 +35,13 @@ type (
 	Response     = driver.Response
 	State        = driver.State
 	BeginRequest = driver.BeginRequest
-	BeginResult  = driver.BeginResult
-	Outcome      = driver.Outcome
-	Filter       = driver.Filter
+	// CompleteRequest is Store.Complete's argument.
+	CompleteRequest = driver.CompleteRequest
+	// ExtendRequest is Store.Extend's argument.
+	ExtendRequest = driver.ExtendRequest
+	BeginResult   = driver.BeginResult
+	Outcome       = driver.Outcome
+	Filter        = driver.Filter
 )
 
 // Re-exported constants; see package idempotency/driver.
@@ -149,10 +154,11 @@ type Store struct {
 	// noDriver: New was given a nil driver; the store is born closed.
 	noDriver bool
 	leases   renewer
+	tel      *dbtel.Telemetry
 }
 
 // Open opens the store named by urlstr; the scheme selects the driver.
-func Open(ctx context.Context, urlstr string) (*Store, error) {
+func Open(ctx context.Context, urlstr string, opts ...Option) (*Store, error) {
 	d, u, err := drivers.Lookup(urlstr)
 	if err != nil {
 		return nil, err
@@ -161,15 +167,24 @@ func Open(ctx context.Context, urlstr string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("idempotency: open %s: %w", registry.Redact(u), err)
 	}
-	return New(ds), nil
+	return New(ds, append([]Option{urlOptions(u)}, opts...)...), nil
 }
 
 // New wraps a driver store.
 //
 // A nil driver is refused without panicking: every method of the returned
 // Store fails with ErrNoDriver.
-func New(d driver.Store) *Store {
-	s := &Store{d: d}
+func New(d driver.Store, opts ...Option) *Store {
+	var o options
+	for _, opt := range opts {
+		if opt != nil {
+			opt(&o)
+		}
+	}
+	if o.system == "" {
+		o.system = dbSystem(driverName(d))
+	}
+	s := &Store{d: d, tel: newStoreTelemetry(o)}
 	if d == nil {
 		s.noDriver = true
 		s.closed.Store(true)
@@ -214,18 +229,29 @@ func (s *Store) Begin(ctx context.Context, r *BeginRequest) (*BeginResult, error
 	if r.Now.IsZero() {
 		r.Now = time.Now()
 	}
-	return s.d.Begin(ctx, r)
+	ctx, op := s.tel.Start(ctx, opBegin)
+	res, err := s.d.Begin(ctx, r)
+	if err == nil && op.Recording() {
+		op.Span.SetAttributes(attrOutcome.String(res.Outcome.String()))
+	}
+	return res, s.tel.End(ctx, op, err)
 }
 
-// Complete stores resp for the key owned by token, kept for ttl from now.
-func (s *Store) Complete(ctx context.Context, merchant, key, token string, resp *Response, now time.Time, ttl time.Duration) error {
+// Complete stores r.Response for the key owned by r.Token, kept for r.TTL
+// from r.Now. A zero Now is the current time, a zero TTL DefaultTTL. It
+// returns ErrLeaseLost if r.Token does not own the key.
+func (s *Store) Complete(ctx context.Context, r CompleteRequest) error {
 	if s.closed.Load() {
 		return s.closedErr()
 	}
-	if ttl <= 0 {
-		ttl = DefaultTTL
+	if r.TTL <= 0 {
+		r.TTL = DefaultTTL
 	}
-	return s.d.Complete(ctx, merchant, key, token, resp, now, ttl)
+	if r.Now.IsZero() {
+		r.Now = time.Now()
+	}
+	ctx, op := s.tel.Start(ctx, opComplete)
+	return s.tel.End(ctx, op, s.d.Complete(ctx, r))
 }
 
 // Release deletes the in-progress record owned by token, making the key
@@ -234,30 +260,51 @@ func (s *Store) Release(ctx context.Context, merchant, key, token string) error 
 	if s.closed.Load() {
 		return s.closedErr()
 	}
-	return s.d.Release(ctx, merchant, key, token)
+	ctx, op := s.tel.Start(ctx, opRelease)
+	return s.tel.End(ctx, op, s.d.Release(ctx, merchant, key, token))
 }
 
-// Extend renews the lease owned by token to now+lease.
-func (s *Store) Extend(ctx context.Context, merchant, key, token string, now time.Time, lease time.Duration) error {
+// Extend renews the lease owned by r.Token to r.Now+r.Lease. A zero Now is
+// the current time, a zero Lease DefaultLease. It returns ErrLeaseLost if
+// r.Token does not own the key.
+func (s *Store) Extend(ctx context.Context, r ExtendRequest) error {
 	if s.closed.Load() {
 		return s.closedErr()
 	}
-	return s.d.Extend(ctx, merchant, key, token, now, lease)
+	if r.Lease <= 0 {
+		r.Lease = DefaultLease
+	}
+	if r.Now.IsZero() {
+		r.Now = time.Now()
+	}
+	ctx, op := s.tel.Start(ctx, opExtend)
+	return s.tel.End(ctx, op, s.d.Extend(ctx, r))
 }
 
-// KeepAlive renews the lease of the record owned by token every lease/3
-// until the returned stop function is called. now supplies the clock.
-// Renewal errors are reported to onErr (which may be nil); after
-// ErrLeaseLost renewal stops. One background goroutine per Store serves all
-// leases, so holding a lease costs no timer of its own. Hold does the same
-// without allocating.
-func (s *Store) KeepAlive(ctx context.Context, merchant, key, token string, lease time.Duration, now func() time.Time, onErr func(error)) (stop func()) {
+// HoldRequest names the lease Store.Hold and Store.KeepAlive keep alive,
+// and how. Only Merchant, Key and Token are required.
+type HoldRequest struct {
+	Merchant string
+	Key      string
+	// Token is the lease holder's token, from Begin.
+	Token string
+	// Lease is the lease each renewal grants; renewals come every Lease/3
+	// (zero: DefaultLease).
+	Lease time.Duration
+	// Now is the clock renewals read (nil: time.Now).
+	Now func() time.Time
+	// OnError, if set, is told of each failed renewal, with the holder's
+	// context. After ErrLeaseLost (or ErrClosed) renewal stops.
+	OnError func(context.Context, error)
+}
+
+// KeepAlive renews the lease r names every r.Lease/3 until the returned
+// stop function is called; see HoldRequest. One background goroutine per
+// Store serves all leases, so holding a lease costs no timer of its own.
+// Hold does the same without allocating.
+func (s *Store) KeepAlive(ctx context.Context, r HoldRequest) (stop func()) {
 	h := new(Hold)
-	var report func(context.Context, error)
-	if onErr != nil {
-		report = func(_ context.Context, err error) { onErr(err) }
-	}
-	s.Hold(ctx, h, merchant, key, token, lease, now, report)
+	s.Hold(ctx, h, r)
 	return h.Stop
 }
 
@@ -266,12 +313,9 @@ func (s *Store) KeepAlive(ctx context.Context, merchant, key, token string, leas
 // per-request struct so that holding a lease allocates nothing. A Hold must
 // not be copied or reused while held.
 type Hold struct {
-	s                    *Store
-	ctx                  context.Context // the holder's; renewals detach its cancellation
-	merchant, key, token string
-	lease                time.Duration
-	now                  func() time.Time
-	onErr                func(context.Context, error)
+	s   *Store
+	ctx context.Context // the holder's; renewals detach its cancellation
+	r   HoldRequest     // with its defaults filled
 
 	// Guarded by the renewer's mutex.
 	renewed    time.Time // wall clock of the last renewal; zero until the renewer first sees the hold
@@ -279,18 +323,16 @@ type Hold struct {
 	prev, next *Hold // the renewer's list
 }
 
-// Hold renews the lease of the record owned by token every lease/3 until
-// h.Stop is called; see KeepAlive. Renewal errors are reported to onErr
-// (which may be nil) with ctx.
-func (s *Store) Hold(ctx context.Context, h *Hold, merchant, key, token string, lease time.Duration, now func() time.Time, onErr func(context.Context, error)) {
-	if lease <= 0 {
-		lease = DefaultLease
+// Hold renews the lease r names every r.Lease/3 until h.Stop is called;
+// see HoldRequest. Renewal errors are reported to r.OnError with ctx.
+func (s *Store) Hold(ctx context.Context, h *Hold, r HoldRequest) {
+	if r.Lease <= 0 {
+		r.Lease = DefaultLease
 	}
-	if now == nil {
-		now = time.Now
+	if r.Now == nil {
+		r.Now = time.Now
 	}
-	*h = Hold{s: s, ctx: ctx, merchant: merchant, key: key, token: token,
-		lease: lease, now: now, onErr: onErr}
+	*h = Hold{s: s, ctx: ctx, r: r}
 	s.leases.add(s, h)
 }
 
@@ -324,7 +366,7 @@ func (r *renewer) add(s *Store, l *Hold) {
 		r.head.prev = l
 	}
 	r.head = l
-	t := max(l.lease/6, 5*time.Millisecond)
+	t := max(l.r.Lease/6, 5*time.Millisecond)
 	if r.tick == 0 || t < r.tick {
 		r.tick = t
 		select {
@@ -387,13 +429,14 @@ func (r *renewer) loop(s *Store) {
 			switch {
 			case l.renewed.IsZero():
 				l.renewed = now
-			case now.Sub(l.renewed) >= l.lease/3:
+			case now.Sub(l.renewed) >= l.r.Lease/3:
 				due = append(due, l)
 			}
 		}
 		r.mu.Unlock()
 		for _, l := range due {
-			err := s.Extend(context.WithoutCancel(l.ctx), l.merchant, l.key, l.token, l.now(), l.lease)
+			err := s.Extend(context.WithoutCancel(l.ctx), ExtendRequest{
+				Merchant: l.r.Merchant, Key: l.r.Key, Token: l.r.Token, Now: l.r.Now(), Lease: l.r.Lease})
 			r.mu.Lock()
 			held := l.held // a hold stopped meanwhile is no longer the renewer's business
 			if held {
@@ -404,8 +447,8 @@ func (r *renewer) loop(s *Store) {
 				}
 			}
 			r.mu.Unlock()
-			if err != nil && held && l.onErr != nil {
-				l.onErr(l.ctx, err)
+			if err != nil && held && l.r.OnError != nil {
+				l.r.OnError(l.ctx, err)
 			}
 		}
 	}
@@ -430,7 +473,9 @@ func (s *Store) List(ctx context.Context, f Filter) ([]*Record, error) {
 	if err != nil {
 		return nil, err
 	}
-	return a.List(ctx, f)
+	ctx, op := s.tel.Start(ctx, opList)
+	recs, err := a.List(ctx, f)
+	return recs, s.tel.End(ctx, op, err)
 }
 
 // Get returns the record for (merchant, key) or ErrNotFound.
@@ -439,7 +484,9 @@ func (s *Store) Get(ctx context.Context, merchant, key string) (*Record, error) 
 	if err != nil {
 		return nil, err
 	}
-	return a.Get(ctx, merchant, key)
+	ctx, op := s.tel.Start(ctx, opGet)
+	rec, err := a.Get(ctx, merchant, key)
+	return rec, s.tel.End(ctx, op, err)
 }
 
 // Delete removes r if it is unchanged since it was read (compare-and-delete);
@@ -449,7 +496,8 @@ func (s *Store) Delete(ctx context.Context, r *Record) error {
 	if err != nil {
 		return err
 	}
-	return a.Delete(ctx, r)
+	ctx, op := s.tel.Start(ctx, opDelete)
+	return s.tel.End(ctx, op, a.Delete(ctx, r))
 }
 
 func (s *Store) admin() (driver.Admin, error) {

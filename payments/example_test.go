@@ -543,6 +543,8 @@ func ExampleWithTelemetry() {
 	slices.Sort(lines)
 	fmt.Println(strings.Join(lines, "\n"))
 	// Output:
+	// begin (parent: payments.authorize)
+	// complete (parent: payments.authorize)
 	// gateway.authorize (parent: payments.authorize)
 	// payments.authorize (parent: -)
 }

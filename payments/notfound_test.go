@@ -8,13 +8,19 @@ import (
 	"github.com/payrail/payrail/payments"
 )
 
-// One not-found sentinel per concept for callers: a store's not-found
-// matches the processor's.
-func TestStoreNotFoundMatchesNotFound(t *testing.T) {
-	wrapped := fmt.Errorf("postgres: get: %w", payments.ErrStoreNotFound)
-	if !errors.Is(wrapped, payments.ErrStoreNotFound) || !errors.Is(wrapped, payments.ErrNotFound) {
-		t.Fatalf("errors.Is(%v, ErrStoreNotFound / ErrNotFound) = %v / %v", wrapped,
-			errors.Is(wrapped, payments.ErrStoreNotFound), errors.Is(wrapped, payments.ErrNotFound))
+// One not-found sentinel per concept: a store answers ErrNotFound, the
+// processor's sentinel, and the deprecated ErrStoreNotFound is that same
+// value.
+func TestStoreNotFoundIsNotFound(t *testing.T) {
+	if payments.ErrStoreNotFound != payments.ErrNotFound {
+		t.Fatal("ErrStoreNotFound is not ErrNotFound")
+	}
+	s := payments.NewMemoryStore()
+	defer s.Close()
+	_, err := s.Get(t.Context(), "acme", "pay_missing")
+	wrapped := fmt.Errorf("postgres: get: %w", err)
+	if !errors.Is(wrapped, payments.ErrNotFound) {
+		t.Fatalf("Get of a missing payment: %v, want an error matching ErrNotFound", err)
 	}
 	if errors.Is(payments.ErrStoreConflict, payments.ErrNotFound) {
 		t.Fatal("a conflict matches ErrNotFound")

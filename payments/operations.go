@@ -168,7 +168,7 @@ func (p *Processor) createPayment(ctx context.Context, c *claim, n *AuthorizeReq
 		if err == nil {
 			return p.resumeCreate(ctx, pay)
 		}
-		if !errors.Is(err, ErrStoreNotFound) {
+		if !errors.Is(err, ErrNotFound) {
 			return failed(p.storeError(err, id), nil), false
 		}
 		// The crashed request never stored the payment: create it now.

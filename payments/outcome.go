@@ -251,7 +251,8 @@ func (p *Processor) begin(ctx context.Context, merchant, key, fingerprint, resou
 			Detail: "a request with this Idempotency-Key is still being processed; retry later"}, nil)
 	}
 	c.token, c.resourceID, c.resumed = rec.Token, rec.ResourceID, res.Outcome == idempotency.Reacquired
-	p.idem.Hold(ctx, &c.hold, merchant, key, c.token, p.lease, p.now, p.onLeaseErr)
+	p.idem.Hold(ctx, &c.hold, idempotency.HoldRequest{Merchant: merchant, Key: key, Token: c.token,
+		Lease: p.lease, Now: p.now, OnError: p.onLeaseErr})
 	return c, nil
 }
 
@@ -281,7 +282,8 @@ func (c *claim) finish(ctx context.Context, o *outcome, executed bool) {
 		c.p.log.WarnContext(ctx, "payments: resumed request failed before it could tell what its predecessor did; its key stays held",
 			"resource_id", c.resourceID, "status", o.status)
 	case executed:
-		if err := c.p.idem.Complete(ctx, c.merchant, c.key, c.token, o.response(), c.p.now(), c.p.idemTTL); err != nil {
+		if err := c.p.idem.Complete(ctx, idempotency.CompleteRequest{Merchant: c.merchant, Key: c.key, Token: c.token,
+			Response: o.response(), Now: c.p.now(), TTL: c.p.idemTTL}); err != nil {
 			c.p.log.ErrorContext(ctx, "payments: storing idempotent response failed; a retry will resume the payment", "error", err)
 		}
 	default:

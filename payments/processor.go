@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	mrand "math/rand/v2"
 	"net/url"
 	"sync"
 	"sync/atomic"
@@ -20,6 +19,7 @@ import (
 	"github.com/payrail/payrail/gateway"
 	"github.com/payrail/payrail/idempotency"
 	"github.com/payrail/payrail/idempotency/memory"
+	"github.com/payrail/payrail/internal/retry"
 	"github.com/payrail/payrail/telemetry"
 )
 
@@ -58,15 +58,10 @@ func (r RetryPolicy) withDefaults() RetryPolicy {
 }
 
 // Backoff returns the delay after failed attempt number attempt (1-based):
-// exponential, capped, with jitter.
+// exponential, capped, with jitter (github.com/cenkalti/backoff/v5).
 func (r RetryPolicy) Backoff(attempt int) time.Duration {
 	r = r.withDefaults()
-	d := float64(r.InitialBackoff)
-	for i := 1; i < attempt && d < float64(r.MaxBackoff); i++ {
-		d *= r.Multiplier
-	}
-	d = min(d, float64(r.MaxBackoff))
-	return time.Duration(d * (1 - r.Jitter + 2*r.Jitter*mrand.Float64()))
+	return retry.Policy{Initial: r.InitialBackoff, Max: r.MaxBackoff, Multiplier: r.Multiplier, Jitter: r.Jitter}.Delay(attempt)
 }
 
 // RecoveryPolicy sets how accepted payments that stopped moving are
@@ -307,7 +302,7 @@ func New(opts ...Option) (*Processor, error) {
 		p.store = NewMemoryStore()
 	}
 	if p.idem == nil {
-		p.idem = idempotency.New(memory.New())
+		p.idem = idempotency.New(memory.New(), idempotency.WithTelemetry(o.providers))
 		p.owned = append(p.owned, p.idem.Close)
 		p.log.Warn("payments: using the in-memory idempotency store: single-process and not durable; " +
 			"keys are lost on restart and not shared between replicas (WithIdempotencyStore)")
@@ -396,7 +391,7 @@ const storeInvalidDetail = "the request holds a value that cannot be stored: a N
 
 func (p *Processor) storeError(err error, id string) *Error {
 	switch {
-	case errors.Is(err, ErrStoreNotFound):
+	case errors.Is(err, ErrNotFound):
 		return &Error{Code: CodeNotFound, Detail: "no such payment: " + id}
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return &Error{Code: CodeUnavailable, Detail: "request cancelled", Err: err}

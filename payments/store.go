@@ -13,12 +13,14 @@ import (
 	"github.com/payrail/payrail/internal/registry"
 )
 
-// Store errors; implementations return (or wrap) them.
+// Store errors; implementations return (or wrap) them, and ErrNotFound
+// when no payment has the id for the merchant: one not-found sentinel,
+// whichever layer answered.
 var (
-	// ErrStoreNotFound: no payment with that id for that merchant. It also
-	// matches ErrNotFound, the processor's not-found sentinel, so callers
-	// test one sentinel whichever layer answered.
-	ErrStoreNotFound error = storeNotFound{}
+	// ErrStoreNotFound is ErrNotFound.
+	//
+	// Deprecated: return and test ErrNotFound.
+	ErrStoreNotFound = ErrNotFound
 	// ErrStoreConflict: Create of an existing id, or Update of a payment
 	// whose Version changed since it was read.
 	ErrStoreConflict = errors.New("payments: store: version conflict")
@@ -27,20 +29,9 @@ var (
 	// column...). The input is at fault, not the store's availability, and
 	// nothing was stored. Implementations wrap it with the field's name,
 	// never its value; a Get by such an id or merchant returns
-	// ErrStoreNotFound.
+	// ErrNotFound.
 	ErrStoreInvalid = errors.New("payments: store: value cannot be stored")
 )
-
-// storeNotFound is ErrStoreNotFound's type: it matches ErrNotFound too.
-type storeNotFound struct{}
-
-func (storeNotFound) Error() string { return "payments: store: payment not found" }
-
-// Is makes errors.Is(ErrStoreNotFound, ErrNotFound) hold.
-func (storeNotFound) Is(target error) bool {
-	e, ok := target.(*Error)
-	return ok && e.Code == CodeNotFound
-}
 
 // Store persists payments. Implementations are safe for concurrent use
 // and scope every read and write by merchant.
@@ -50,7 +41,7 @@ type Store interface {
 	// p or its Refunds slice: the caller goes on modifying them.
 	Create(ctx context.Context, p *Payment) error
 	// Get returns a copy of the payment that the caller owns (its Metadata
-	// map may be shared and is treated as read-only), or ErrStoreNotFound
+	// map may be shared and is treated as read-only), or ErrNotFound
 	// (also when it belongs to another merchant).
 	Get(ctx context.Context, merchant, id string) (*Payment, error)
 	// Update replaces the payment with a copy of p if its stored Version
@@ -187,7 +178,7 @@ func (s *MemoryStore) Get(ctx context.Context, merchant, id string) (*Payment, e
 	}
 	sh.mu.RUnlock()
 	if !ok || p.Merchant != merchant {
-		return nil, ErrStoreNotFound
+		return nil, ErrNotFound
 	}
 	p.Refunds = slices.Clone(p.Refunds)
 	return &p, nil
@@ -204,7 +195,7 @@ func (s *MemoryStore) Update(ctx context.Context, p *Payment) error {
 	defer sh.mu.Unlock()
 	cur, ok := sh.payments[p.ID]
 	if !ok || cur.Merchant != p.Merchant {
-		return ErrStoreNotFound
+		return ErrNotFound
 	}
 	if cur.Version != p.Version {
 		return ErrStoreConflict

@@ -38,7 +38,7 @@ func TestStoreErrorClassification(t *testing.T) {
 			CodeValidation, http.StatusUnprocessableEntity, false},
 		{"connection refused", fmt.Errorf("postgres: create: %w", dialErr),
 			CodeStoreUnavailable, http.StatusServiceUnavailable, true},
-		{"not found", ErrStoreNotFound, CodeNotFound, http.StatusNotFound, false},
+		{"not found", ErrNotFound, CodeNotFound, http.StatusNotFound, false},
 	}
 	for _, c := range cases {
 		e := p.storeError(c.err, "pay_1")

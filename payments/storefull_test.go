@@ -84,8 +84,8 @@ func TestIdempotencyStoreFullHTTP(t *testing.T) {
 	}
 
 	got := (&telEnv{reader: reader}).counts(t, payments.MetricIdempotencyRejected)
-	if got["payrail.reason=full"] != 3 || len(got) != 1 {
-		t.Fatalf("%s: %v, want 3 with payrail.reason=full", payments.MetricIdempotencyRejected, got)
+	if got["payrail.idempotency.rejection_reason=full"] != 3 || len(got) != 1 {
+		t.Fatalf("%s: %v, want 3 with payrail.idempotency.rejection_reason=full", payments.MetricIdempotencyRejected, got)
 	}
 	out := logs.String()
 	if c := strings.Count(out, "idempotency store full"); c != 1 {

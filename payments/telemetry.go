@@ -34,7 +34,7 @@ const (
 	attrIdemOut      = attribute.Key("payrail.idempotency.outcome")
 	attrErrCode      = attribute.Key("payrail.error.code")
 	attrReason       = attribute.Key("payrail.review.reason")
-	attrRejectReason = attribute.Key("payrail.reason")
+	attrRejectReason = attribute.Key("payrail.idempotency.rejection_reason")
 )
 
 // Metric names, as instruments; Prometheus exposes them with dots as
@@ -72,8 +72,9 @@ const (
 	MetricReviews = "payrail.payment.reviews"
 
 	// MetricIdempotencyRejected counts new idempotency keys the store
-	// refused, by payrail.reason: "full" (503 idempotency_store_full: the
-	// in-process store holds its max_entries of unexpired records).
+	// refused, by payrail.idempotency.rejection_reason: "full" (503
+	// idempotency_store_full: the in-process store holds its max_entries
+	// of unexpired records).
 	MetricIdempotencyRejected = "payrail.idempotency.rejected"
 )
 

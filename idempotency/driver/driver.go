@@ -104,6 +104,41 @@ type BeginRequest struct {
 	Now time.Time
 }
 
+// CompleteRequest stores a request's result under the key its lease holder
+// owns. Package idempotency fills Now (time.Now) and TTL (DefaultTTL) when
+// they are zero before a driver sees the request; a nil Response stores an
+// empty one (status 0, no header, no body).
+//
+// Drivers receive it by value: a request that completes allocates nothing
+// for it.
+type CompleteRequest struct {
+	Merchant string
+	Key      string
+	// Token is the lease holder's token, from Begin: only its holder may
+	// complete the key.
+	Token string
+	// Response is the result later requests with the same key replay.
+	Response *Response
+	// Now is the caller's clock reading.
+	Now time.Time
+	// TTL is how long the completed record is kept, from Now.
+	TTL time.Duration
+}
+
+// ExtendRequest renews the lease its holder owns on a key. Package
+// idempotency fills Now (time.Now) and Lease (DefaultLease) when they are
+// zero before a driver sees the request.
+type ExtendRequest struct {
+	Merchant string
+	Key      string
+	// Token is the lease holder's token, from Begin.
+	Token string
+	// Now is the caller's clock reading; the lease runs until Now+Lease.
+	Now time.Time
+	// Lease is how long the renewed claim holds.
+	Lease time.Duration
+}
+
 // Outcome is the result of Begin.
 type Outcome int
 
@@ -154,16 +189,17 @@ type Driver interface {
 type Store interface {
 	// Begin claims the key in one round trip; see Outcome.
 	Begin(ctx context.Context, r *BeginRequest) (*BeginResult, error)
-	// Complete stores resp for the key owned by token and keeps the record
-	// until now+ttl. It returns ErrLeaseLost if token does not own the key.
-	Complete(ctx context.Context, merchant, key, token string, resp *Response, now time.Time, ttl time.Duration) error
+	// Complete stores r.Response for the key owned by r.Token and keeps the
+	// record until r.Now+r.TTL. It returns ErrLeaseLost if r.Token does not
+	// own the key.
+	Complete(ctx context.Context, r CompleteRequest) error
 	// Release deletes the in-progress record owned by token, so the client may
 	// retry (used when the request failed before executing). It returns
 	// ErrLeaseLost if token does not own the key.
 	Release(ctx context.Context, merchant, key, token string) error
-	// Extend renews the lease owned by token to now+lease. It returns
-	// ErrLeaseLost if token does not own the key.
-	Extend(ctx context.Context, merchant, key, token string, now time.Time, lease time.Duration) error
+	// Extend renews the lease owned by r.Token to r.Now+r.Lease. It returns
+	// ErrLeaseLost if r.Token does not own the key.
+	Extend(ctx context.Context, r ExtendRequest) error
 	// Close releases the store's resources.
 	Close() error
 }

@@ -625,10 +625,11 @@ const completeUpdateBase = "SET #st = :c, #tok = :empty, #sc = :sc, #exp = :exp,
 const ownedCond = "#st = :ip AND #tok = :tok"
 
 // Complete implements driver.Store.
-func (s *Store) Complete(ctx context.Context, merchant, key, token string, resp *driver.Response, now time.Time, ttl time.Duration) error {
+func (s *Store) Complete(ctx context.Context, r driver.CompleteRequest) error {
 	if err := s.check(ctx); err != nil {
 		return err
 	}
+	resp := r.Response
 	if resp == nil {
 		resp = &driver.Response{}
 	}
@@ -638,15 +639,15 @@ func (s *Store) Complete(ctx context.Context, merchant, key, token string, resp 
 	if err := validateHeaders(resp.Header); err != nil {
 		return err
 	}
-	if !storable(merchant, key, token) {
+	if !storable(r.Merchant, r.Key, r.Token) {
 		return driver.ErrLeaseLost
 	}
-	p := pk(merchant, key)
-	exp := now.Add(ttl)
+	p := pk(r.Merchant, r.Key)
+	exp := r.Now.Add(r.TTL)
 	update := completeUpdateBase
 	vals := map[string]types.AttributeValue{
 		":c": sv(string(driver.StateCompleted)), ":empty": sv(""), ":sc": nv(int64(resp.StatusCode)),
-		":exp": nv(exp.UnixMilli()), ":ttl": nv(ttlSeconds(exp)), ":ip": sv(string(driver.StateInProgress)), ":tok": sv(token),
+		":exp": nv(exp.UnixMilli()), ":ttl": nv(ttlSeconds(exp)), ":ip": sv(string(driver.StateInProgress)), ":tok": sv(r.Token),
 	}
 	if len(resp.Header) > 0 {
 		m := make(map[string]types.AttributeValue, len(resp.Header))
@@ -714,19 +715,19 @@ func (s *Store) condResult(ctx context.Context, op string, err error) error {
 }
 
 // Extend implements driver.Store.
-func (s *Store) Extend(ctx context.Context, merchant, key, token string, now time.Time, lease time.Duration) error {
+func (s *Store) Extend(ctx context.Context, r driver.ExtendRequest) error {
 	if err := s.check(ctx); err != nil {
 		return err
 	}
-	if !storable(merchant, key, token) {
+	if !storable(r.Merchant, r.Key, r.Token) {
 		return driver.ErrLeaseLost
 	}
 	const update = "SET #lease = :lease"
 	_, err := s.c.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-		TableName: s.table, Key: keyOf(pk(merchant, key)), UpdateExpression: aws.String(update),
+		TableName: s.table, Key: keyOf(pk(r.Merchant, r.Key)), UpdateExpression: aws.String(update),
 		ConditionExpression: aws.String(ownedCond), ExpressionAttributeNames: namesFor(update, ownedCond),
 		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":lease": nv(now.Add(lease).UnixMilli()), ":ip": sv(string(driver.StateInProgress)), ":tok": sv(token)},
+			":lease": nv(r.Now.Add(r.Lease).UnixMilli()), ":ip": sv(string(driver.StateInProgress)), ":tok": sv(r.Token)},
 	})
 	return s.condResult(ctx, "extend", err)
 }

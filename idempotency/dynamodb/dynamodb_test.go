@@ -165,19 +165,19 @@ func TestBodyLimits(t *testing.T) {
 		}
 	}
 	begin("too-big")
-	err = s.Complete(ctx, "m", "too-big", "t", &driver.Response{StatusCode: 200, Body: make([]byte, dynamodb.MaxBodyBytes+1)}, now, time.Hour)
+	err = s.Complete(ctx, driver.CompleteRequest{Merchant: "m", Key: "too-big", Token: "t", Response: &driver.Response{StatusCode: 200, Body: make([]byte, dynamodb.MaxBodyBytes+1)}, Now: now, TTL: time.Hour})
 	if !errors.Is(err, dynamodb.ErrBodyTooLarge) {
 		t.Fatalf("Complete with an oversized body: %v, want ErrBodyTooLarge", err)
 	}
 	// The record is untouched: its owner can still complete it.
-	if err := s.Complete(ctx, "m", "too-big", "t", &driver.Response{StatusCode: 500}, now, time.Hour); err != nil {
+	if err := s.Complete(ctx, driver.CompleteRequest{Merchant: "m", Key: "too-big", Token: "t", Response: &driver.Response{StatusCode: 500}, Now: now, TTL: time.Hour}); err != nil {
 		t.Fatalf("Complete after refusal: %v", err)
 	}
 	// The largest body round-trips, in chunks, and costs one more round
 	// trip to replay.
 	begin("max")
 	body := []byte(strings.Repeat("0123456789abcdef", dynamodb.MaxBodyBytes/16))
-	if err := s.Complete(ctx, "m", "max", "t", &driver.Response{StatusCode: 200, Body: body}, now, time.Hour); err != nil {
+	if err := s.Complete(ctx, driver.CompleteRequest{Merchant: "m", Key: "max", Token: "t", Response: &driver.Response{StatusCode: 200, Body: body}, Now: now, TTL: time.Hour}); err != nil {
 		t.Fatalf("Complete max body: %v", err)
 	}
 	c0 := h.RoundTrips(s)

@@ -80,7 +80,7 @@ func BenchmarkComplete(b *testing.B) {
 		}
 		b.StartTimer()
 		for _, k := range batch {
-			if err := s.Complete(ctx, "merchant-a", k, req.Token, benchResp, now, time.Hour); err != nil {
+			if err := s.Complete(ctx, driver.CompleteRequest{Merchant: "merchant-a", Key: k, Token: req.Token, Response: benchResp, Now: now, TTL: time.Hour}); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -115,7 +115,7 @@ func BenchmarkBeginCompleteFull(b *testing.B) {
 		if err != nil || res.Outcome != driver.Acquired {
 			b.Fatalf("Begin: %v %v", res, err)
 		}
-		if err := s.Complete(ctx, req.Merchant, k, req.Token, benchResp, req.Now, req.TTL); err != nil {
+		if err := s.Complete(ctx, driver.CompleteRequest{Merchant: req.Merchant, Key: k, Token: req.Token, Response: benchResp, Now: req.Now, TTL: req.TTL}); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -172,7 +172,7 @@ func BenchmarkRecordCost(b *testing.B) {
 					body := bytes.Repeat([]byte{'x'}, 601) // payment JSON and its newline
 					resp := &driver.Response{StatusCode: 201, Header: header, Body: body}
 					// Completed after the gateway's answer.
-					if err := s.Complete(ctx, r.Merchant, r.Key, r.Token, resp, r.Now.Add(50*time.Millisecond), r.TTL); err != nil {
+					if err := s.Complete(ctx, driver.CompleteRequest{Merchant: r.Merchant, Key: r.Key, Token: r.Token, Response: resp, Now: r.Now.Add(50 * time.Millisecond), TTL: r.TTL}); err != nil {
 						b.Fatal(err)
 					}
 				}
@@ -195,7 +195,7 @@ func BenchmarkReplay(b *testing.B) {
 	if _, err := s.Begin(ctx, req); err != nil {
 		b.Fatal(err)
 	}
-	if err := s.Complete(ctx, req.Merchant, req.Key, req.Token, benchResp, now, time.Hour); err != nil {
+	if err := s.Complete(ctx, driver.CompleteRequest{Merchant: req.Merchant, Key: req.Key, Token: req.Token, Response: benchResp, Now: now, TTL: time.Hour}); err != nil {
 		b.Fatal(err)
 	}
 	req.Token = "tok-other"
@@ -234,7 +234,7 @@ func TestAllocations(t *testing.T) {
 	resp := &driver.Response{StatusCode: 201}
 	i = 0
 	if a := testing.AllocsPerRun(runs, func() {
-		if err := s.Complete(ctx, r.Merchant, keys[i], r.Token, resp, now, time.Hour); err != nil {
+		if err := s.Complete(ctx, driver.CompleteRequest{Merchant: r.Merchant, Key: keys[i], Token: r.Token, Response: resp, Now: now, TTL: time.Hour}); err != nil {
 			t.Fatal(err)
 		}
 		i++

@@ -515,25 +515,25 @@ func (sh *shard) owned(k recKey, token string) (*record, error) {
 }
 
 // Complete implements driver.Store.
-func (s *Store) Complete(ctx context.Context, merchant, key, token string, resp *driver.Response, now time.Time, ttl time.Duration) error {
+func (s *Store) Complete(ctx context.Context, r driver.CompleteRequest) error {
 	if s.closed.Load() {
 		return driver.ErrClosed
 	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	k := recKey{merchant, key}
-	expires := stampOf(now.Add(ttl))
-	sh := s.shard(merchant, key)
+	k := recKey{r.Merchant, r.Key}
+	expires := stampOf(r.Now.Add(r.TTL))
+	sh := s.shard(r.Merchant, r.Key)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	rec, err := sh.owned(k, token)
+	rec, err := sh.owned(k, r.Token)
 	if err != nil {
 		return err
 	}
 	rec.completed = true
 	rec.token = ""
-	rec.resp = resp
+	rec.resp = r.Response
 	if old := rec.expires; old != expires {
 		rec.expires = expires
 		if !sh.retime(k, old, expires) {
@@ -563,22 +563,22 @@ func (s *Store) Release(ctx context.Context, merchant, key, token string) error 
 }
 
 // Extend implements driver.Store.
-func (s *Store) Extend(ctx context.Context, merchant, key, token string, now time.Time, lease time.Duration) error {
+func (s *Store) Extend(ctx context.Context, r driver.ExtendRequest) error {
 	if s.closed.Load() {
 		return driver.ErrClosed
 	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	k := recKey{merchant, key}
-	sh := s.shard(merchant, key)
+	k := recKey{r.Merchant, r.Key}
+	sh := s.shard(r.Merchant, r.Key)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	rec, err := sh.owned(k, token)
+	rec, err := sh.owned(k, r.Token)
 	if err != nil {
 		return err
 	}
-	rec.lease = stampOf(now.Add(lease))
+	rec.lease = stampOf(r.Now.Add(r.Lease))
 	return nil
 }
 

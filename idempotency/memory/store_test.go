@@ -55,7 +55,7 @@ func mustBegin(t *testing.T, s *Store, r *driver.BeginRequest, want driver.Outco
 
 func mustComplete(t *testing.T, s *Store, key string, now time.Time) {
 	t.Helper()
-	if err := s.Complete(context.Background(), "m", key, "t-"+key, &driver.Response{StatusCode: 200}, now, time.Hour); err != nil {
+	if err := s.Complete(context.Background(), driver.CompleteRequest{Merchant: "m", Key: key, Token: "t-" + key, Response: &driver.Response{StatusCode: 200}, Now: now, TTL: time.Hour}); err != nil {
 		t.Fatalf("Complete %s: %v", key, err)
 	}
 }
@@ -81,7 +81,7 @@ func fill(t *testing.T, s *Store, n int, now time.Time, ttl time.Duration, inPro
 		mustBegin(t, s, req(keys[i], "t-"+keys[i], now, ttl), driver.Acquired)
 		if !inProgress {
 			resp := &driver.Response{StatusCode: 201, Body: []byte(keys[i])}
-			if err := s.Complete(context.Background(), "m", keys[i], "t-"+keys[i], resp, now, ttl); err != nil {
+			if err := s.Complete(context.Background(), driver.CompleteRequest{Merchant: "m", Key: keys[i], Token: "t-" + keys[i], Response: resp, Now: now, TTL: ttl}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -162,7 +162,7 @@ func TestFull(t *testing.T) {
 		mustBegin(t, s, req("a", "t-a", now, ttl), driver.Acquired)
 		// b: begun next, in progress: expires at 1h01.
 		mustBegin(t, s, req("b", "t-b", now.Add(time.Minute), ttl), driver.Acquired)
-		if err := s.Complete(ctx, "m", "a", "t-a", &driver.Response{StatusCode: 201}, now.Add(30*time.Minute), ttl); err != nil {
+		if err := s.Complete(ctx, driver.CompleteRequest{Merchant: "m", Key: "a", Token: "t-a", Response: &driver.Response{StatusCode: 201}, Now: now.Add(30 * time.Minute), TTL: ttl}); err != nil {
 			t.Fatal(err)
 		}
 		// c: a shorter TTL, inserted last: expires first, at 0h40.
@@ -348,7 +348,7 @@ func TestRecordsAreCopies(t *testing.T) {
 		t.Fatalf("List after changing Get's record: %+v %v", list, err)
 	}
 	list[0].Token = "w"
-	if err := s.Complete(ctx, "m", "a", "t", nil, now, time.Hour); err != nil { // "t" still owns the key
+	if err := s.Complete(ctx, driver.CompleteRequest{Merchant: "m", Key: "a", Token: "t", Response: nil, Now: now, TTL: time.Hour}); err != nil { // "t" still owns the key
 		t.Fatal(err)
 	}
 }
@@ -461,7 +461,7 @@ func TestFullModel(t *testing.T) {
 				}
 				ttl := ttls[rng.IntN(len(ttls))]
 				resp := &driver.Response{StatusCode: 201, Body: []byte(key)}
-				if err := s.Complete(ctx, "m", key, r.token, resp, now, ttl); err != nil {
+				if err := s.Complete(ctx, driver.CompleteRequest{Merchant: "m", Key: key, Token: r.token, Response: resp, Now: now, TTL: ttl}); err != nil {
 					t.Fatalf("seed %d op %d: Complete %s: %v", seed, op, key, err)
 				}
 				r.completed, r.expires = true, now.Add(ttl)

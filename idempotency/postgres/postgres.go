@@ -38,7 +38,6 @@ import (
 	"regexp"
 	"strings"
 	"sync/atomic"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -379,7 +378,8 @@ func (s *Store) exec1(ctx context.Context, op, merchant, key, token, sql string,
 }
 
 // Complete implements driver.Store.
-func (s *Store) Complete(ctx context.Context, merchant, key, token string, resp *driver.Response, now time.Time, ttl time.Duration) error {
+func (s *Store) Complete(ctx context.Context, r driver.CompleteRequest) error {
+	resp := r.Response
 	if resp == nil {
 		resp = &driver.Response{}
 	}
@@ -390,12 +390,12 @@ func (s *Store) Complete(ctx context.Context, merchant, key, token string, resp 
 		}
 		headers = resp.Header
 	}
-	return s.exec1(ctx, "complete", merchant, key, token, s.qDone, merchant, key, token, int32(resp.StatusCode), headers, resp.Body, now.Add(ttl))
+	return s.exec1(ctx, "complete", r.Merchant, r.Key, r.Token, s.qDone, r.Merchant, r.Key, r.Token, int32(resp.StatusCode), headers, resp.Body, r.Now.Add(r.TTL))
 }
 
 // Extend implements driver.Store.
-func (s *Store) Extend(ctx context.Context, merchant, key, token string, now time.Time, lease time.Duration) error {
-	return s.exec1(ctx, "extend", merchant, key, token, s.qExtend, merchant, key, token, now.Add(lease))
+func (s *Store) Extend(ctx context.Context, r driver.ExtendRequest) error {
+	return s.exec1(ctx, "extend", r.Merchant, r.Key, r.Token, s.qExtend, r.Merchant, r.Key, r.Token, r.Now.Add(r.Lease))
 }
 
 // Release implements driver.Store.

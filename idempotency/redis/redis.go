@@ -399,7 +399,8 @@ func (s *Store) cond(ctx context.Context, op string, sc *goredis.Script, key str
 }
 
 // Complete implements driver.Store.
-func (s *Store) Complete(ctx context.Context, merchant, key, token string, resp *driver.Response, now time.Time, ttl time.Duration) error {
+func (s *Store) Complete(ctx context.Context, r driver.CompleteRequest) error {
+	resp := r.Response
 	if resp == nil {
 		resp = &driver.Response{}
 	}
@@ -421,13 +422,13 @@ func (s *Store) Complete(ctx context.Context, merchant, key, token string, resp 
 	if body == nil {
 		body = []byte{}
 	}
-	return s.cond(ctx, "complete", completeScript, s.Key(merchant, key),
-		token, resp.StatusCode, hd, body, ms(now.Add(ttl)), max(ttl.Milliseconds(), 1))
+	return s.cond(ctx, "complete", completeScript, s.Key(r.Merchant, r.Key),
+		r.Token, resp.StatusCode, hd, body, ms(r.Now.Add(r.TTL)), max(r.TTL.Milliseconds(), 1))
 }
 
 // Extend implements driver.Store.
-func (s *Store) Extend(ctx context.Context, merchant, key, token string, now time.Time, lease time.Duration) error {
-	return s.cond(ctx, "extend", extendScript, s.Key(merchant, key), token, ms(now.Add(lease)))
+func (s *Store) Extend(ctx context.Context, r driver.ExtendRequest) error {
+	return s.cond(ctx, "extend", extendScript, s.Key(r.Merchant, r.Key), r.Token, ms(r.Now.Add(r.Lease)))
 }
 
 // Release implements driver.Store.

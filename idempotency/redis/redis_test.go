@@ -111,7 +111,7 @@ func TestRecordsExpireInRedis(t *testing.T) {
 		Lease: time.Second, TTL: time.Hour, Now: now}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Complete(ctx, "m", "k", "t", &driver.Response{StatusCode: 200}, now, 90*time.Second); err != nil {
+	if err := s.Complete(ctx, driver.CompleteRequest{Merchant: "m", Key: "k", Token: "t", Response: &driver.Response{StatusCode: 200}, Now: now, TTL: 90 * time.Second}); err != nil {
 		t.Fatal(err)
 	}
 	ttl, err := s.Client().PTTL(ctx, prefix+"m:k").Result()

@@ -150,7 +150,7 @@ func TestRoundTripsOpenedByURL(t *testing.T) {
 				if err != nil || res.Outcome != driver.Acquired {
 					t.Fatalf("Begin: %v %v", res, err)
 				}
-				if err := tc.s.Complete(ctx, m, k, "t", &driver.Response{StatusCode: 201, Body: []byte(`{"id":"pay"}`)}, now, time.Hour); err != nil {
+				if err := tc.s.Complete(ctx, driver.CompleteRequest{Merchant: m, Key: k, Token: "t", Response: &driver.Response{StatusCode: 201, Body: []byte(`{"id":"pay"}`)}, Now: now, TTL: time.Hour}); err != nil {
 					t.Fatalf("Complete: %v", err)
 				}
 				trips, errs := log.take()

@@ -169,7 +169,7 @@ func begin(t testing.TB, s driver.Store, req *driver.BeginRequest, want driver.O
 
 func complete(t testing.TB, s driver.Store, m, k, token string, resp *driver.Response, now time.Time, ttl time.Duration) {
 	t.Helper()
-	if err := s.Complete(context.Background(), m, k, token, resp, now, ttl); err != nil {
+	if err := s.Complete(context.Background(), driver.CompleteRequest{Merchant: m, Key: k, Token: token, Response: resp, Now: now, TTL: ttl}); err != nil {
 		t.Fatalf("Complete(%s/%s, token %s): %v", m, k, token, err)
 	}
 }
@@ -241,12 +241,12 @@ func idemBeginCompleteReplay(t *testing.T, r *idemRun) {
 		sameTime(t, "completed ExpiresAt", rep.Record.ExpiresAt, r.at(time.Second+time.Hour))
 	}
 	// A completed record can be neither completed again nor released.
-	wantErr(t, "Complete twice", s.Complete(context.Background(), m, "order-1", "tok-a", resp, r.at(3*time.Second), time.Hour), driver.ErrLeaseLost)
+	wantErr(t, "Complete twice", s.Complete(context.Background(), driver.CompleteRequest{Merchant: m, Key: "order-1", Token: "tok-a", Response: resp, Now: r.at(3 * time.Second), TTL: time.Hour}), driver.ErrLeaseLost)
 	wantErr(t, "Release completed", s.Release(context.Background(), m, "order-1", "tok-a"), driver.ErrLeaseLost)
-	wantErr(t, "Extend completed", s.Extend(context.Background(), m, "order-1", "tok-a", r.at(3*time.Second), time.Minute), driver.ErrLeaseLost)
+	wantErr(t, "Extend completed", s.Extend(context.Background(), driver.ExtendRequest{Merchant: m, Key: "order-1", Token: "tok-a", Now: r.at(3 * time.Second), Lease: time.Minute}), driver.ErrLeaseLost)
 	// Operations on a key never begun.
-	wantErr(t, "Complete unknown key", s.Complete(context.Background(), m, "never", "tok-a", resp, now, time.Hour), driver.ErrLeaseLost)
-	wantErr(t, "Extend unknown key", s.Extend(context.Background(), m, "never", "tok-a", now, time.Minute), driver.ErrLeaseLost)
+	wantErr(t, "Complete unknown key", s.Complete(context.Background(), driver.CompleteRequest{Merchant: m, Key: "never", Token: "tok-a", Response: resp, Now: now, TTL: time.Hour}), driver.ErrLeaseLost)
+	wantErr(t, "Extend unknown key", s.Extend(context.Background(), driver.ExtendRequest{Merchant: m, Key: "never", Token: "tok-a", Now: now, Lease: time.Minute}), driver.ErrLeaseLost)
 	wantErr(t, "Release unknown key", s.Release(context.Background(), m, "never", "tok-a"), driver.ErrLeaseLost)
 }
 
@@ -306,7 +306,7 @@ func idemInProgressConflict(t *testing.T, r *idemRun) {
 	}
 	// The loser's attempts changed nothing: the owner still completes.
 	complete(t, s, m, "k", "owner", sampleResponse("pay_1"), r.at(11*time.Second), time.Hour)
-	wantErr(t, "loser Complete", s.Complete(context.Background(), m, "k", "other", sampleResponse("pay_2"), r.at(11*time.Second), time.Hour), driver.ErrLeaseLost)
+	wantErr(t, "loser Complete", s.Complete(context.Background(), driver.CompleteRequest{Merchant: m, Key: "k", Token: "other", Response: sampleResponse("pay_2"), Now: r.at(11 * time.Second), TTL: time.Hour}), driver.ErrLeaseLost)
 }
 
 func idemLeaseExpiryTakeover(t *testing.T, r *idemRun) {
@@ -326,8 +326,8 @@ func idemLeaseExpiryTakeover(t *testing.T, r *idemRun) {
 	sameTime(t, "takeover CreatedAt", res.Record.CreatedAt, first.Record.CreatedAt)
 	// The stale owner wakes up: every write of its is refused.
 	ctx := context.Background()
-	wantErr(t, "stale Extend", s.Extend(ctx, m, "k", "crashed", r.at(11*time.Second), 10*time.Second), driver.ErrLeaseLost)
-	wantErr(t, "stale Complete", s.Complete(ctx, m, "k", "crashed", sampleResponse("stale"), r.at(11*time.Second), time.Hour), driver.ErrLeaseLost)
+	wantErr(t, "stale Extend", s.Extend(ctx, driver.ExtendRequest{Merchant: m, Key: "k", Token: "crashed", Now: r.at(11 * time.Second), Lease: 10 * time.Second}), driver.ErrLeaseLost)
+	wantErr(t, "stale Complete", s.Complete(ctx, driver.CompleteRequest{Merchant: m, Key: "k", Token: "crashed", Response: sampleResponse("stale"), Now: r.at(11 * time.Second), TTL: time.Hour}), driver.ErrLeaseLost)
 	wantErr(t, "stale Release", s.Release(ctx, m, "k", "crashed"), driver.ErrLeaseLost)
 	// A third request meanwhile sees the new owner's live lease.
 	held := begin(t, s, idemReq(m, "k", "fp", "third", "pay_3", r.at(12*time.Second)), driver.InProgress)
@@ -348,8 +348,8 @@ func idemLeaseExpiryTakeover(t *testing.T, r *idemRun) {
 	if again.Record.ResourceID != "pay_a" {
 		t.Errorf("second takeover ResourceID %q, want pay_a", again.Record.ResourceID)
 	}
-	wantErr(t, "first stale Complete", s.Complete(ctx, m2, "k", "c1", sampleResponse("x"), r.at(31*time.Second), time.Hour), driver.ErrLeaseLost)
-	wantErr(t, "second stale Complete", s.Complete(ctx, m2, "k", "c2", sampleResponse("x"), r.at(31*time.Second), time.Hour), driver.ErrLeaseLost)
+	wantErr(t, "first stale Complete", s.Complete(ctx, driver.CompleteRequest{Merchant: m2, Key: "k", Token: "c1", Response: sampleResponse("x"), Now: r.at(31 * time.Second), TTL: time.Hour}), driver.ErrLeaseLost)
+	wantErr(t, "second stale Complete", s.Complete(ctx, driver.CompleteRequest{Merchant: m2, Key: "k", Token: "c2", Response: sampleResponse("x"), Now: r.at(31 * time.Second), TTL: time.Hour}), driver.ErrLeaseLost)
 }
 
 func idemExtendKeepsLease(t *testing.T, r *idemRun) {
@@ -357,19 +357,19 @@ func idemExtendKeepsLease(t *testing.T, r *idemRun) {
 	m := r.merchant(t)
 	ctx := context.Background()
 	begin(t, s, idemReq(m, "k", "fp", "owner", "pay_1", r.at(0)), driver.Acquired)
-	if err := s.Extend(ctx, m, "k", "owner", r.at(8*time.Second), 10*time.Second); err != nil {
+	if err := s.Extend(ctx, driver.ExtendRequest{Merchant: m, Key: "k", Token: "owner", Now: r.at(8 * time.Second), Lease: 10 * time.Second}); err != nil {
 		t.Fatalf("Extend: %v", err)
 	}
 	// Past the original lease, before the extended one: still held.
 	res := begin(t, s, idemReq(m, "k", "fp", "other", "pay_2", r.at(15*time.Second)), driver.InProgress)
 	sameTime(t, "extended lease", res.Record.LeaseExpiresAt, r.at(18*time.Second))
 	// A lapsed but not taken-over lease can still be renewed by its owner.
-	if err := s.Extend(ctx, m, "k", "owner", r.at(19*time.Second), 10*time.Second); err != nil {
+	if err := s.Extend(ctx, driver.ExtendRequest{Merchant: m, Key: "k", Token: "owner", Now: r.at(19 * time.Second), Lease: 10 * time.Second}); err != nil {
 		t.Fatalf("Extend after lapse without takeover: %v", err)
 	}
 	begin(t, s, idemReq(m, "k", "fp", "other", "pay_2", r.at(25*time.Second)), driver.InProgress)
 	begin(t, s, idemReq(m, "k", "fp", "other", "pay_2", r.at(29*time.Second)), driver.Reacquired)
-	wantErr(t, "Extend after takeover", s.Extend(ctx, m, "k", "owner", r.at(30*time.Second), 10*time.Second), driver.ErrLeaseLost)
+	wantErr(t, "Extend after takeover", s.Extend(ctx, driver.ExtendRequest{Merchant: m, Key: "k", Token: "owner", Now: r.at(30 * time.Second), Lease: 10 * time.Second}), driver.ErrLeaseLost)
 }
 
 func idemRelease(t *testing.T, r *idemRun) {
@@ -383,7 +383,7 @@ func idemRelease(t *testing.T, r *idemRun) {
 		t.Fatalf("Release: %v", err)
 	}
 	wantErr(t, "Release twice", s.Release(ctx, m, "k", "owner"), driver.ErrLeaseLost)
-	wantErr(t, "Complete after Release", s.Complete(ctx, m, "k", "owner", sampleResponse("x"), r.at(time.Second), time.Hour), driver.ErrLeaseLost)
+	wantErr(t, "Complete after Release", s.Complete(ctx, driver.CompleteRequest{Merchant: m, Key: "k", Token: "owner", Response: sampleResponse("x"), Now: r.at(time.Second), TTL: time.Hour}), driver.ErrLeaseLost)
 	// The key is free again, even with another payload and resource.
 	res := begin(t, s, idemReq(m, "k", "fp-new", "next", "pay_3", r.at(2*time.Second)), driver.Acquired)
 	if res.Record.ResourceID != "pay_3" || res.Record.Fingerprint != "fp-new" {
@@ -396,15 +396,15 @@ func idemWrongToken(t *testing.T, r *idemRun) {
 	m := r.merchant(t)
 	ctx := context.Background()
 	begin(t, s, idemReq(m, "k", "fp", "owner", "pay_1", r.at(0)), driver.Acquired)
-	wantErr(t, "Complete wrong token", s.Complete(ctx, m, "k", "nope", sampleResponse("x"), r.at(time.Second), time.Hour), driver.ErrLeaseLost)
-	wantErr(t, "Extend wrong token", s.Extend(ctx, m, "k", "nope", r.at(time.Second), time.Minute), driver.ErrLeaseLost)
-	wantErr(t, "Complete empty token", s.Complete(ctx, m, "k", "", sampleResponse("x"), r.at(time.Second), time.Hour), driver.ErrLeaseLost)
+	wantErr(t, "Complete wrong token", s.Complete(ctx, driver.CompleteRequest{Merchant: m, Key: "k", Token: "nope", Response: sampleResponse("x"), Now: r.at(time.Second), TTL: time.Hour}), driver.ErrLeaseLost)
+	wantErr(t, "Extend wrong token", s.Extend(ctx, driver.ExtendRequest{Merchant: m, Key: "k", Token: "nope", Now: r.at(time.Second), Lease: time.Minute}), driver.ErrLeaseLost)
+	wantErr(t, "Complete empty token", s.Complete(ctx, driver.CompleteRequest{Merchant: m, Key: "k", Token: "", Response: sampleResponse("x"), Now: r.at(time.Second), TTL: time.Hour}), driver.ErrLeaseLost)
 	// The wrong-token attempts left the lease alone.
 	res := begin(t, s, idemReq(m, "k", "fp", "other", "pay_2", r.at(2*time.Second)), driver.InProgress)
 	sameTime(t, "lease after refused Extend", res.Record.LeaseExpiresAt, r.at(10*time.Second))
 	complete(t, s, m, "k", "owner", sampleResponse("pay_1"), r.at(3*time.Second), time.Hour)
 	// After completion the empty token must not match the cleared token.
-	wantErr(t, "Complete completed with empty token", s.Complete(ctx, m, "k", "", sampleResponse("x"), r.at(4*time.Second), time.Hour), driver.ErrLeaseLost)
+	wantErr(t, "Complete completed with empty token", s.Complete(ctx, driver.CompleteRequest{Merchant: m, Key: "k", Token: "", Response: sampleResponse("x"), Now: r.at(4 * time.Second), TTL: time.Hour}), driver.ErrLeaseLost)
 	wantErr(t, "Release completed with empty token", s.Release(ctx, m, "k", ""), driver.ErrLeaseLost)
 }
 
@@ -422,7 +422,7 @@ func idemTTLExpiry(t *testing.T, r *idemRun) {
 	}
 	sameTime(t, "new CreatedAt", res.Record.CreatedAt, r.at(time.Second+2*time.Minute))
 	// The expired record's owner token is gone too.
-	wantErr(t, "old token Complete", s.Complete(context.Background(), m, "k", "t1", sampleResponse("x"), r.at(3*time.Minute), time.Hour), driver.ErrLeaseLost)
+	wantErr(t, "old token Complete", s.Complete(context.Background(), driver.CompleteRequest{Merchant: m, Key: "k", Token: "t1", Response: sampleResponse("x"), Now: r.at(3 * time.Minute), TTL: time.Hour}), driver.ErrLeaseLost)
 	complete(t, s, m, "k", "t3", sampleResponse("pay_new"), r.at(3*time.Minute), time.Hour)
 	rep := begin(t, s, idemReq(m, "k", "fp-new", "t4", "pay_y", r.at(4*time.Minute)), driver.Replay)
 	sameResponse(t, "replay of the new record", rep.Record.Response, sampleResponse("pay_new"))
@@ -489,7 +489,7 @@ func idemConcurrentBegins(t *testing.T, r *idemRun) {
 	w := winners[0]
 	for i, c := range cs {
 		if tok := fmt.Sprintf("tok-%d", i); tok != w {
-			wantErr(t, "loser Complete", c.Complete(context.Background(), m, "hot", tok, sampleResponse("x"), now, time.Hour), driver.ErrLeaseLost)
+			wantErr(t, "loser Complete", c.Complete(context.Background(), driver.CompleteRequest{Merchant: m, Key: "hot", Token: tok, Response: sampleResponse("x"), Now: now, TTL: time.Hour}), driver.ErrLeaseLost)
 		}
 	}
 	complete(t, cs[1%len(cs)], m, "hot", w, sampleResponse("pay_"+w), now, time.Hour)
@@ -610,7 +610,7 @@ func idemMerchantIsolation(t *testing.T, r *idemRun) {
 	// The same key for another merchant is another key, even with another payload.
 	begin(t, s, idemReq(mb, "order-1", "fp-b", "tb", "pay_b", r.at(0)), driver.Acquired)
 	ctx := context.Background()
-	wantErr(t, "cross-merchant Complete", s.Complete(ctx, mb, "order-1", "ta", sampleResponse("x"), r.at(time.Second), time.Hour), driver.ErrLeaseLost)
+	wantErr(t, "cross-merchant Complete", s.Complete(ctx, driver.CompleteRequest{Merchant: mb, Key: "order-1", Token: "ta", Response: sampleResponse("x"), Now: r.at(time.Second), TTL: time.Hour}), driver.ErrLeaseLost)
 	wantErr(t, "cross-merchant Release", s.Release(ctx, mb, "order-1", "ta"), driver.ErrLeaseLost)
 	complete(t, s, ma, "order-1", "ta", sampleResponse("pay_a"), r.at(time.Second), time.Hour)
 	begin(t, s, idemReq(mb, "order-1", "fp-b", "tb2", "x", r.at(2*time.Second)), driver.InProgress)
@@ -654,8 +654,8 @@ func idemContextCancellation(t *testing.T, r *idemRun) {
 	wantErr(t, "Begin past its deadline", err, context.DeadlineExceeded)
 	// Nothing was claimed by the cancelled calls.
 	begin(t, s, idemReq(m, "k", "fp", "t2", "pay_2", r.at(0)), driver.Acquired)
-	wantErr(t, "Complete with a cancelled context", s.Complete(cancelled, m, "k", "t2", sampleResponse("x"), r.at(time.Second), time.Hour), context.Canceled)
-	wantErr(t, "Extend with a cancelled context", s.Extend(cancelled, m, "k", "t2", r.at(time.Second), time.Minute), context.Canceled)
+	wantErr(t, "Complete with a cancelled context", s.Complete(cancelled, driver.CompleteRequest{Merchant: m, Key: "k", Token: "t2", Response: sampleResponse("x"), Now: r.at(time.Second), TTL: time.Hour}), context.Canceled)
+	wantErr(t, "Extend with a cancelled context", s.Extend(cancelled, driver.ExtendRequest{Merchant: m, Key: "k", Token: "t2", Now: r.at(time.Second), Lease: time.Minute}), context.Canceled)
 	wantErr(t, "Release with a cancelled context", s.Release(cancelled, m, "k", "t2"), context.Canceled)
 	// None of them took effect: the lease still holds and its owner completes.
 	res := begin(t, s, idemReq(m, "k", "fp", "t3", "pay_3", r.at(2*time.Second)), driver.InProgress)
@@ -805,7 +805,7 @@ func idemAdmin(t *testing.T, r *idemRun) {
 	_, err = a.Get(ctx, ma, "k2")
 	wantErr(t, "Get deleted", err, driver.ErrNotFound)
 	wantErr(t, "Delete twice", a.Delete(ctx, ip2), driver.ErrLeaseLost)
-	wantErr(t, "owner Complete after Delete", s.Complete(ctx, ma, "k2", "t2b", sampleResponse("x"), r.at(time.Minute), time.Hour), driver.ErrLeaseLost)
+	wantErr(t, "owner Complete after Delete", s.Complete(ctx, driver.CompleteRequest{Merchant: ma, Key: "k2", Token: "t2b", Response: sampleResponse("x"), Now: r.at(time.Minute), TTL: time.Hour}), driver.ErrLeaseLost)
 	begin(t, s, idemReq(ma, "k2", "fp-new", "t2c", "pay_new", r.at(time.Minute)), driver.Acquired)
 
 	// A completed record replaced since it was read (expired, reused) is kept.
@@ -851,8 +851,8 @@ func idemClosed(t *testing.T, r *idemRun) {
 	}
 	_, err = s.Begin(ctx, idemReq(m, "k2", "fp", "t", "p", r.at(0)))
 	wantErr(t, "Begin after Close", err, driver.ErrClosed)
-	wantErr(t, "Complete after Close", s.Complete(ctx, m, "k", "t", sampleResponse("x"), r.at(0), time.Hour), driver.ErrClosed)
-	wantErr(t, "Extend after Close", s.Extend(ctx, m, "k", "t", r.at(0), time.Minute), driver.ErrClosed)
+	wantErr(t, "Complete after Close", s.Complete(ctx, driver.CompleteRequest{Merchant: m, Key: "k", Token: "t", Response: sampleResponse("x"), Now: r.at(0), TTL: time.Hour}), driver.ErrClosed)
+	wantErr(t, "Extend after Close", s.Extend(ctx, driver.ExtendRequest{Merchant: m, Key: "k", Token: "t", Now: r.at(0), Lease: time.Minute}), driver.ErrClosed)
 	wantErr(t, "Release after Close", s.Release(ctx, m, "k", "t"), driver.ErrClosed)
 	if a, ok := s.(driver.Admin); ok {
 		_, err = a.List(ctx, driver.Filter{})
@@ -912,7 +912,7 @@ func BenchmarkIdempotencyStore(b *testing.B, h IdempotencyHarness) {
 					b.Errorf("Begin: %v %v", res, err)
 					return
 				}
-				if err := s.Complete(ctx, m, k, "t", resp, now, time.Hour); err != nil {
+				if err := s.Complete(ctx, driver.CompleteRequest{Merchant: m, Key: k, Token: "t", Response: resp, Now: now, TTL: time.Hour}); err != nil {
 					b.Errorf("Complete: %v", err)
 					return
 				}
@@ -926,7 +926,7 @@ func BenchmarkIdempotencyStore(b *testing.B, h IdempotencyHarness) {
 		ResourceID: "pay", Lease: time.Minute, TTL: time.Hour, Now: now}); err != nil {
 		b.Fatal(err)
 	}
-	if err := s.Complete(ctx, m, "replayed", "t", resp, now, time.Hour); err != nil {
+	if err := s.Complete(ctx, driver.CompleteRequest{Merchant: m, Key: "replayed", Token: "t", Response: resp, Now: now, TTL: time.Hour}); err != nil {
 		b.Fatal(err)
 	}
 	b.Run("Replay", func(b *testing.B) {
@@ -1022,7 +1022,7 @@ func idemHostileStrings(t *testing.T, r *idemRun) {
 				refusals = append(refusals, what)
 				// Nothing was stored: the owner's writes find no lease.
 				cerr := hostileCall(func() error {
-					return s.Complete(ctx, req.Merchant, req.Key, req.Token, sampleResponse("x"), r.at(time.Second), time.Hour)
+					return s.Complete(ctx, driver.CompleteRequest{Merchant: req.Merchant, Key: req.Key, Token: req.Token, Response: sampleResponse("x"), Now: r.at(time.Second), TTL: time.Hour})
 				})
 				if !errors.Is(cerr, driver.ErrLeaseLost) && !errors.Is(cerr, driver.ErrInvalidInput) {
 					t.Errorf("Complete after a refused Begin with %s: %v, want ErrLeaseLost or ErrInvalidInput", what, cerr)
@@ -1065,7 +1065,7 @@ func idemHostileStrings(t *testing.T, r *idemRun) {
 			}
 			resp := sampleResponse("pay_1")
 			if err := hostileCall(func() error {
-				return s.Complete(ctx, req.Merchant, req.Key, req.Token, resp, r.at(2*time.Second), time.Hour)
+				return s.Complete(ctx, driver.CompleteRequest{Merchant: req.Merchant, Key: req.Key, Token: req.Token, Response: resp, Now: r.at(2 * time.Second), TTL: time.Hour})
 			}); err != nil {
 				t.Errorf("Complete after Begin with %s: %v", what, err)
 				continue
@@ -1111,7 +1111,9 @@ func idemHostileStrings(t *testing.T, r *idemRun) {
 			k := fmt.Sprintf("hostile-%d", n)
 			begin(t, s, idemReq(m, k, "fp", "tok", "pay_1", r.at(0)), driver.Acquired)
 			resp := f.resp(hv.Value)
-			err := hostileCall(func() error { return s.Complete(ctx, m, k, "tok", resp, r.at(time.Second), time.Hour) })
+			err := hostileCall(func() error {
+				return s.Complete(ctx, driver.CompleteRequest{Merchant: m, Key: k, Token: "tok", Response: resp, Now: r.at(time.Second), TTL: time.Hour})
+			})
 			if hostileRefusal(t, driver.ErrInvalidInput, "Complete with "+what, hv.Value, err) {
 				refusals = append(refusals, what)
 				// Nothing was stored: the record is still in progress and

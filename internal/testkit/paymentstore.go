@@ -183,8 +183,8 @@ func storeRoundTrip(t *testing.T, _ PaymentStoreHarness, s payments.Store) {
 	}
 	storeEqual(t, "minimal payment", got, m)
 	_, err = s.Get(ctx, "acme", "pay_missing")
-	if !errors.Is(err, payments.ErrStoreNotFound) {
-		t.Errorf("Get missing: %v, want ErrStoreNotFound", err)
+	if !errors.Is(err, payments.ErrNotFound) {
+		t.Errorf("Get missing: %v, want ErrNotFound", err)
 	}
 }
 
@@ -214,14 +214,14 @@ func storeMerchantScoping(t *testing.T, _ PaymentStoreHarness, s payments.Store)
 	if err := s.Create(ctx, p); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Get(ctx, "globex", "pay_scoped"); !errors.Is(err, payments.ErrStoreNotFound) {
-		t.Errorf("Get by another merchant: %v, want ErrStoreNotFound", err)
+	if _, err := s.Get(ctx, "globex", "pay_scoped"); !errors.Is(err, payments.ErrNotFound) {
+		t.Errorf("Get by another merchant: %v, want ErrNotFound", err)
 	}
 	q := p.Clone()
 	q.Merchant = "globex"
 	q.Status = payments.StatusVoided
-	if err := s.Update(ctx, q); !errors.Is(err, payments.ErrStoreNotFound) {
-		t.Errorf("Update by another merchant: %v, want ErrStoreNotFound", err)
+	if err := s.Update(ctx, q); !errors.Is(err, payments.ErrNotFound) {
+		t.Errorf("Update by another merchant: %v, want ErrNotFound", err)
 	}
 	got, err := s.Get(ctx, "acme", "pay_scoped")
 	if err != nil || got.Status != payments.StatusAuthorized || got.Version != 1 {
@@ -264,8 +264,8 @@ func storeOptimisticUpdate(t *testing.T, _ PaymentStoreHarness, s payments.Store
 	}
 	missing := storePayment("pay_nope", "acme", payments.StatusPending, storeT0)
 	missing.Version = 1
-	if err := s.Update(ctx, missing); !errors.Is(err, payments.ErrStoreNotFound) {
-		t.Errorf("Update of a missing payment: %v, want ErrStoreNotFound", err)
+	if err := s.Update(ctx, missing); !errors.Is(err, payments.ErrNotFound) {
+		t.Errorf("Update of a missing payment: %v, want ErrNotFound", err)
 	}
 	// Several updates in a row.
 	for i := range 3 {
@@ -425,7 +425,7 @@ func storeContextCancellation(t *testing.T, _ PaymentStoreHarness, s payments.St
 	if err := s.Create(ctx, p); !errors.Is(err, context.Canceled) {
 		t.Errorf("Create with a cancelled context: %v, want context.Canceled", err)
 	}
-	if _, err := s.Get(context.Background(), "acme", "pay_ctx"); !errors.Is(err, payments.ErrStoreNotFound) {
+	if _, err := s.Get(context.Background(), "acme", "pay_ctx"); !errors.Is(err, payments.ErrNotFound) {
 		t.Errorf("the cancelled Create stored the payment: %v", err)
 	}
 	if _, err := s.Get(ctx, "acme", "pay_ctx"); !errors.Is(err, context.Canceled) {
@@ -705,8 +705,8 @@ func storeHostileStrings(t *testing.T, _ PaymentStoreHarness, s payments.Store) 
 			var got *payments.Payment
 			gerr := hostileCall(func() (err error) { got, err = s.Get(ctx, p.Merchant, p.ID); return err })
 			switch {
-			case refused && !errors.Is(gerr, payments.ErrStoreNotFound):
-				t.Errorf("Get after a refused Create with %s: %v, want ErrStoreNotFound (nothing stored)", what, gerr)
+			case refused && !errors.Is(gerr, payments.ErrNotFound):
+				t.Errorf("Get after a refused Create with %s: %v, want ErrNotFound (nothing stored)", what, gerr)
 			case !refused && gerr != nil:
 				t.Errorf("Get after Create with %s: %v", what, gerr)
 			case !refused:

@@ -20,7 +20,7 @@
 // NUL byte or invalid UTF-8 in any string, or an id or status longer than
 // MaxIndexedBytes, is refused before the round trip with an error matching
 // payments.ErrStoreInvalid (naming the field, never quoting the value), and
-// Get by such an id or merchant returns payments.ErrStoreNotFound. Server
+// Get by such an id or merchant returns payments.ErrNotFound. Server
 // errors caused by the values sent (SQLSTATE class 22, 54000) match
 // payments.ErrStoreInvalid too; every other failure is an outage.
 //
@@ -48,8 +48,10 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/payrail/payrail/internal/dbtel"
 	"github.com/payrail/payrail/internal/pgtext"
 	"github.com/payrail/payrail/payments"
+	"github.com/payrail/payrail/telemetry"
 )
 
 func init() { payments.RegisterStore("postgres", opener{}) }
@@ -154,12 +156,25 @@ type Option func(*Store)
 // WithTable sets the table name (default DefaultTable).
 func WithTable(name string) Option { return func(s *Store) { s.table = name } }
 
+// WithTelemetry sets the OpenTelemetry providers of the store's spans and
+// metrics (default, and nil fields: the application's globals). The store
+// follows the database client conventions: a client span per operation
+// ("INSERT payments", "SELECT payments", "UPDATE payments") and the
+// histogram db.client.operation.duration, with db.system.name postgresql,
+// db.operation.name, db.collection.name (the table) and error.type
+// (not_found, conflict, invalid_input, canceled, timeout, _OTHER) on
+// failure. Payment data is never recorded.
+func WithTelemetry(t telemetry.Providers) Option { return func(s *Store) { s.providers = t } }
+
 // Store is the PostgreSQL payment store; it implements payments.Store.
 type Store struct {
 	pool    *pgxpool.Pool
 	ownPool bool
 	table   string
 	closed  atomic.Bool
+
+	providers telemetry.Providers
+	tel       *dbtel.Telemetry
 
 	qCreate, qGet, qUpdate, qStale string
 }
@@ -222,6 +237,8 @@ func New(ctx context.Context, pool *pgxpool.Pool, opts ...Option) (*Store, error
 	if err := validTable(s.table); err != nil {
 		return nil, err
 	}
+	s.tel = dbtel.New(dbtel.Config{Providers: s.providers, Scope: "github.com/payrail/payrail/payments/postgres",
+		System: "postgresql", Collection: s.table, Ops: opNames[:], Errors: errorClasses})
 	var exists bool
 	if err := pool.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, s.table).Scan(&exists); err != nil {
 		return nil, fmt.Errorf("postgres: checking table %s: %w", s.table, ctxErr(ctx, err))
@@ -322,7 +339,7 @@ func validate(p *payments.Payment) error {
 }
 
 // storable reports whether a payment with this id and merchant could be
-// stored; Get answers ErrStoreNotFound for the others without asking.
+// stored; Get answers ErrNotFound for the others without asking.
 func storable(merchant, id string) bool {
 	return pgtext.Problem(id, MaxIndexedBytes) == "" && pgtext.Problem(merchant, 0) == ""
 }
@@ -360,8 +377,49 @@ func encode(p *payments.Payment) ([]byte, error) {
 	return b, nil
 }
 
+// Store operations, as db.operation.name.
+const (
+	opCreate = iota
+	opGet
+	opUpdate
+	opListStale
+)
+
+var opNames = [...]string{opCreate: "INSERT", opGet: "SELECT", opUpdate: "UPDATE", opListStale: "SELECT"}
+
+// errorClasses are the store's error.type values.
+var errorClasses = []dbtel.ErrorClass{
+	{Err: payments.ErrNotFound, Type: "not_found"}, {Err: payments.ErrStoreConflict, Type: "conflict"},
+	{Err: payments.ErrStoreInvalid, Type: "invalid_input"},
+}
+
 // Create implements payments.Store.
 func (s *Store) Create(ctx context.Context, p *payments.Payment) error {
+	ctx, op := s.tel.Start(ctx, opCreate)
+	return s.tel.End(ctx, op, s.create(ctx, p))
+}
+
+// Get implements payments.Store.
+func (s *Store) Get(ctx context.Context, merchant, id string) (*payments.Payment, error) {
+	ctx, op := s.tel.Start(ctx, opGet)
+	p, err := s.get(ctx, merchant, id)
+	return p, s.tel.End(ctx, op, err)
+}
+
+// Update implements payments.Store.
+func (s *Store) Update(ctx context.Context, p *payments.Payment) error {
+	ctx, op := s.tel.Start(ctx, opUpdate)
+	return s.tel.End(ctx, op, s.update(ctx, p))
+}
+
+// ListStale implements payments.Store.
+func (s *Store) ListStale(ctx context.Context, statuses []payments.Status, before time.Time, limit int) ([]*payments.Payment, error) {
+	ctx, op := s.tel.Start(ctx, opListStale)
+	ps, err := s.listStale(ctx, statuses, before, limit)
+	return ps, s.tel.End(ctx, op, err)
+}
+
+func (s *Store) create(ctx context.Context, p *payments.Payment) error {
 	if err := s.check(ctx); err != nil {
 		return err
 	}
@@ -397,13 +455,12 @@ func decode(doc []byte, version int64) (*payments.Payment, error) {
 	return p, nil
 }
 
-// Get implements payments.Store.
-func (s *Store) Get(ctx context.Context, merchant, id string) (*payments.Payment, error) {
+func (s *Store) get(ctx context.Context, merchant, id string) (*payments.Payment, error) {
 	if err := s.check(ctx); err != nil {
 		return nil, err
 	}
 	if !storable(merchant, id) {
-		return nil, payments.ErrStoreNotFound
+		return nil, payments.ErrNotFound
 	}
 	var (
 		doc     []byte
@@ -411,7 +468,7 @@ func (s *Store) Get(ctx context.Context, merchant, id string) (*payments.Payment
 	)
 	err := s.pool.QueryRow(ctx, s.qGet, id, merchant).Scan(&doc, &version)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, payments.ErrStoreNotFound
+		return nil, payments.ErrNotFound
 	}
 	if err != nil {
 		return nil, s.fail(ctx, "get", err)
@@ -419,8 +476,7 @@ func (s *Store) Get(ctx context.Context, merchant, id string) (*payments.Payment
 	return decode(doc, version)
 }
 
-// Update implements payments.Store.
-func (s *Store) Update(ctx context.Context, p *payments.Payment) error {
+func (s *Store) update(ctx context.Context, p *payments.Payment) error {
 	if err := s.check(ctx); err != nil {
 		return err
 	}
@@ -444,11 +500,10 @@ func (s *Store) Update(ctx context.Context, p *payments.Payment) error {
 	case exists:
 		return payments.ErrStoreConflict
 	}
-	return payments.ErrStoreNotFound
+	return payments.ErrNotFound
 }
 
-// ListStale implements payments.Store.
-func (s *Store) ListStale(ctx context.Context, statuses []payments.Status, before time.Time, limit int) ([]*payments.Payment, error) {
+func (s *Store) listStale(ctx context.Context, statuses []payments.Status, before time.Time, limit int) ([]*payments.Payment, error) {
 	if err := s.check(ctx); err != nil {
 		return nil, err
 	}

@@ -155,12 +155,12 @@ func fixture(t *testing.T, s *idempotency.Store, m string) {
 	}
 	resp := &idempotency.Response{StatusCode: 201, Header: map[string]string{"Content-Type": "application/json"}, Body: []byte(`{"id":"pay_live"}`)}
 	tok := begin("live", "pay_live", now, time.Minute)
-	if err := s.Complete(ctx, m, "live", tok, resp, now, time.Hour); err != nil {
+	if err := s.Complete(ctx, idempotency.CompleteRequest{Merchant: m, Key: "live", Token: tok, Response: resp, Now: now, TTL: time.Hour}); err != nil {
 		t.Fatal(err)
 	}
 	// Expired a minute ago (DynamoDB's TTL would delete an item long expired).
 	tok = begin("old", "pay_old", now.Add(-61*time.Minute), time.Minute)
-	if err := s.Complete(ctx, m, "old", tok, resp, now.Add(-61*time.Minute), time.Hour); err != nil {
+	if err := s.Complete(ctx, idempotency.CompleteRequest{Merchant: m, Key: "old", Token: tok, Response: resp, Now: now.Add(-61 * time.Minute), TTL: time.Hour}); err != nil {
 		t.Fatal(err)
 	}
 	begin("crashed", "pay_crashed", now.Add(-time.Minute), 10*time.Second)

@@ -240,7 +240,7 @@ func Check(ctx context.Context, store payments.Store, charges []Charge, answers 
 			switch {
 			case err == nil:
 				s.pay = p
-			case !errors.Is(err, payments.ErrStoreNotFound):
+			case !errors.Is(err, payments.ErrNotFound):
 				readErr = errors.Join(readErr, fmt.Errorf("chaos: reading payment %s: %w", id, err))
 			}
 		})

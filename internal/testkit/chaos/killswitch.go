@@ -122,11 +122,11 @@ func (k *KillIdempotency) Begin(ctx context.Context, r *idemdriver.BeginRequest)
 }
 
 // Complete implements idempotency/driver.Store.
-func (k *KillIdempotency) Complete(ctx context.Context, merchant, key, token string, resp *idemdriver.Response, now time.Time, ttl time.Duration) error {
+func (k *KillIdempotency) Complete(ctx context.Context, r idemdriver.CompleteRequest) error {
 	if err := k.sw.check(); err != nil {
 		return err
 	}
-	return errors.Join(k.Store.Complete(ctx, merchant, key, token, resp, now, ttl), k.sw.check())
+	return errors.Join(k.Store.Complete(ctx, r), k.sw.check())
 }
 
 // Release implements idempotency/driver.Store.
@@ -138,11 +138,11 @@ func (k *KillIdempotency) Release(ctx context.Context, merchant, key, token stri
 }
 
 // Extend implements idempotency/driver.Store.
-func (k *KillIdempotency) Extend(ctx context.Context, merchant, key, token string, now time.Time, lease time.Duration) error {
+func (k *KillIdempotency) Extend(ctx context.Context, r idemdriver.ExtendRequest) error {
 	if err := k.sw.check(); err != nil {
 		return err
 	}
-	return errors.Join(k.Store.Extend(ctx, merchant, key, token, now, lease), k.sw.check())
+	return errors.Join(k.Store.Extend(ctx, r), k.sw.check())
 }
 
 // KillTopic wraps a bus driver topic with a switch, and publishes a
