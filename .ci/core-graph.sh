@@ -7,9 +7,11 @@
 # and every line of it takes part in the embedder's version selection).
 # Builds a scratch embedder outside the repository, outside the workspace,
 # with the checkout replacing github.com/payrail/payrail.
+# 26 since the SDK's back-off is github.com/cenkalti/backoff/v5 (no
+# dependencies of its own) instead of a hand-written copy of it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-max=25
+max=26
 root=$PWD
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT

@@ -8,7 +8,10 @@ replace github.com/payrail/payrail => ../..
 
 require github.com/jackc/pgx/v5 v5.12.0
 
-require github.com/sony/gobreaker/v2 v2.4.0 // indirect
+require (
+	github.com/cenkalti/backoff/v5 v5.0.3 // indirect
+	github.com/sony/gobreaker/v2 v2.4.0 // indirect
+)
 
 require (
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect

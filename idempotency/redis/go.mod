@@ -9,6 +9,7 @@ replace github.com/payrail/payrail => ../..
 require github.com/redis/go-redis/v9 v9.23.0
 
 require (
+	github.com/cenkalti/backoff/v5 v5.0.3 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/go-json-experiment/json v1.27.2 // indirect
 	github.com/go-logr/logr v1.4.4 // indirect

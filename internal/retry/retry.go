@@ -1,20 +1,16 @@
 // Package retry is the SDK's one back-off: exponential, capped and
-// randomised. It serves both kinds of retry loop the SDK has: those that
-// keep state between attempts (New) and those that only know the attempt
-// number, such as a redelivery's delivery count or a payment's
+// randomised, on github.com/cenkalti/backoff/v5's ExponentialBackOff (the
+// cap bounds the delay before randomisation; the randomised delay lies
+// within ±Jitter of it). It serves both kinds of retry loop the SDK has:
+// those that keep state between attempts (New) and those that only know the
+// attempt number, such as a redelivery's delivery count or a payment's
 // reconciliation attempts (Delay).
-//
-// Its semantics are those of github.com/cenkalti/backoff/v5's
-// ExponentialBackOff (the cap bounds the delay before randomisation; the
-// randomised delay lies within ±Jitter of it), and Backoff has that
-// library's NextBackOff/Reset methods. The library itself is not imported:
-// it would be the 26th module of an embedder's graph for the SDK core, whose
-// budget is 25 (.ci/core-graph.sh), for some twenty lines of arithmetic.
 package retry
 
 import (
-	"math/rand/v2"
 	"time"
+
+	"github.com/cenkalti/backoff/v5"
 )
 
 // Policy is an exponential back-off: the delay after attempt n (1-based) is
@@ -33,15 +29,25 @@ type Policy struct {
 	Jitter float64
 }
 
+// maxSteps bounds how many times Delay grows the delay: enough to reach any
+// cap from any start with any multiplier the SDK uses.
+const maxSteps = 4096
+
 // Delay returns the randomised delay after failed attempt number attempt
 // (1-based; less than 1 counts as 1). It allocates nothing.
 func (p Policy) Delay(attempt int) time.Duration {
-	b := Backoff{p: p}
-	b.Reset()
+	var b Backoff
+	p.init(&b)
 	if p.Multiplier > 1 {
-		for i := 1; i < attempt && b.cur < p.Max; i++ {
-			b.grow()
+		// Grow without randomising: the library randomises each value it
+		// returns, from the current (capped) delay, which only grows.
+		grow := p.exponential(0)
+		grow.Reset()
+		for i := 1; i < min(attempt, maxSteps); i++ {
+			_ = grow.NextBackOff()
 		}
+		b.b.InitialInterval = grow.NextBackOff()
+		b.b.Reset()
 	}
 	return b.NextBackOff()
 }
@@ -49,39 +55,36 @@ func (p Policy) Delay(attempt int) time.Duration {
 // New returns the policy's back-off for a loop that keeps it between
 // attempts: NextBackOff after each failure, Reset after a success.
 func (p Policy) New() *Backoff {
-	b := &Backoff{p: p}
-	b.Reset()
+	b := &Backoff{}
+	p.init(b)
 	return b
+}
+
+// exponential returns the library's back-off for p with the given
+// randomisation factor.
+func (p Policy) exponential(jitter float64) backoff.ExponentialBackOff {
+	return backoff.ExponentialBackOff{
+		InitialInterval:     min(p.Initial, p.Max),
+		RandomizationFactor: jitter,
+		Multiplier:          max(p.Multiplier, 1),
+		MaxInterval:         p.Max,
+	}
+}
+
+func (p Policy) init(b *Backoff) {
+	b.b = p.exponential(p.Jitter)
+	b.b.Reset()
 }
 
 // Backoff is the state of a Policy's back-off between attempts. It is not
 // safe for concurrent use.
 type Backoff struct {
-	p   Policy
-	cur time.Duration // the next delay before randomisation
+	b backoff.ExponentialBackOff
 }
 
 // Reset starts the sequence again from the policy's Initial delay.
-func (b *Backoff) Reset() { b.cur = min(b.p.Initial, b.p.Max) }
+func (b *Backoff) Reset() { b.b.Reset() }
 
 // NextBackOff returns the delay before the next attempt and grows the
 // following one.
-func (b *Backoff) NextBackOff() time.Duration {
-	d := b.cur
-	if b.p.Multiplier > 1 {
-		b.grow()
-	}
-	if j := b.p.Jitter; j > 0 {
-		return time.Duration(float64(d) * (1 - j + 2*j*rand.Float64()))
-	}
-	return d
-}
-
-// grow multiplies the current delay, up to Max.
-func (b *Backoff) grow() {
-	if float64(b.cur) >= float64(b.p.Max)/b.p.Multiplier {
-		b.cur = b.p.Max
-	} else {
-		b.cur = time.Duration(float64(b.cur) * b.p.Multiplier)
-	}
-}
+func (b *Backoff) NextBackOff() time.Duration { return b.b.NextBackOff() }
