@@ -1,11 +1,15 @@
 package opsctl_test
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/spf13/pflag"
 
 	"github.com/payrail/payrail/examples/internal/opsctl"
 )
@@ -109,7 +113,8 @@ func TestDocumentedInvocations(t *testing.T) {
 			what := filepath.Base(path) + ": opsctl " + strings.Join(args, " ")
 			root := opsctl.CommandTree(opsctl.Env{})
 			cmd, rest, err := root.Find(args)
-			if err != nil || cmd == root || cmd.HasSubCommands() {
+			onlyFlags := len(rest) > 0 && !slices.ContainsFunc(rest, func(a string) bool { return !strings.HasPrefix(a, "-") })
+			if err != nil || (cmd == root && !onlyFlags) || (cmd != root && cmd.HasSubCommands()) {
 				t.Errorf("%s: names no command (found %q, %v)", what, cmd.CommandPath(), err)
 				continue
 			}
@@ -127,12 +132,13 @@ func TestDocumentedInvocations(t *testing.T) {
 					rest[i] = "1s"
 				}
 			}
-			if err := cmd.ParseFlags(rest); err != nil {
+			err = cmd.ParseFlags(rest)
+			if err != nil && !errors.Is(err, pflag.ErrHelp) {
 				t.Errorf("%s: %v", what, err)
 				continue
 			}
-			if err := cmd.ValidateArgs(cmd.Flags().Args()); err != nil {
-				t.Errorf("%s: %v", what, err)
+			if err == nil && cmd.ValidateArgs(cmd.Flags().Args()) != nil { // (a request for help takes none)
+				t.Errorf("%s: %v", what, cmd.ValidateArgs(cmd.Flags().Args()))
 			}
 			sampled := append(append(pathArgs(cmd), rest...), "--help")
 			code, out, errOut := run(t, map[string]string{}, sampled...)
@@ -145,4 +151,28 @@ func TestDocumentedInvocations(t *testing.T) {
 		t.Errorf("found only %d documented invocations; is the extraction broken?", seen)
 	}
 	t.Logf("%d documented invocations checked", seen)
+}
+
+// TestReferenceCoversTheTree checks that docs/opsctl.md has a section for
+// every command and mentions every flag.
+func TestReferenceCoversTheTree(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join(repoRoot, "docs", "opsctl.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(b)
+	for _, c := range commands(opsctl.CommandTree(opsctl.Env{})) {
+		if c.HasSubCommands() || c.Name() == "help" {
+			continue
+		}
+		path := strings.Join(pathArgs(c), " ")
+		if c.Name() != "completion" && !strings.Contains(doc, "\n### "+path+"\n") {
+			t.Errorf("docs/opsctl.md has no section ### %s", path)
+		}
+		c.Flags().VisitAll(func(f *pflag.Flag) {
+			if f.Name != "help" && !strings.Contains(doc, "--"+f.Name) {
+				t.Errorf("docs/opsctl.md does not mention %s --%s", path, f.Name)
+			}
+		})
+	}
 }

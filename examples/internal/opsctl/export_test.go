@@ -11,7 +11,9 @@ import (
 // it.
 func CommandTree(env Env) *cobra.Command {
 	c := &cli{Env: env, ctx: context.Background()}
-	return c.command()
+	root := c.command()
+	root.InitDefaultHelpCmd() // as Execute does
+	return root
 }
 
 // SetTerminal replaces the terminal test of the progress bars until the
