@@ -9,8 +9,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/payrail/payrail/bus"
-	"github.com/payrail/payrail/bus/kafka"
-	"github.com/payrail/payrail/bus/pubsub"
 	"github.com/payrail/payrail/bus/snssqs"
 	"github.com/payrail/payrail/examples/internal/config"
 )
@@ -167,7 +165,7 @@ func (c *cli) busProvision(p *provisionFlags, doApply bool) error {
 			changed++
 		}
 	}
-	if sch == pubsub.Scheme {
+	if sch == config.AdapterPubSub {
 		rep.Notes = append(rep.Notes, "on Google Cloud, grant Pub/Sub's service agent roles/pubsub.publisher on the dead-letter topic and roles/pubsub.subscriber on the subscription (see pubsub.Provision)")
 	}
 	if werr := c.printProvision(p.out, rep); werr != nil {
@@ -184,10 +182,12 @@ func (c *cli) busProvision(p *provisionFlags, doApply bool) error {
 
 // withDeadLetter names the dead-letter topic in the subscription URL of
 // the buses whose subscription records it (Pub/Sub's dead-letter policy).
+// The schemes are the adapter names: opsctl does not import a driver for
+// its constants, so that the payrail_no_<driver> build tags leave it out.
 func withDeadLetter(subURL, sch, name string) (string, error) {
 	switch sch {
-	case pubsub.Scheme:
-	case kafka.Scheme:
+	case config.AdapterPubSub:
+	case config.AdapterKafka:
 		return "", usagef("--dead-letter-topic: the kafka worker finds its dead-letter topic in its subscription URL, not on the broker: set dlq=%s in BUS_SUBSCRIPTION_URL, for opsctl and the worker alike", name)
 	default:
 		return "", usagef("--dead-letter-topic: the %s bus has a dead-letter queue of its own, which cannot be named", sch)
