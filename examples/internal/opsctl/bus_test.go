@@ -52,6 +52,12 @@ func TestBusProvisionPubSub(t *testing.T) {
 		t.Fatal("the dry run created the topic")
 	}
 
+	// The dead-letter topic named: the subscription records it.
+	code, out, errOut = run(t, env, "bus", "provision", "--dead-letter-topic", "payments-dead")
+	if code != opsctl.ExitOK || !strings.Contains(out, "projects/ops-test/topics/payments-dead") {
+		t.Errorf("--dead-letter-topic dry run = %d:\n%s%s", code, out, errOut)
+	}
+
 	// Apply, with a policy of 7 attempts.
 	code, out, errOut = run(t, env, "bus", "provision", "--apply", "--max-attempts", "7")
 	if code != opsctl.ExitOK {
@@ -107,6 +113,10 @@ func TestBusProvisionKafka(t *testing.T) {
 	code, out, errOut = run(t, env, "bus", "provision", "--partitions", "3", "--apply")
 	if code != opsctl.ExitOK || strings.Count(out, "exists") != 2 {
 		t.Fatalf("second apply = %d:\n%s%s; want both topics existing", code, out, errOut)
+	}
+	// The kafka worker reads its dead-letter topic from its own URL: naming it here is refused.
+	if code, _, errOut := run(t, env, "bus", "provision", "--dead-letter-topic", "dead"); code != opsctl.ExitUsage || !strings.Contains(errOut, "dlq=dead") {
+		t.Errorf("kafka --dead-letter-topic = %d %s; want a usage error naming dlq=", code, errOut)
 	}
 	// Another partition count: a conflict, reported, not applied.
 	if code, _, errOut := run(t, env, "bus", "provision", "--partitions", "5", "--apply"); code == opsctl.ExitOK || !strings.Contains(errOut, "partitions") {

@@ -44,7 +44,7 @@ func TestBusDLQ(t *testing.T) {
 	deadLetterAll(t, ctx, topicURL, subURL, cmds, "gateway rejected the merchant's credentials")
 
 	code, out, errOut := dlqRun(t, env, "bus", "stats")
-	if f := strings.Fields(strings.TrimSpace(out)); code != opsctl.ExitOK || !strings.Contains(out, "DEAD LETTERS") || len(f) < 2 || f[len(f)-2] != "2" {
+	if f := strings.Fields(strings.TrimSpace(out)); code != opsctl.ExitOK || !strings.Contains(out, "DEAD_LETTERS") || len(f) < 2 || f[len(f)-2] != "2" {
 		t.Fatalf("bus stats: %d\n%s%s", code, out, errOut)
 	}
 	code, out, errOut = dlqRun(t, env, "bus", "dlq", "ls")
@@ -111,7 +111,7 @@ func TestBusDLQRefusals(t *testing.T) {
 		want string
 	}{
 		"in-memory bus": {map[string]string{"MESSAGE_BUS_ADAPTER": "inmemory"}, []string{"bus", "dlq", "ls"}, "lives inside the server process"},
-		"no subcommand": {map[string]string{"MESSAGE_BUS_ADAPTER": "inmemory"}, []string{"bus", "dlq"}, "unknown command"},
+		"no subcommand": {map[string]string{"MESSAGE_BUS_ADAPTER": "inmemory"}, []string{"bus", "dlq"}, "needs a command: ls, redrive"},
 		"bad limit":     {map[string]string{"MESSAGE_BUS_ADAPTER": "inmemory"}, []string{"bus", "dlq", "ls", "--limit", "0"}, "--limit must be positive"},
 		"argument":      {map[string]string{"MESSAGE_BUS_ADAPTER": "inmemory"}, []string{"bus", "stats", "extra"}, "takes no arguments"},
 		"missing vars":  {map[string]string{"MESSAGE_BUS_ADAPTER": "kafka"}, []string{"bus", "stats"}, "KAFKA_BROKERS"},

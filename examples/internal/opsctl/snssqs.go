@@ -5,7 +5,6 @@ import (
 	"net/url"
 	"path"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
@@ -14,97 +13,100 @@ import (
 	"github.com/payrail/payrail/examples/internal/config"
 )
 
-// UsageSNSSQS is the help text of bus provision with
-// MESSAGE_BUS_ADAPTER=sns-sqs.
-const UsageSNSSQS = `  bus provision [--name N] [--fifo] [--raw=false] [--no-topic] [--max-receive-count N]
-                [--visibility D] [--apply]
-               (MESSAGE_BUS_ADAPTER=sns-sqs) create the SNS topic N, the SQS queue N subscribed
-               to it and its dead-letter queue N-dlq with the redrive policy, and print the
-               PAYMENTS_TOPIC_ARN / PAYMENTS_QUEUE_URL / QUEUE_TYPE to configure; AWS settings
-               from the SDK's chain (AWS_REGION, AWS_PROFILE, AWS_ENDPOINT_URL for an emulator)
-`
-
-// busProvisionFor runs bus provision for the configured bus: sns-sqs here,
-// every other bus in busProvision (bus.go).
-func (c *cli) busProvisionFor(args []string) error {
-	if c.Config.MessageBusAdapter == config.AdapterSNSSQS || scheme(c.Config.BusSubscriptionURL) == snssqs.Scheme {
-		return c.busProvisionSNSSQS(args)
+// snssqsOptions resolves bus provision's flags for sns-sqs: the defaults
+// from the configuration, and the portable --max-attempts and
+// --ack-deadline as --max-receive-count and --visibility.
+func (c *cli) snssqsOptions(p *provisionFlags) (snssqs.ProvisionOptions, error) {
+	cfg, flags := c.Config, p.cmd.Flags()
+	o := snssqs.ProvisionOptions{Name: p.name, FIFO: p.fifo, RawDelivery: p.raw, NoTopic: p.noTopic,
+		MaxReceiveCount: p.maxReceive, VisibilityTimeout: p.visibility, DLQName: p.deadLetter}
+	if !flags.Changed("name") {
+		o.Name = defaultQueueName(cfg.PaymentsQueueURL)
 	}
-	return c.busProvision(args)
+	if !flags.Changed("fifo") {
+		o.FIFO = cfg.QueueType == config.QueueFIFO
+	}
+	if flags.Changed("max-attempts") {
+		if flags.Changed("max-receive-count") && p.maxAttempts != p.maxReceive {
+			return o, usagef("--max-attempts %d and --max-receive-count %d disagree (on sns-sqs they are the same)", p.maxAttempts, p.maxReceive)
+		}
+		o.MaxReceiveCount = p.maxAttempts
+	} else if !flags.Changed("max-receive-count") {
+		o.MaxReceiveCount = max(5, cfg.MaxAttempts+2)
+	}
+	if flags.Changed("ack-deadline") {
+		if flags.Changed("visibility") && p.ackDeadline != p.visibility {
+			return o, usagef("--ack-deadline %v and --visibility %v disagree (on sns-sqs they are the same)", p.ackDeadline, p.visibility)
+		}
+		o.VisibilityTimeout = p.ackDeadline
+	}
+	if o.MaxReceiveCount < cfg.MaxAttempts {
+		return o, usagef("--max-receive-count %d is below PAYMENTS_MAX_ATTEMPTS %d: SQS would move messages to the dead-letter queue before the worker's last attempt", o.MaxReceiveCount, cfg.MaxAttempts)
+	}
+	if o.VisibilityTimeout < time.Second {
+		return o, usagef("--visibility %v: want at least 1s", o.VisibilityTimeout)
+	}
+	if o.FIFO && o.DLQName != "" && !strings.HasSuffix(o.DLQName, ".fifo") {
+		o.DLQName += ".fifo"
+	}
+	return o, nil
 }
 
 // busProvisionSNSSQS creates the SNS topic, the SQS queue subscribed to it
 // and its dead-letter queue (snssqs.Provision), so that a newcomer can run
-// the server and the worker against an emulator or a sandbox account. Dry
-// run unless --apply: it prints the plan without contacting AWS.
-func (c *cli) busProvisionSNSSQS(args []string) error {
-	cfg := c.Config
-	fs := c.flags("bus provision")
-	name := fs.String("name", defaultQueueName(cfg.PaymentsQueueURL), "base name: the topic and queue N, the dead-letter queue N-dlq (.fifo added on FIFO)")
-	fifo := fs.Bool("fifo", cfg.QueueType == config.QueueFIFO, "FIFO topic and queues (default from QUEUE_TYPE)")
-	raw := fs.Bool("raw", true, "raw message delivery on the subscription")
-	noTopic := fs.Bool("no-topic", false, "no SNS topic: the server publishes straight to the queue")
-	defMax := max(5, cfg.MaxAttempts+2)
-	maxReceive := fs.Int("max-receive-count", defMax, "receives after which SQS moves a message to the dead-letter queue")
-	visibility := fs.Duration("visibility", 30*time.Second, "the queue's visibility timeout (the worker's ack deadline)")
-	apply := fs.Bool("apply", false, "create or update (default: print what would be done)")
-	if err := parseNoArgs(fs, args); err != nil {
+// the server and the worker against an emulator or a sandbox account, and
+// prints the variables to configure. A dry run prints the plan without
+// contacting AWS.
+func (c *cli) busProvisionSNSSQS(p *provisionFlags, doApply bool) error {
+	o, err := c.snssqsOptions(p)
+	if err != nil {
 		return err
-	}
-	if *maxReceive < cfg.MaxAttempts {
-		return usagef("--max-receive-count %d is below PAYMENTS_MAX_ATTEMPTS %d: SQS would move messages to the dead-letter queue before the worker's last attempt", *maxReceive, cfg.MaxAttempts)
-	}
-	if *visibility < time.Second {
-		return usagef("--visibility %v: want at least 1s", *visibility)
-	}
-	o := snssqs.ProvisionOptions{
-		Name: *name, FIFO: *fifo, RawDelivery: *raw, NoTopic: *noTopic,
-		MaxReceiveCount: *maxReceive, VisibilityTimeout: *visibility,
 	}
 	topicName, queueName, dlqName, err := o.Names()
 	if err != nil {
 		return usagef("%v", err)
 	}
-	w := tabwriter.NewWriter(c.Stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(w, "KIND\tNAME\tACTION\tDETAIL")
-	if !*apply {
+	rep := provisionReport{DryRun: !doApply, Bus: snssqs.Scheme, Steps: []provisionStep{}}
+	step := func(kind, name, action, detail string) {
+		rep.Steps = append(rep.Steps, provisionStep{Kind: kind, Name: name, Action: action, Detail: detail})
+	}
+	if !doApply {
+		const would = "would create or update"
 		if topicName != "" {
-			fmt.Fprintf(w, "sns topic\t%s\twould create or update\t%s\n", topicName, map[bool]string{true: "FIFO", false: "standard"}[*fifo])
+			step("sns topic", topicName, would, map[bool]string{true: "FIFO", false: "standard"}[o.FIFO])
 		}
-		fmt.Fprintf(w, "sqs queue\t%s\twould create or update\tdead-letter queue, retention 14 days\n", dlqName)
-		fmt.Fprintf(w, "sqs queue\t%s\twould create or update\tVisibilityTimeout %v, RedrivePolicy maxReceiveCount %d -> %s\n", queueName, *visibility, *maxReceive, dlqName)
+		step("sqs queue", dlqName, would, "dead-letter queue, retention 14 days")
+		step("sqs queue", queueName, would, fmt.Sprintf("VisibilityTimeout %v, RedrivePolicy maxReceiveCount %d -> %s", o.VisibilityTimeout, o.MaxReceiveCount, dlqName))
 		if topicName != "" {
-			fmt.Fprintf(w, "sns subscription\t%s -> %s\twould create\tRawMessageDelivery %t; queue policy lets the topic send\n", topicName, queueName, *raw)
+			step("sns subscription", topicName+" -> "+queueName, "would create", fmt.Sprintf("RawMessageDelivery %t; queue policy lets the topic send", o.RawDelivery))
 		}
-		_ = w.Flush()
-		fmt.Fprintln(c.Stdout, "-- dry run: add --apply to create or update")
-		return nil
+		return c.printProvision(p.out, rep)
 	}
 	awsCfg, err := awsconfig.LoadDefaultConfig(c.ctx)
 	if err != nil {
 		return fmt.Errorf("AWS configuration: %w", err)
 	}
-	p, err := snssqs.Provision(c.ctx, awsCfg, o)
+	pr, err := snssqs.Provision(c.ctx, awsCfg, o)
 	if err != nil {
 		return err
 	}
-	if p.TopicARN != "" {
-		fmt.Fprintf(w, "sns topic\t%s\tensured\t%s\n", topicName, p.TopicARN)
+	if pr.TopicARN != "" {
+		step("sns topic", topicName, "ensured", pr.TopicARN)
 	}
-	fmt.Fprintf(w, "sqs queue\t%s\tensured\t%s\n", dlqName, p.DLQURL)
-	fmt.Fprintf(w, "sqs queue\t%s\tensured\t%s (maxReceiveCount %d)\n", queueName, p.QueueURL, *maxReceive)
-	if p.SubscriptionARN != "" {
-		fmt.Fprintf(w, "sns subscription\t%s -> %s\tensured\t%s\n", topicName, queueName, p.SubscriptionARN)
+	step("sqs queue", dlqName, "ensured", pr.DLQURL)
+	step("sqs queue", queueName, "ensured", fmt.Sprintf("%s (maxReceiveCount %d)", pr.QueueURL, o.MaxReceiveCount))
+	if pr.SubscriptionARN != "" {
+		step("sns subscription", topicName+" -> "+queueName, "ensured", pr.SubscriptionARN)
 	}
-	_ = w.Flush()
-	fmt.Fprintln(c.Stdout, "\n# configure the server and the worker with:")
-	fmt.Fprintln(c.Stdout, "MESSAGE_BUS_ADAPTER=sns-sqs")
-	fmt.Fprintln(c.Stdout, "QUEUE_TYPE="+map[bool]string{true: config.QueueFIFO, false: config.QueueStandard}[p.FIFO])
-	if p.TopicARN != "" {
-		fmt.Fprintln(c.Stdout, "PAYMENTS_TOPIC_ARN="+p.TopicARN)
+	rep.Env = map[string]string{
+		"MESSAGE_BUS_ADAPTER": config.AdapterSNSSQS,
+		"QUEUE_TYPE":          map[bool]string{true: config.QueueFIFO, false: config.QueueStandard}[pr.FIFO],
+		"PAYMENTS_QUEUE_URL":  pr.QueueURL,
 	}
-	fmt.Fprintln(c.Stdout, "PAYMENTS_QUEUE_URL="+p.QueueURL)
-	return nil
+	if pr.TopicARN != "" {
+		rep.Env["PAYMENTS_TOPIC_ARN"] = pr.TopicARN
+	}
+	return c.printProvision(p.out, rep)
 }
 
 // defaultQueueName is the queue name of PAYMENTS_QUEUE_URL, or "payments".

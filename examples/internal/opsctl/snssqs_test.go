@@ -49,6 +49,20 @@ func TestBusProvisionSNSSQS(t *testing.T) {
 		t.Fatalf("the dry run created queues: %v, %v", qs, err)
 	}
 
+	// The portable flags are the sns-sqs ones; the dead-letter queue can be named.
+	code, out, errOut = run(t, env, "bus", "provision", "--name", "ops-pay", "--max-attempts", "7", "--ack-deadline", "45s", "--dead-letter-topic", "ops-dead")
+	for _, want := range []string{"maxReceiveCount 7", "VisibilityTimeout 45s", "ops-dead.fifo"} {
+		if code != opsctl.ExitOK || !strings.Contains(out, want) {
+			t.Errorf("dry run with the portable flags = %d, output lacks %q:\n%s%s", code, want, out, errOut)
+		}
+	}
+	if code, _, errOut := run(t, env, "bus", "provision", "--partitions", "3"); code != opsctl.ExitUsage || !strings.Contains(errOut, "--partitions does not apply to the sns-sqs bus") {
+		t.Errorf("--partitions on sns-sqs = %d, %s", code, errOut)
+	}
+	if code, _, errOut := run(t, env, "bus", "provision", "--max-attempts", "7", "--max-receive-count", "8"); code != opsctl.ExitUsage || !strings.Contains(errOut, "disagree") {
+		t.Errorf("--max-attempts 7 --max-receive-count 8 = %d, %s", code, errOut)
+	}
+
 	// Refused: SQS would dead-letter before the worker's last attempt.
 	if code, _, errOut := run(t, env, "bus", "provision", "--name", "ops-pay", "--max-receive-count", "2"); code != opsctl.ExitUsage || !strings.Contains(errOut, "PAYMENTS_MAX_ATTEMPTS") {
 		t.Errorf("--max-receive-count 2 = %d, %s", code, errOut)
