@@ -9,8 +9,10 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"net/textproto"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -419,20 +421,52 @@ func (h *Handler) readyz(w http.ResponseWriter, r *http.Request) {
 // maintained upstream), whose defaults are exactly these rules, rather
 // than hand-written token walking.
 func decodeBody(w http.ResponseWriter, r *http.Request, dst any, required bool) *Error {
-	if ct := r.Header.Get("Content-Type"); ct != "" {
+	if ct := r.Header.Get("Content-Type"); ct != "" && ct != contentJSON { // the usual value, without parsing it
 		mt, _, err := mime.ParseMediaType(ct)
 		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
 			return &Error{Code: CodeUnsupportedMedia, Detail: "send the body as application/json"}
 		}
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	bp := bodyBuffers.Get().(*[]byte)
+	defer func() {
+		if cap(*bp) <= maxPooledBody {
+			bodyBuffers.Put(bp)
+		}
+	}()
+	body, err := readAll((*bp)[:0], http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	*bp = body
 	if err != nil {
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
 			return &Error{Code: CodeMalformedRequest, Detail: "request body exceeds 1 MiB"}
 		}
 		return &Error{Code: CodeMalformedRequest, Detail: "the request body could not be read"}
 	}
+	// The decoded values are copies (strings are copied out of body), so
+	// the buffer can be reused once decodeJSON returns.
 	return decodeJSON(body, dst, required)
+}
+
+// bodyBuffers recycles request body buffers; bodies larger than
+// maxPooledBody are read into a buffer that is dropped afterwards.
+var bodyBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+const maxPooledBody = 64 << 10
+
+// readAll is io.ReadAll appending to buf.
+func readAll(buf []byte, rd io.Reader) ([]byte, error) {
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := rd.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return buf, nil
+			}
+			return buf, err
+		}
+	}
 }
 
 // decodeJSON is decodeBody's decoding step (see there).
@@ -494,20 +528,43 @@ func safeMember(ptr jsontext.Pointer) string {
 // Idempotent-Replayed for replays, and the body bytes exactly as stored.
 func (h *Handler) write(w http.ResponseWriter, r *http.Request, o *outcome, created bool) {
 	hd := w.Header()
-	for k, v := range o.header {
-		hd.Set(k, v)
+	// Every header value set here shares one backing array, each value a
+	// slice of capacity 1 (Add appends elsewhere, Set replaces), and the
+	// computed values (Location, ETag, Content-Length) share one string:
+	// two allocations rather than one or two per header.
+	vals := make([]string, 0, len(o.header)+5)
+	set := func(k, v string) {
+		vals = append(vals, v)
+		hd[k] = vals[len(vals)-1 : len(vals) : len(vals)]
 	}
+	for k, v := range o.header {
+		set(textproto.CanonicalMIMEHeaderKey(k), v)
+	}
+	var buf [192]byte
+	b := buf[:0]
+	b = strconv.AppendInt(b, int64(len(o.body)), 10)
+	lengthEnd := len(b)
+	locStart := len(b)
 	switch {
 	case o.refund != nil && o.status == http.StatusCreated:
-		hd.Set("Location", h.basePath+"/payments/"+o.refund.PaymentID+"/refunds/"+o.refund.ID)
+		b = append(append(append(append(append(b, h.basePath...), "/payments/"...), o.refund.PaymentID...), "/refunds/"...), o.refund.ID...)
 	case created && (o.status == http.StatusCreated || o.status == http.StatusAccepted) && o.payment != nil:
-		hd.Set("Location", h.basePath+"/payments/"+o.payment.ID)
+		b = append(append(append(b, h.basePath...), "/payments/"...), o.payment.ID...)
 	}
-	if o.payment != nil && o.payment.Version > 0 && o.status < 300 && !o.replayed {
-		hd.Set("ETag", `"`+strconv.FormatInt(o.payment.Version, 10)+`"`)
+	locEnd := len(b)
+	etag := o.payment != nil && o.payment.Version > 0 && o.status < 300 && !o.replayed
+	if etag {
+		b = append(strconv.AppendInt(append(b, '"'), o.payment.Version, 10), '"')
+	}
+	computed := string(b) // one allocation (on the heap only if buf was outgrown)
+	if locEnd > locStart {
+		set("Location", computed[locStart:locEnd])
+	}
+	if etag {
+		set("Etag", computed[locEnd:])
 	}
 	if o.replayed {
-		hd.Set("Idempotent-Replayed", "true")
+		set("Idempotent-Replayed", "true")
 	}
 	if o.err != nil && o.status >= 400 {
 		h.p.tel.problem(r.Context(), r.Method, r.Pattern, o.status, o.err.Code)
@@ -515,7 +572,7 @@ func (h *Handler) write(w http.ResponseWriter, r *http.Request, o *outcome, crea
 	if o.status >= 500 {
 		h.log.WarnContext(r.Context(), "payments: request failed", "method", r.Method, "route", r.Pattern, "status", o.status, "code", errCode(o.err), "error", o.err)
 	}
-	hd.Set("Content-Length", strconv.Itoa(len(o.body)))
+	set("Content-Length", computed[:lengthEnd])
 	w.WriteHeader(o.status)
 	if r.Method != http.MethodHead {
 		_, _ = w.Write(o.body)

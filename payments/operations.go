@@ -150,10 +150,13 @@ func (p *Processor) authorize(ctx context.Context, req *AuthorizeRequest) (o *ou
 	}
 	var canon [256]byte
 	fp := idempotency.Fingerprint(http.MethodPost, "/payments", canonicalAuthorize(canon[:0], &n))
-	c, o := p.begin(ctx, n.Merchant, n.IdempotencyKey, fp, newID("pay"))
+	// The payment id and its gateway key in one allocation.
+	authKey := newIDSuffixed("pay", ":"+opAuthorize)
+	c, o := p.begin(ctx, n.Merchant, n.IdempotencyKey, fp, authKey[:len(authKey)-len(opAuthorize)-1])
 	if o != nil {
 		return o
 	}
+	c.authKey = authKey
 	o, executed := p.createPayment(ctx, c, &n, mode)
 	c.finish(ctx, o, executed)
 	return o
@@ -174,7 +177,8 @@ func (p *Processor) createPayment(ctx context.Context, c *claim, n *AuthorizeReq
 		// The crashed request never stored the payment: create it now.
 	}
 	now := p.now()
-	pay := &Payment{
+	pay := &c.pay
+	*pay = Payment{
 		ID: id, Merchant: n.Merchant, Amount: n.Amount, Currency: n.Currency,
 		PaymentMethod: n.PaymentMethod, Origin: n.Origin, CaptureMethod: n.CaptureMethod,
 		Status: StatusPending, Refunds: []Refund{}, Metadata: n.Metadata, CreatedAt: now, UpdatedAt: now,
@@ -199,7 +203,8 @@ func (p *Processor) createPayment(ctx context.Context, c *claim, n *AuthorizeReq
 	if err := p.store.Create(ctx, pay); err != nil {
 		return p.createFailed(ctx, pay, err)
 	}
-	return p.execAuthorize(ctx, pay, chain, execOpts{attempts: p.retry.MaxAttempts, final: true}), true
+	return p.execAuthorize(ctx, pay, chain, execOpts{attempts: p.retry.MaxAttempts, final: true,
+		authKey: c.authKey, gwReq: &c.gwReq}), true
 }
 
 // createFailed answers a create request whose Store.Create failed. An
@@ -287,6 +292,16 @@ func (p *Processor) enqueue(ctx context.Context, pay *Payment) (*outcome, bool) 
 // of the same operation is deduplicated by the provider.
 func gatewayKey(paymentID, op string) string { return paymentID + ":" + op }
 
+// authorizeKey returns gatewayKey(paymentID, "authorize"): hint if it is
+// that key already (built with the id by authorize), or a new string.
+func authorizeKey(paymentID, hint string) string {
+	if len(hint) == len(paymentID)+1+len(opAuthorize) && hint[:len(paymentID)] == paymentID &&
+		hint[len(paymentID)] == ':' && hint[len(paymentID)+1:] == opAuthorize {
+		return hint
+	}
+	return gatewayKey(paymentID, opAuthorize)
+}
+
 // execOpts tunes execAuthorize.
 type execOpts struct {
 	// attempts is the number of in-process gateway attempts per gateway.
@@ -309,6 +324,11 @@ type execOpts struct {
 	// attempts on one payment would keep extending a claim neither can
 	// release, and neither could ever fail a payment the provider refuses.
 	exclusive bool
+	// authKey, if set, may hold gatewayKey(pay.ID, "authorize") already
+	// (see authorizeKey); gwReq, if set, is storage for the first gateway
+	// request. Both save an allocation on the create path.
+	authKey string
+	gwReq   *gateway.AuthorizeRequest
 }
 
 // Fencing. Several writers may drive one processing payment at once: a
@@ -460,8 +480,12 @@ func (p *Processor) attemptChain(ctx context.Context, pay *Payment, chain []*gat
 			}
 			pay = saved
 		}
-		req := &gateway.AuthorizeRequest{
-			IdempotencyKey: gatewayKey(pay.ID, "authorize"), PaymentID: pay.ID, Merchant: pay.Merchant,
+		req := eo.gwReq
+		if i > 0 || req == nil {
+			req = new(gateway.AuthorizeRequest) // a gateway may not retain its request, but never reuse one across gateways
+		}
+		*req = gateway.AuthorizeRequest{
+			IdempotencyKey: authorizeKey(pay.ID, eo.authKey), PaymentID: pay.ID, Merchant: pay.Merchant,
 			Amount: pay.Amount, Currency: pay.Currency, PaymentMethod: pay.PaymentMethod,
 			CaptureMethod: gateway.CaptureMethod(pay.CaptureMethod), Origin: pay.Origin, Metadata: pay.Metadata,
 		}
@@ -505,7 +529,7 @@ func (p *Processor) attemptChain(ctx context.Context, pay *Payment, chain []*gat
 // A payment Lookup does not find is failed with code (as its FailureCode).
 func (p *Processor) reconcileAuthorization(ctx context.Context, pay *Payment, fenced bool, g *gateway.Gateway, code Code, cause error) *outcome {
 	tx, _, err := p.call(ctx, g, "lookup", p.retry.MaxAttempts, func(ctx context.Context) (*gateway.Transaction, error) {
-		return g.Lookup(ctx, gatewayKey(pay.ID, "authorize"))
+		return g.Lookup(ctx, gatewayKey(pay.ID, opAuthorize))
 	})
 	switch {
 	case err == nil:
@@ -674,9 +698,9 @@ func (p *Processor) call(ctx context.Context, g *gateway.Gateway, op string, att
 	// Each attempt is traced and measured by the gateway itself: a client
 	// span "gateway.<op>" and payrail.gateway.request.duration.
 	for a := 1; ; a++ {
-		cctx, cancel := context.WithTimeout(ctx, p.gatewayTimeout)
+		cctx := withDeadline(ctx, time.Now().Add(p.gatewayTimeout)) // context.WithTimeout, lazily
 		tx, err = fn(cctx)
-		cancel()
+		cctx.stop()
 		if err == nil {
 			break
 		}

@@ -202,8 +202,11 @@ type claim struct {
 	hold                 idempotency.Hold
 
 	// Per-request storage allocated with the claim rather than one by one.
-	begin idempotency.BeginRequest
-	route gateway.RouteRequest
+	begin   idempotency.BeginRequest
+	route   gateway.RouteRequest
+	authKey string  // a new payment's gatewayKey(id, "authorize"), sharing the id's string
+	pay     Payment // a new payment (handed to the caller: it keeps the claim alive, no more)
+	gwReq   gateway.AuthorizeRequest
 }
 
 // begin claims the key or returns the outcome to answer with instead

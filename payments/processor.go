@@ -575,11 +575,16 @@ func (p *Processor) Close() error {
 // newID returns prefix_ followed by 26 random characters of the RFC 4648
 // base32 alphabet (130 bits, as crypto/rand.Text), built in one
 // allocation: it is on every payment's path.
-func newID(prefix string) string {
+func newID(prefix string) string { return newIDSuffixed(prefix, "") }
+
+// newIDSuffixed returns newID(prefix) followed by suffix, in one
+// allocation: a payment's id and its gateway idempotency key
+// (gatewayKey(id, "authorize")) share one string.
+func newIDSuffixed(prefix, suffix string) string {
 	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
-	var buf [64]byte
-	if len(prefix) > len(buf)-27 {
-		return prefix + "_" + rand.Text()
+	var buf [80]byte
+	if len(prefix)+len(suffix) > len(buf)-27 {
+		return prefix + "_" + rand.Text() + suffix
 	}
 	n := copy(buf[:], prefix)
 	buf[n] = '_'
@@ -589,5 +594,7 @@ func newID(prefix string) string {
 	for i, b := range rnd {
 		rnd[i] = alphabet[b&31]
 	}
-	return string(buf[:n+26])
+	n += 26
+	n += copy(buf[n:], suffix)
+	return string(buf[:n])
 }

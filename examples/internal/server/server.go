@@ -124,6 +124,12 @@ func Run(ctx context.Context, cfg *config.Config, d Deps) (err error) {
 		return err
 	}
 
+	stopPprof, err := servePprof(log)
+	if err != nil {
+		return fmt.Errorf("%s: %w", PprofAddrVariable, err)
+	}
+	defer stopPprof()
+
 	b, err := app.OpenBackends(ctx, cfg, d.Store, log, &cl)
 	if err != nil {
 		return err

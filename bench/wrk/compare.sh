@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# compare.sh: the reference server and the trivial handler under the same
+# wrk load, each pinned to one core (taskset), alternated round by round.
+#
+#   bench/wrk/compare.sh [rounds] [duration]        # e.g. 2 10s
+#
+# Environment: SERVERS="old=/path/to/server new=/path/to/server" compares
+# several server binaries (default: one built from this checkout),
+# ASYNC=1 sends Prefer: respond-async, CONNS (64), SERVER_CPU (1),
+# LOAD_CPU (0), PPROF=127.0.0.1:6060 serves net/http/pprof from the server
+# (PAYRAIL_PPROF_ADDR) for profiling while it runs.
+set -euo pipefail
+rounds=${1:-2}
+dur=${2:-10s}
+conns=${CONNS:-64}
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+if [ -z "${SERVERS:-}" ]; then
+  (cd "$root" && go build -o "$tmp/server" ./examples/server)
+  SERVERS="payrail=$tmp/server"
+fi
+(cd "$root" && go build -o "$tmp/trivial" ./bench/cmd/trivial)
+[ "${ASYNC:-}" = 1 ] && export PAYRAIL_ASYNC=1
+
+run() { # label binary...
+  local label=$1; shift
+  local port=18$((RANDOM % 900 + 100))
+  if [ "$1" = trivial ]; then
+    taskset -c "${SERVER_CPU:-1}" "$tmp/trivial" -addr "127.0.0.1:$port" >"$tmp/$label.log" 2>&1 &
+  else
+    env -i PATH="$PATH" HOME="$tmp" PORT="$port" PAYRAIL_API_KEYS=sk_a:merchant-a LOG_LEVEL=error \
+      PAYRAIL_PPROF_ADDR="${PPROF:-}" taskset -c "${SERVER_CPU:-1}" "$1" >"$tmp/$label.log" 2>&1 &
+  fi
+  local pid=$!
+  for _ in $(seq 100); do curl -s -o /dev/null "127.0.0.1:$port/" && break; sleep 0.1; done
+  taskset -c "${LOAD_CPU:-0}" wrk -t1 -c"$conns" -d"$dur" --latency -s "$here/payments.lua" "http://127.0.0.1:$port" >"$tmp/$label.wrk" 2>&1 || true
+  printf '%-14s %s | %s | %s %s\n' "$label" "$(grep Requests/sec "$tmp/$label.wrk")" "$(grep '^p50' "$tmp/$label.wrk")" \
+    "$(grep '^status' "$tmp/$label.wrk" | tr '\n' ' ')" "$(grep Non-2xx "$tmp/$label.wrk" || true)"
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+}
+
+for r in $(seq "$rounds"); do
+  for s in $SERVERS; do run "${s%%=*}-$r" "${s#*=}"; done
+  run "trivial-$r" trivial
+done
