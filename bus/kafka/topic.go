@@ -42,29 +42,34 @@ func openTopic(ctx context.Context, cfg *config) (*topic, error) {
 	go func() {
 		defer t.done.Done()
 		for m := range p.Successes() {
-			m.Metadata.(*pending).finish(nil)
+			m.Metadata.(*pending).finish(1, nil)
 		}
 	}()
 	go func() {
 		defer t.done.Done()
 		for e := range p.Errors() {
-			e.Msg.Metadata.(*pending).finish(classify("produce to "+e.Msg.Topic, e.Err))
+			e.Msg.Metadata.(*pending).finish(1, classify("produce to "+e.Msg.Topic, e.Err))
 		}
 	}()
 	return t, nil
 }
 
 // pending tracks the records of one SendBatch until the producer reports
-// each of them.
+// each of them. SendBatch calls that return normally hand their pending
+// back to pendings for the next call; one abandoned on a done context is
+// left to the garbage collector, as the producer may still report its
+// records.
 type pending struct {
 	left atomic.Int64
-	once sync.Once
 	mu   sync.Mutex
-	err  error
-	done chan struct{}
+	err  error         // the first failure
+	done chan struct{} // buffered: receives once, when left reaches 0
 }
 
-func (p *pending) finish(err error) {
+var pendings = sync.Pool{New: func() any { return &pending{done: make(chan struct{}, 1)} }}
+
+// finish records the result of n records.
+func (p *pending) finish(n int64, err error) {
 	if err != nil {
 		p.mu.Lock()
 		if p.err == nil {
@@ -72,34 +77,74 @@ func (p *pending) finish(err error) {
 		}
 		p.mu.Unlock()
 	}
-	if p.left.Add(-1) == 0 {
-		close(p.done)
+	if p.left.Add(-n) == 0 {
+		p.done <- struct{}{}
 	}
 }
+
+// outRecord is a message's ProducerMessage with its first header and the
+// encoders of its key and value: one allocation per SendBatch holds every
+// record of the batch.
+type outRecord struct {
+	pm    sarama.ProducerMessage
+	hdr   [1]sarama.RecordHeader
+	key   byteEncoder
+	value byteEncoder
+}
+
+// byteEncoder is sarama.ByteEncoder used through a pointer into an outRecord,
+// so that setting ProducerMessage.Key and Value does not allocate.
+type byteEncoder []byte
+
+func (e *byteEncoder) Encode() ([]byte, error) { return *e, nil }
+func (e *byteEncoder) Length() int             { return len(*e) }
 
 // headerIDKey is the key of the ID header, shared by every record (sarama
 // only reads it).
 var headerIDKey = []byte(HeaderID)
 
-// producerMessage builds the record of m for topicName.
-func producerMessage(topicName string, m *driver.Message) *sarama.ProducerMessage {
-	pm := &sarama.ProducerMessage{Topic: topicName, Value: sarama.ByteEncoder(m.Body)}
-	if m.Key != "" {
-		pm.Key = sarama.StringEncoder(m.Key)
-	}
-	pm.Headers = make([]sarama.RecordHeader, 0, len(m.Attributes)+1)
-	pm.Headers = append(pm.Headers, sarama.RecordHeader{Key: headerIDKey, Value: []byte(m.ID)})
-	if len(m.Attributes) > 0 {
-		names := make([]string, 0, len(m.Attributes))
-		for k := range m.Attributes {
-			names = append(names, k)
-		}
-		slices.Sort(names)
-		for _, k := range names {
-			pm.Headers = append(pm.Headers, sarama.RecordHeader{Key: []byte(k), Value: []byte(m.Attributes[k])})
+// outRecords builds the records of ms for topicName. The bytes of every key,
+// ID and attribute are copied into one buffer.
+func outRecords(topicName string, ms []*driver.Message) []outRecord {
+	size := 0
+	for _, m := range ms {
+		size += len(m.ID) + len(m.Key)
+		for k, v := range m.Attributes {
+			size += len(k) + len(v)
 		}
 	}
-	return pm
+	buf := make([]byte, 0, size)
+	bytesOf := func(s string) []byte {
+		start := len(buf)
+		buf = append(buf, s...)
+		return buf[start:len(buf):len(buf)]
+	}
+	recs := make([]outRecord, len(ms))
+	for i, m := range ms {
+		r := &recs[i]
+		r.pm.Topic = topicName
+		r.value = m.Body
+		r.pm.Value = &r.value
+		if m.Key != "" {
+			r.key = bytesOf(m.Key)
+			r.pm.Key = &r.key
+		}
+		r.hdr[0] = sarama.RecordHeader{Key: headerIDKey, Value: bytesOf(m.ID)}
+		r.pm.Headers = r.hdr[:]
+		if len(m.Attributes) > 0 {
+			names := make([]string, 0, len(m.Attributes))
+			for k := range m.Attributes {
+				names = append(names, k)
+			}
+			slices.Sort(names)
+			r.pm.Headers = make([]sarama.RecordHeader, 1, len(names)+1)
+			r.pm.Headers[0] = r.hdr[0]
+			for _, k := range names {
+				r.pm.Headers = append(r.pm.Headers, sarama.RecordHeader{Key: bytesOf(k), Value: bytesOf(m.Attributes[k])})
+			}
+		}
+	}
+	return recs
 }
 
 func checkAttributes(ms []*driver.Message) error {
@@ -116,10 +161,12 @@ func checkAttributes(ms []*driver.Message) error {
 	return nil
 }
 
-// SendBatch hands every record to the producer and waits until the brokers
-// acknowledged all of them. The producer batches and pipelines the records
-// of concurrent calls. If ctx ends first SendBatch returns ctx.Err(); records
-// already handed over may still be published.
+// SendBatch hands every record to the topic's producer and waits until the
+// brokers acknowledged all of them (or the producer gave up on one: then
+// it returns the first failure). Every SendBatch shares the one producer,
+// so the records of concurrent calls go out together in the producer's
+// batches, each call waiting only for its own. If ctx ends first SendBatch
+// returns ctx.Err(); records already handed over may still be published.
 func (t *topic) SendBatch(ctx context.Context, ms []*driver.Message) error {
 	if t.closed.Load() {
 		return driver.ErrClosed
@@ -127,26 +174,28 @@ func (t *topic) SendBatch(ctx context.Context, ms []*driver.Message) error {
 	if err := checkAttributes(ms); err != nil {
 		return err
 	}
-	p := &pending{done: make(chan struct{})}
-	p.left.Store(int64(len(ms)))
-	for i, m := range ms {
-		pm := producerMessage(t.cfg.topic, m)
+	recs := outRecords(t.cfg.topic, ms)
+	p := pendings.Get().(*pending)
+	p.left.Store(int64(len(recs)))
+	in := t.producer.Input()
+	for i := range recs {
+		pm := &recs[i].pm
 		pm.Metadata = p
 		select {
-		case t.producer.Input() <- pm:
+		case in <- pm:
 		case <-ctx.Done():
-			// The rest will never be reported: account for them.
-			if p.left.Add(-int64(len(ms)-i)) == 0 {
-				close(p.done)
-			}
+			// The rest will never be reported: account for them, and
+			// abandon p to the records under way.
+			p.finish(int64(len(recs)-i), nil)
 			return ctx.Err()
 		}
 	}
 	select {
 	case <-p.done:
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		return p.err
+		err := p.err // written before the last finish, which sent on done
+		p.err = nil
+		pendings.Put(p)
+		return err
 	case <-ctx.Done():
 		return ctx.Err()
 	}
