@@ -21,7 +21,9 @@ import (
 )
 
 // benchInmemory is bus/inmemory publish → Receive → ack, batch messages
-// per PublishBatch, with the subscription's defaults.
+// per PublishBatch, with one handler at a time (bus.WithConcurrency(1)):
+// the concurrency of a GoChannel subscriber, which sends the next message
+// only once the previous one was acked.
 func benchInmemory(batch int) func(*testing.B) {
 	return func(b *testing.B) {
 		br := inmemory.NewBroker()
@@ -30,7 +32,7 @@ func benchInmemory(batch int) func(*testing.B) {
 			b.Fatal(err)
 		}
 		b.Cleanup(func() { _ = topic.Close() })
-		sub, err := inmemory.NewSubscription(br, "bench", "")
+		sub, err := inmemory.NewSubscription(br, "bench", "", bus.WithConcurrency(1))
 		if err != nil {
 			b.Fatal(err)
 		}
