@@ -103,9 +103,15 @@ func (e *byteEncoder) Length() int             { return len(*e) }
 // only reads it).
 var headerIDKey = []byte(HeaderID)
 
-// outRecords builds the records of ms for topicName. The bytes of every key,
-// ID and attribute are copied into one buffer.
-func outRecords(topicName string, ms []*driver.Message) []outRecord {
+// outRecords holds the records of one SendBatch: one slab of records, and
+// one buffer holding the bytes of every key, ID and attribute.
+type outRecords struct {
+	topic string
+	recs  []outRecord
+	buf   []byte
+}
+
+func newOutRecords(topicName string, ms []*driver.Message) outRecords {
 	size := 0
 	for _, m := range ms {
 		size += len(m.ID) + len(m.Key)
@@ -113,38 +119,40 @@ func outRecords(topicName string, ms []*driver.Message) []outRecord {
 			size += len(k) + len(v)
 		}
 	}
-	buf := make([]byte, 0, size)
-	bytesOf := func(s string) []byte {
-		start := len(buf)
-		buf = append(buf, s...)
-		return buf[start:len(buf):len(buf)]
+	return outRecords{topic: topicName, recs: make([]outRecord, len(ms)), buf: make([]byte, 0, size)}
+}
+
+func (o *outRecords) bytesOf(s string) []byte {
+	start := len(o.buf)
+	o.buf = append(o.buf, s...)
+	return o.buf[start:len(o.buf):len(o.buf)]
+}
+
+// build fills in the i-th record, of m, and returns its ProducerMessage.
+func (o *outRecords) build(i int, m *driver.Message) *sarama.ProducerMessage {
+	r := &o.recs[i]
+	r.pm.Topic = o.topic
+	r.value = m.Body
+	r.pm.Value = &r.value
+	if m.Key != "" {
+		r.key = o.bytesOf(m.Key)
+		r.pm.Key = &r.key
 	}
-	recs := make([]outRecord, len(ms))
-	for i, m := range ms {
-		r := &recs[i]
-		r.pm.Topic = topicName
-		r.value = m.Body
-		r.pm.Value = &r.value
-		if m.Key != "" {
-			r.key = bytesOf(m.Key)
-			r.pm.Key = &r.key
+	r.hdr[0] = sarama.RecordHeader{Key: headerIDKey, Value: o.bytesOf(m.ID)}
+	r.pm.Headers = r.hdr[:]
+	if len(m.Attributes) > 0 {
+		names := make([]string, 0, len(m.Attributes))
+		for k := range m.Attributes {
+			names = append(names, k)
 		}
-		r.hdr[0] = sarama.RecordHeader{Key: headerIDKey, Value: bytesOf(m.ID)}
-		r.pm.Headers = r.hdr[:]
-		if len(m.Attributes) > 0 {
-			names := make([]string, 0, len(m.Attributes))
-			for k := range m.Attributes {
-				names = append(names, k)
-			}
-			slices.Sort(names)
-			r.pm.Headers = make([]sarama.RecordHeader, 1, len(names)+1)
-			r.pm.Headers[0] = r.hdr[0]
-			for _, k := range names {
-				r.pm.Headers = append(r.pm.Headers, sarama.RecordHeader{Key: bytesOf(k), Value: bytesOf(m.Attributes[k])})
-			}
+		slices.Sort(names)
+		r.pm.Headers = make([]sarama.RecordHeader, 1, len(names)+1)
+		r.pm.Headers[0] = r.hdr[0]
+		for _, k := range names {
+			r.pm.Headers = append(r.pm.Headers, sarama.RecordHeader{Key: o.bytesOf(k), Value: o.bytesOf(m.Attributes[k])})
 		}
 	}
-	return recs
+	return &r.pm
 }
 
 func checkAttributes(ms []*driver.Message) error {
@@ -174,19 +182,21 @@ func (t *topic) SendBatch(ctx context.Context, ms []*driver.Message) error {
 	if err := checkAttributes(ms); err != nil {
 		return err
 	}
-	recs := outRecords(t.cfg.topic, ms)
+	recs := newOutRecords(t.cfg.topic, ms)
 	p := pendings.Get().(*pending)
-	p.left.Store(int64(len(recs)))
+	p.left.Store(int64(len(ms)))
 	in := t.producer.Input()
-	for i := range recs {
-		pm := &recs[i].pm
+	for i, m := range ms {
+		// Each record goes to the producer as soon as it is built, so
+		// that the first ones are on their way while the rest are built.
+		pm := recs.build(i, m)
 		pm.Metadata = p
 		select {
 		case in <- pm:
 		case <-ctx.Done():
 			// The rest will never be reported: account for them, and
 			// abandon p to the records under way.
-			p.finish(int64(len(recs)-i), nil)
+			p.finish(int64(len(ms)-i), nil)
 			return ctx.Err()
 		}
 	}
