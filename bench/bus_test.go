@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -86,6 +87,21 @@ func benchGoChannel(batch int) func(*testing.B) {
 			b.Fatalf("only %d of %d messages acked", handled.Load(), total)
 		}
 		b.StopTimer()
+	}
+}
+
+// withCPU wraps a bus benchmark so that it also reports the process's CPU
+// time (user+system, the in-process kfake brokers included) per message:
+// on a loaded machine a steadier cost than wall-clock throughput (go test
+// -bench Compare prints it as cpu-ns/msg; the table shows throughput).
+func withCPU(f func(*testing.B)) func(*testing.B) {
+	return func(b *testing.B) {
+		var before, after syscall.Rusage
+		_ = syscall.Getrusage(syscall.RUSAGE_SELF, &before)
+		f(b)
+		_ = syscall.Getrusage(syscall.RUSAGE_SELF, &after)
+		used := after.Utime.Nano() + after.Stime.Nano() - before.Utime.Nano() - before.Stime.Nano()
+		b.ReportMetric(float64(used)/float64(b.N), "cpu-ns/msg")
 	}
 }
 
