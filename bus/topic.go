@@ -71,11 +71,13 @@ func (t *Topic) PublishBatch(ctx context.Context, ms []*Message) error {
 		}
 	}
 	dms := make([]*driver.Message, len(ms))
+	slab := make([]driver.Message, len(ms)) // one allocation per call, not per message
 	for i, m := range ms {
 		if m.ID == "" {
 			m.ID = NewID()
 		}
-		dms[i] = &driver.Message{ID: m.ID, Key: m.Key, Body: m.Body, Attributes: m.Attributes}
+		slab[i] = driver.Message{ID: m.ID, Key: m.Key, Body: m.Body, Attributes: m.Attributes}
+		dms[i] = &slab[i]
 	}
 	t.mu.RLock()
 	if t.closed {

@@ -179,11 +179,14 @@ func (s *subscription) setOrdered(on bool) {
 }
 
 // enqueueNew adds newly published messages.
-func (s *subscription) enqueueNew(msgs []*message) {
+func (s *subscription) enqueueNew(msgs []message) {
+	es := make([]entry, len(msgs))
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, m := range msgs {
-		s.admit(&entry{msg: m, idx: -1})
+	for i := range es {
+		e := &es[i]
+		e.msg, e.idx = &msgs[i], -1
+		s.admit(e)
 	}
 }
 
@@ -253,11 +256,17 @@ func (s *subscription) exhaustedReason() string {
 	return fmt.Sprintf("max delivery attempts (%d) exceeded", s.maxAttempts)
 }
 
-// deadLetter moves e, which is in no queue, to the dead-letter queue.
+// deadLetter moves e, which is in no queue, to the dead-letter queue. The
+// queue keeps a copy of e and its message, body included: e and its
+// message are parts of their publish call's slabs, which a dead letter
+// would otherwise keep alive whole for as long as it stays.
 func (s *subscription) deadLetter(e *entry, reason string) {
 	e.state = stateDead
 	e.cur = nil
-	s.dead.push(deadLetter{e: e, reason: reason, at: time.Now()})
+	m := *e.msg
+	m.body = bytes.Clone(m.body)
+	kept := &entry{msg: &m, deliveries: e.deliveries, state: stateDead, idx: -1}
+	s.dead.push(deadLetter{e: kept, reason: reason, at: time.Now()})
 	s.done(e)
 }
 

@@ -1,7 +1,6 @@
 package inmemory
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -67,20 +66,33 @@ func (t *topic) subscription(name string, create bool) (*subscription, error) {
 	return s, nil
 }
 
-// publish copies ms and enqueues the copies on every subscription.
+// publish copies ms and enqueues the copies on every subscription. A call
+// allocates its messages in one slab, their bodies in one buffer and, per
+// subscription, their entries in one slab, so that a batch costs fewer
+// allocations per message than single publishes (a dead-lettered message,
+// which may stay for good, is copied out: see subscription.deadLetter).
 func (t *topic) publish(ms []*driver.Message) error {
+	size := 0
 	for _, m := range ms {
 		if m == nil {
 			return errors.New("inmemory: SendBatch of a nil message")
 		}
+		size += len(m.Body)
 	}
 	now := time.Now()
-	msgs := make([]*message, len(ms))
+	bodies := make([]byte, 0, size)
+	msgs := make([]message, len(ms))
 	for i, m := range ms {
-		msgs[i] = &message{
+		var body []byte
+		if m.Body != nil {
+			start := len(bodies)
+			bodies = append(bodies, m.Body...)
+			body = bodies[start:len(bodies):len(bodies)]
+		}
+		msgs[i] = message{
 			id:        m.ID,
 			key:       m.Key,
-			body:      bytes.Clone(m.Body),
+			body:      body,
 			attrs:     maps.Clone(m.Attributes),
 			published: now,
 		}

@@ -11,47 +11,35 @@ import (
 	"github.com/IBM/sarama"
 
 	"github.com/payrail/payrail/bus"
-	"github.com/payrail/payrail/bus/kafka"
 	"github.com/payrail/payrail/internal/testkit"
 )
 
-// BenchmarkPublish compares bus/kafka's publish throughput with a raw
-// sarama AsyncProducer on the same kfake cluster, in the same run, with the
-// same producer settings (idempotent, acks=all) and the same records: a key,
-// a 256-byte value and the message-ID header. Run with at least 100k
-// messages:
+// BenchmarkPublish measures bus/kafka's publish throughput on kfake, with
+// the CPU time per message. Its comparison with a raw sarama AsyncProducer
+// at the same concurrency is in the bench module (bench/README.md), which
+// runs both sides in one process. Run with at least 100k messages:
 //
 //	go test -run XXX -bench BenchmarkPublish -benchtime 200000x ./bus/kafka/
 func BenchmarkPublish(b *testing.B) {
-	b.Run("sarama-AsyncProducer", func(b *testing.B) {
-		name := benchTopic(b)
-		cpu(b, func() { benchRawSarama(b, name) })
-	})
 	for _, batch := range []int{100, 1000} {
-		b.Run("bus-kafka/PublishBatch="+strconv.Itoa(batch), func(b *testing.B) {
+		b.Run("PublishBatch="+strconv.Itoa(batch), func(b *testing.B) {
 			topic := openBenchTopic(b, benchTopic(b), "")
 			cpu(b, func() { testkit.BenchPublish(b, topic, batch) })
 		})
 	}
 	for _, workers := range []int{4, 16} {
-		b.Run("bus-kafka/PublishBatch=1000x"+strconv.Itoa(workers)+"goroutines", func(b *testing.B) {
+		b.Run("PublishBatch=1000x"+strconv.Itoa(workers)+"goroutines", func(b *testing.B) {
 			topic := openBenchTopic(b, benchTopic(b), "")
 			cpu(b, func() { testkit.BenchPublishConcurrent(b, topic, workers, 1000) })
 		})
 	}
-	b.Run("bus-kafka/PublishParallel", func(b *testing.B) {
+	b.Run("PublishParallel", func(b *testing.B) {
 		topic := openBenchTopic(b, benchTopic(b), "")
 		cpu(b, func() { testkit.BenchPublishParallel(b, topic) })
 	})
-	b.Run("bus-kafka/PublishParallel/idempotent=false", func(b *testing.B) {
+	b.Run("PublishParallel/idempotent=false", func(b *testing.B) {
 		topic := openBenchTopic(b, benchTopic(b), "?idempotent=false")
 		cpu(b, func() { testkit.BenchPublishParallel(b, topic) })
-	})
-	// The baseline again, last: the pair brackets the drivers' runs against
-	// drift on a shared machine.
-	b.Run("sarama-AsyncProducer-again", func(b *testing.B) {
-		name := benchTopic(b)
-		cpu(b, func() { benchRawSarama(b, name) })
 	})
 }
 
@@ -98,55 +86,4 @@ func openBenchTopic(b *testing.B, name, params string) *bus.Topic {
 	}
 	b.Cleanup(func() { _ = topic.Close() })
 	return topic
-}
-
-// benchRawSarama publishes b.N records through an AsyncProducer configured
-// as bus/kafka configures its own, and waits for every acknowledgement.
-func benchRawSarama(b *testing.B, name string) {
-	cfg := sarama.NewConfig()
-	cfg.Version = kafka.DefaultVersion
-	cfg.Producer.Idempotent = true
-	cfg.Producer.RequiredAcks = sarama.WaitForAll
-	cfg.Producer.Retry.Max = 5
-	cfg.Producer.Return.Successes = true
-	cfg.Producer.Return.Errors = true
-	cfg.Net.MaxOpenRequests = 1
-	p, err := sarama.NewAsyncProducer(strings.Split(brokers, ","), cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer p.Close()
-	body := make([]byte, testkit.BenchBodySize)
-	for i := range body {
-		body[i] = byte(i)
-	}
-	done := make(chan error, 1)
-	go func() {
-		for range b.N {
-			select {
-			case <-p.Successes():
-			case e := <-p.Errors():
-				done <- e.Err
-				return
-			}
-		}
-		done <- nil
-	}()
-	b.SetBytes(testkit.BenchBodySize)
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := range b.N {
-		id := "b" + strconv.Itoa(i)
-		p.Input() <- &sarama.ProducerMessage{
-			Topic:   name,
-			Key:     sarama.StringEncoder(strconv.Itoa(i)),
-			Value:   sarama.ByteEncoder(body),
-			Headers: []sarama.RecordHeader{{Key: []byte(kafka.HeaderID), Value: []byte(id)}},
-		}
-	}
-	if err := <-done; err != nil {
-		b.Fatal(err)
-	}
-	b.StopTimer()
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 }

@@ -42,29 +42,34 @@ func openTopic(ctx context.Context, cfg *config) (*topic, error) {
 	go func() {
 		defer t.done.Done()
 		for m := range p.Successes() {
-			m.Metadata.(*pending).finish(nil)
+			m.Metadata.(*pending).finish(1, nil)
 		}
 	}()
 	go func() {
 		defer t.done.Done()
 		for e := range p.Errors() {
-			e.Msg.Metadata.(*pending).finish(classify("produce to "+e.Msg.Topic, e.Err))
+			e.Msg.Metadata.(*pending).finish(1, classify("produce to "+e.Msg.Topic, e.Err))
 		}
 	}()
 	return t, nil
 }
 
 // pending tracks the records of one SendBatch until the producer reports
-// each of them.
+// each of them. SendBatch calls that return normally hand their pending
+// back to pendings for the next call; one abandoned on a done context is
+// left to the garbage collector, as the producer may still report its
+// records.
 type pending struct {
 	left atomic.Int64
-	once sync.Once
 	mu   sync.Mutex
-	err  error
-	done chan struct{}
+	err  error         // the first failure
+	done chan struct{} // buffered: receives once, when left reaches 0
 }
 
-func (p *pending) finish(err error) {
+var pendings = sync.Pool{New: func() any { return &pending{done: make(chan struct{}, 1)} }}
+
+// finish records the result of n records.
+func (p *pending) finish(n int64, err error) {
 	if err != nil {
 		p.mu.Lock()
 		if p.err == nil {
@@ -72,34 +77,82 @@ func (p *pending) finish(err error) {
 		}
 		p.mu.Unlock()
 	}
-	if p.left.Add(-1) == 0 {
-		close(p.done)
+	if p.left.Add(-n) == 0 {
+		p.done <- struct{}{}
 	}
 }
+
+// outRecord is a message's ProducerMessage with its first header and the
+// encoders of its key and value: one allocation per SendBatch holds every
+// record of the batch.
+type outRecord struct {
+	pm    sarama.ProducerMessage
+	hdr   [1]sarama.RecordHeader
+	key   byteEncoder
+	value byteEncoder
+}
+
+// byteEncoder is sarama.ByteEncoder used through a pointer into an outRecord,
+// so that setting ProducerMessage.Key and Value does not allocate.
+type byteEncoder []byte
+
+func (e *byteEncoder) Encode() ([]byte, error) { return *e, nil }
+func (e *byteEncoder) Length() int             { return len(*e) }
 
 // headerIDKey is the key of the ID header, shared by every record (sarama
 // only reads it).
 var headerIDKey = []byte(HeaderID)
 
-// producerMessage builds the record of m for topicName.
-func producerMessage(topicName string, m *driver.Message) *sarama.ProducerMessage {
-	pm := &sarama.ProducerMessage{Topic: topicName, Value: sarama.ByteEncoder(m.Body)}
-	if m.Key != "" {
-		pm.Key = sarama.StringEncoder(m.Key)
+// outRecords holds the records of one SendBatch: one slab of records, and
+// one buffer holding the bytes of every key, ID and attribute.
+type outRecords struct {
+	topic string
+	recs  []outRecord
+	buf   []byte
+}
+
+func newOutRecords(topicName string, ms []*driver.Message) outRecords {
+	size := 0
+	for _, m := range ms {
+		size += len(m.ID) + len(m.Key)
+		for k, v := range m.Attributes {
+			size += len(k) + len(v)
+		}
 	}
-	pm.Headers = make([]sarama.RecordHeader, 0, len(m.Attributes)+1)
-	pm.Headers = append(pm.Headers, sarama.RecordHeader{Key: headerIDKey, Value: []byte(m.ID)})
+	return outRecords{topic: topicName, recs: make([]outRecord, len(ms)), buf: make([]byte, 0, size)}
+}
+
+func (o *outRecords) bytesOf(s string) []byte {
+	start := len(o.buf)
+	o.buf = append(o.buf, s...)
+	return o.buf[start:len(o.buf):len(o.buf)]
+}
+
+// build fills in the i-th record, of m, and returns its ProducerMessage.
+func (o *outRecords) build(i int, m *driver.Message) *sarama.ProducerMessage {
+	r := &o.recs[i]
+	r.pm.Topic = o.topic
+	r.value = m.Body
+	r.pm.Value = &r.value
+	if m.Key != "" {
+		r.key = o.bytesOf(m.Key)
+		r.pm.Key = &r.key
+	}
+	r.hdr[0] = sarama.RecordHeader{Key: headerIDKey, Value: o.bytesOf(m.ID)}
+	r.pm.Headers = r.hdr[:]
 	if len(m.Attributes) > 0 {
 		names := make([]string, 0, len(m.Attributes))
 		for k := range m.Attributes {
 			names = append(names, k)
 		}
 		slices.Sort(names)
+		r.pm.Headers = make([]sarama.RecordHeader, 1, len(names)+1)
+		r.pm.Headers[0] = r.hdr[0]
 		for _, k := range names {
-			pm.Headers = append(pm.Headers, sarama.RecordHeader{Key: []byte(k), Value: []byte(m.Attributes[k])})
+			r.pm.Headers = append(r.pm.Headers, sarama.RecordHeader{Key: o.bytesOf(k), Value: o.bytesOf(m.Attributes[k])})
 		}
 	}
-	return pm
+	return &r.pm
 }
 
 func checkAttributes(ms []*driver.Message) error {
@@ -116,10 +169,12 @@ func checkAttributes(ms []*driver.Message) error {
 	return nil
 }
 
-// SendBatch hands every record to the producer and waits until the brokers
-// acknowledged all of them. The producer batches and pipelines the records
-// of concurrent calls. If ctx ends first SendBatch returns ctx.Err(); records
-// already handed over may still be published.
+// SendBatch hands every record to the topic's producer and waits until the
+// brokers acknowledged all of them (or the producer gave up on one: then
+// it returns the first failure). Every SendBatch shares the one producer,
+// so the records of concurrent calls go out together in the producer's
+// batches, each call waiting only for its own. If ctx ends first SendBatch
+// returns ctx.Err(); records already handed over may still be published.
 func (t *topic) SendBatch(ctx context.Context, ms []*driver.Message) error {
 	if t.closed.Load() {
 		return driver.ErrClosed
@@ -127,26 +182,30 @@ func (t *topic) SendBatch(ctx context.Context, ms []*driver.Message) error {
 	if err := checkAttributes(ms); err != nil {
 		return err
 	}
-	p := &pending{done: make(chan struct{})}
+	recs := newOutRecords(t.cfg.topic, ms)
+	p := pendings.Get().(*pending)
 	p.left.Store(int64(len(ms)))
+	in := t.producer.Input()
 	for i, m := range ms {
-		pm := producerMessage(t.cfg.topic, m)
+		// Each record goes to the producer as soon as it is built, so
+		// that the first ones are on their way while the rest are built.
+		pm := recs.build(i, m)
 		pm.Metadata = p
 		select {
-		case t.producer.Input() <- pm:
+		case in <- pm:
 		case <-ctx.Done():
-			// The rest will never be reported: account for them.
-			if p.left.Add(-int64(len(ms)-i)) == 0 {
-				close(p.done)
-			}
+			// The rest will never be reported: account for them, and
+			// abandon p to the records under way.
+			p.finish(int64(len(ms)-i), nil)
 			return ctx.Err()
 		}
 	}
 	select {
 	case <-p.done:
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		return p.err
+		err := p.err // written before the last finish, which sent on done
+		p.err = nil
+		pendings.Put(p)
+		return err
 	case <-ctx.Done():
 		return ctx.Err()
 	}

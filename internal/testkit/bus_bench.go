@@ -13,6 +13,11 @@ import (
 // BenchBodySize is the body size of the bus benchmarks' messages.
 const BenchBodySize = 256
 
+// BenchBody returns the body of the bus benchmarks' messages: BenchBodySize
+// pseudo-random bytes, the same in every run (for baselines publishing the
+// same records).
+func BenchBody() []byte { return busBody(BenchBodySize) }
+
 // BenchmarkBus runs the bus benchmarks against the driver h connects to,
 // each on a fresh pair, reporting msgs/s (and MB/s of bodies):
 //
