@@ -355,7 +355,7 @@ func (w *Worker) Handle(ctx context.Context, m *bus.Message) error {
 	// which marks a payment it fails as FailureRetriesExhausted: the mark
 	// that lets a redrive of its dead letter reopen it.
 	// A payment already processing was moved there by an earlier delivery
-	// or request: claim the attempt first (fencing, operations.go).
+	// or request: claim the attempt first (fencing, attempt.go).
 	claim := prior
 	prior = m.DeliveryAttempt > 1 || prior
 	o := w.p.execAuthorize(ctx, pay, chain, execOpts{attempts: 1, prior: prior, claim: claim})
