@@ -54,7 +54,10 @@ RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/server /out/worker /out/opsctl /usr/local/bin/
 USER 65532:65532
-# PORT (API) and METRICS_PORT (the worker's /metrics and /healthz).
+# PORT (API) and METRICS_PORT (the worker's /metrics and /healthz), on every
+# interface of the container: the binaries' own default, LISTEN_HOST=127.0.0.1,
+# is for development. Without PAYRAIL_ADMIN_KEYS, /admin/* then answers 403.
+ENV LISTEN_HOST=0.0.0.0
 EXPOSE 8080 9464
 ENTRYPOINT []
 CMD ["/usr/local/bin/server"]

@@ -232,3 +232,48 @@ func configCheck(t *testing.T, env map[string]string) (string, error) {
 	}
 	return string(out), nil
 }
+
+// TestNoBuildArtefactsCommitted keeps build output out of the repository:
+// Python bytecode (the Service Bus test peer's __pycache__), compiled
+// binaries of the examples (go build ./examples/server writes ./server),
+// test binaries, profiles, node_modules and jars. .gitignore lists them.
+func TestNoBuildArtefactsCommitted(t *testing.T) {
+	git, err := exec.LookPath("git")
+	if err != nil {
+		t.Skip("git not installed")
+	}
+	cmd := exec.Command(git, "ls-files", "-z")
+	cmd.Dir = root(t)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Skipf("not a git checkout: %v", err) // a source archive
+	}
+	artefact := func(p string) bool {
+		base := filepath.Base(p)
+		switch {
+		case strings.Contains("/"+p, "/__pycache__/"), strings.Contains("/"+p, "/node_modules/"),
+			strings.HasSuffix(p, ".pyc"), strings.HasSuffix(p, ".jar"), strings.HasSuffix(p, ".test"),
+			strings.HasSuffix(p, ".prof"), strings.HasSuffix(p, ".exe"), strings.HasSuffix(p, ".so"):
+			return true
+		case !strings.Contains(p, "/") && slices.Contains([]string{"server", "worker", "opsctl"}, base):
+			return true
+		}
+		return false
+	}
+	n := 0
+	for p := range strings.SplitSeq(strings.TrimSuffix(string(out), "\x00"), "\x00") {
+		n++
+		if artefact(p) {
+			t.Errorf("build artefact committed: %s (git rm --cached it; .gitignore covers it)", p)
+		}
+	}
+	if n < 100 {
+		t.Fatalf("git ls-files listed %d files; expected the repository", n)
+	}
+	ignore := read(t, ".gitignore")
+	for _, pattern := range []string{"__pycache__/", "*.pyc", "node_modules/", "*.jar", "*.test", "/server", "/worker", "/opsctl"} {
+		if !slices.Contains(strings.Split(ignore, "\n"), pattern) {
+			t.Errorf(".gitignore lacks %q", pattern)
+		}
+	}
+}

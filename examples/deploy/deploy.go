@@ -17,9 +17,13 @@ import (
 	_ "embed"
 	"encoding/json"
 	"fmt"
-	"regexp"
 	"sort"
 	"strings"
+
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/promql/parser"
+	"go.yaml.in/yaml/v3"
 )
 
 // Rules is prometheus/payrail-rules.yml.
@@ -67,50 +71,72 @@ func DashboardQueries() (map[string]string, error) {
 	return out, nil
 }
 
-// RuleExpressions returns the expression of every recording and alerting
-// rule, keyed by the recorded metric or alert name (a suffix "#n" tells
-// apart rules sharing a name), and the names the recording rules define.
-// It reads the file's own layout (one "- record:" or "- alert:" line, then
-// an "expr:" either inline or as a "|" block), which the rule tests keep
-// valid for Prometheus.
-func RuleExpressions() (exprs map[string]string, recorded []string, err error) {
-	exprs = map[string]string{}
-	lines := strings.Split(string(Rules), "\n")
-	name := ""
-	for i := 0; i < len(lines); i++ {
-		t := strings.TrimSpace(lines[i])
-		switch {
-		case strings.HasPrefix(t, "- record:"):
-			name = strings.TrimSpace(strings.TrimPrefix(t, "- record:"))
-			recorded = append(recorded, name)
-		case strings.HasPrefix(t, "- alert:"):
-			name = strings.TrimSpace(strings.TrimPrefix(t, "- alert:"))
-		case strings.HasPrefix(t, "expr:"):
-			if name == "" {
-				return nil, nil, fmt.Errorf("deploy: rules line %d: expr outside a rule", i+1)
+// RuleFile is the part of a Prometheus rule file (the format of
+// prometheus/payrail-rules.yml) that the tests read.
+type RuleFile struct {
+	Groups []RuleGroup `yaml:"groups"`
+}
+
+// RuleGroup is one group of a rule file.
+type RuleGroup struct {
+	Name  string `yaml:"name"`
+	Rules []Rule `yaml:"rules"`
+}
+
+// Rule is a recording rule (Record set) or an alerting rule (Alert set).
+type Rule struct {
+	Record      string            `yaml:"record"`
+	Alert       string            `yaml:"alert"`
+	Expr        string            `yaml:"expr"`
+	For         string            `yaml:"for"`
+	Labels      map[string]string `yaml:"labels"`
+	Annotations map[string]string `yaml:"annotations"`
+}
+
+// ParseRules decodes a Prometheus rule file with a YAML parser
+// (go.yaml.in/yaml/v3). It checks only what the tests rely on: every rule
+// is either a recording or an alerting rule and has an expression; promtool
+// check rules validates the rest.
+func ParseRules(data []byte) (*RuleFile, error) {
+	var f RuleFile
+	if err := yaml.Unmarshal(data, &f); err != nil {
+		return nil, fmt.Errorf("deploy: rules: %w", err)
+	}
+	for _, g := range f.Groups {
+		for i, r := range g.Rules {
+			if (r.Record == "") == (r.Alert == "") || strings.TrimSpace(r.Expr) == "" {
+				return nil, fmt.Errorf("deploy: rules: group %q, rule %d: want exactly one of record and alert, and an expr", g.Name, i+1)
 			}
-			e := strings.TrimSpace(strings.TrimPrefix(t, "expr:"))
-			if e == "|" || e == ">" {
-				// A block scalar: the lines indented deeper than "expr:".
-				keyIndent := strings.Index(lines[i], "expr:")
-				var b strings.Builder
-				for i+1 < len(lines) {
-					l := lines[i+1]
-					if strings.TrimSpace(l) != "" && len(l)-len(strings.TrimLeft(l, " ")) <= keyIndent {
-						break
-					}
-					b.WriteString(l)
-					b.WriteByte('\n')
-					i++
-				}
-				e = b.String()
+		}
+	}
+	return &f, nil
+}
+
+// RuleExpressions returns the expression of every recording and alerting
+// rule of Rules, keyed by the recorded metric or alert name (a suffix "#n"
+// tells apart rules sharing a name), and the names the recording rules
+// define. Every expression must parse as PromQL.
+func RuleExpressions() (exprs map[string]string, recorded []string, err error) {
+	f, err := ParseRules(Rules)
+	if err != nil {
+		return nil, nil, err
+	}
+	exprs = map[string]string{}
+	for _, g := range f.Groups {
+		for _, r := range g.Rules {
+			name := r.Alert
+			if r.Record != "" {
+				name = r.Record
+				recorded = append(recorded, name)
+			}
+			if _, err := promQL.ParseExpr(r.Expr); err != nil {
+				return nil, nil, fmt.Errorf("deploy: rule %s: %w", name, err)
 			}
 			k := name
 			for n := 2; exprs[k] != ""; n++ {
 				k = fmt.Sprintf("%s#%d", name, n)
 			}
-			exprs[k] = e
-			name = ""
+			exprs[k] = r.Expr
 		}
 	}
 	if len(exprs) == 0 {
@@ -119,45 +145,45 @@ func RuleExpressions() (exprs map[string]string, recorded []string, err error) {
 	return exprs, recorded, nil
 }
 
-var (
-	stringLit  = regexp.MustCompile(`"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'` + "|`[^`]*`")
-	comment    = regexp.MustCompile(`#[^\n]*`)
-	matchers   = regexp.MustCompile(`\{[^{}]*\}`)
-	ranges     = regexp.MustCompile(`\[[^\[\]]*\]`)
-	labelLists = regexp.MustCompile(`\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^()]*\)`)
-	identifier = regexp.MustCompile(`[A-Za-z_:][A-Za-z0-9_:]*`)
-	keywords   = map[string]bool{
-		"and": true, "or": true, "unless": true, "by": true, "without": true, "on": true, "ignoring": true,
-		"group_left": true, "group_right": true, "bool": true, "offset": true, "atan2": true, "inf": true, "nan": true,
-	}
-)
+// promQL is Prometheus' own PromQL parser, with its default (stable)
+// language features.
+var promQL = parser.NewParser(parser.Options{})
 
-// MetricNames returns the metric names a PromQL expression selects, sorted:
-// every identifier that is not a function, keyword, label name or literal.
-func MetricNames(expr string) []string {
-	e := stringLit.ReplaceAllString(expr, `""`)
-	e = comment.ReplaceAllString(e, "")
-	for prev := ""; prev != e; {
-		prev = e
-		e = matchers.ReplaceAllString(e, " ")
-		e = ranges.ReplaceAllString(e, " ")
+// grafanaIntervals are the interval variables Grafana replaces in a query
+// before sending it to Prometheus, with a value of the same type.
+var grafanaIntervals = strings.NewReplacer("$__rate_interval", "5m", "$__interval", "1m", "$__range", "1h")
+
+// MetricNames parses a PromQL expression with Prometheus' parser and
+// returns the metric names it selects, sorted. Grafana's interval variables
+// ($__rate_interval, $__interval, $__range) are replaced by durations
+// first; other variables may appear only inside label values, such as
+// job=~"$job".
+func MetricNames(expr string) ([]string, error) {
+	e, err := promQL.ParseExpr(grafanaIntervals.Replace(expr))
+	if err != nil {
+		return nil, fmt.Errorf("deploy: PromQL %q: %w", expr, err)
 	}
-	e = labelLists.ReplaceAllString(e, " ")
 	seen := map[string]bool{}
-	for _, loc := range identifier.FindAllStringIndex(e, -1) {
-		id := e[loc[0]:loc[1]]
-		if loc[0] > 0 && (e[loc[0]-1] == '$' || e[loc[0]-1] == '.' || e[loc[0]-1] >= '0' && e[loc[0]-1] <= '9') {
-			continue // a variable, or the exponent/suffix of a number (1e3, 0.5)
+	parser.Inspect(e, func(n parser.Node, _ []parser.Node) error {
+		vs, ok := n.(*parser.VectorSelector)
+		if !ok {
+			return nil
 		}
-		if keywords[strings.ToLower(id)] || strings.HasPrefix(strings.TrimLeft(e[loc[1]:], " \t\n"), "(") {
-			continue
+		if vs.Name != "" {
+			seen[vs.Name] = true
+			return nil
 		}
-		seen[id] = true
-	}
+		for _, m := range vs.LabelMatchers { // {__name__="x"}
+			if m.Name == model.MetricNameLabel && m.Type == labels.MatchEqual {
+				seen[m.Value] = true
+			}
+		}
+		return nil
+	})
 	out := make([]string, 0, len(seen))
 	for n := range seen {
 		out = append(out, n)
 	}
 	sort.Strings(out)
-	return out
+	return out, nil
 }

@@ -3,6 +3,7 @@ package deploy_test
 import (
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,6 +11,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"go.yaml.in/yaml/v3"
 
 	"github.com/payrail/payrail/examples/deploy"
 )
@@ -83,35 +86,55 @@ func TestDashboardPromQL(t *testing.T) {
 	}
 }
 
+// promtoolTests is the part of a promtool test file (rule_files, tests)
+// that TestEveryAlertTestedBothWays reads.
+type promtoolTests struct {
+	Tests []struct {
+		AlertRuleTest []struct {
+			Alertname string `yaml:"alertname"`
+			// ExpAlerts is nil when the key is missing, empty for "exp_alerts: []".
+			ExpAlerts *[]map[string]any `yaml:"exp_alerts"`
+		} `yaml:"alert_rule_test"`
+	} `yaml:"tests"`
+}
+
 // TestEveryAlertTestedBothWays reads the promtool tests and requires, for
 // every alert of the rules, a case where it fires and one where it does not.
 func TestEveryAlertTestedBothWays(t *testing.T) {
-	tests, err := os.ReadFile("prometheus/payrail-rules.test.yml")
+	data, err := os.ReadFile("prometheus/payrail-rules.test.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tests promtoolTests
+	if err := yaml.Unmarshal(data, &tests); err != nil {
+		t.Fatal(err)
+	}
+	rules, err := deploy.ParseRules(deploy.Rules)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var alerts []string
-	for _, m := range regexp.MustCompile(`(?m)^\s*- alert:\s*(\S+)`).FindAllStringSubmatch(string(deploy.Rules), -1) {
-		alerts = append(alerts, m[1])
+	for _, g := range rules.Groups {
+		for _, r := range g.Rules {
+			if r.Alert != "" {
+				alerts = append(alerts, r.Alert)
+			}
+		}
 	}
 	if len(alerts) < 8 {
 		t.Fatalf("found %d alerts: %v", len(alerts), alerts)
 	}
 	firing, quiet := map[string]bool{}, map[string]bool{}
-	lines := strings.Split(string(tests), "\n")
-	for i, l := range lines {
-		m := regexp.MustCompile(`^\s*alertname:\s*(\S+)`).FindStringSubmatch(l)
-		if m == nil || i+1 >= len(lines) {
-			continue
-		}
-		next := strings.TrimSpace(lines[i+1])
-		switch {
-		case strings.HasPrefix(next, "exp_alerts: []"):
-			quiet[m[1]] = true
-		case next == "exp_alerts:":
-			firing[m[1]] = true
-		default:
-			t.Errorf("line %d: alertname not followed by exp_alerts", i+2)
+	for i, tc := range tests.Tests {
+		for _, at := range tc.AlertRuleTest {
+			switch {
+			case at.ExpAlerts == nil:
+				t.Errorf("test %d, alert %s: no exp_alerts (write exp_alerts: [] for a quiet case)", i+1, at.Alertname)
+			case len(*at.ExpAlerts) == 0:
+				quiet[at.Alertname] = true
+			default:
+				firing[at.Alertname] = true
+			}
 		}
 	}
 	for _, a := range alerts {
@@ -138,14 +161,29 @@ func TestRunbookLinks(t *testing.T) {
 	for _, m := range regexp.MustCompile(`(?m)^#{1,6} (.+)$`).FindAllStringSubmatch(string(doc), -1) {
 		anchors[strings.ReplaceAll(drop.ReplaceAllString(strings.ToLower(m[1]), ""), " ", "-")] = true
 	}
-	links := regexp.MustCompile(`runbook_url: "[^"#]*docs/runbooks\.md#([^"]+)"`).FindAllStringSubmatch(string(deploy.Rules), -1)
-	if len(links) == 0 {
-		t.Fatal("no runbook_url in the rules")
+	rules, err := deploy.ParseRules(deploy.Rules)
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, l := range links {
-		if !anchors[l[1]] {
-			t.Errorf("runbook_url anchor #%s is not a heading of docs/runbooks.md (anchors: %v)", l[1], anchors)
+	links := 0
+	for _, g := range rules.Groups {
+		for _, r := range g.Rules {
+			if r.Alert == "" {
+				continue
+			}
+			u, err := url.Parse(r.Annotations["runbook_url"])
+			if err != nil || !strings.HasSuffix(u.Path, "docs/runbooks.md") || u.Fragment == "" {
+				t.Errorf("alert %s: runbook_url %q does not name a section of docs/runbooks.md", r.Alert, r.Annotations["runbook_url"])
+				continue
+			}
+			links++
+			if !anchors[u.Fragment] {
+				t.Errorf("alert %s: runbook_url anchor #%s is not a heading of docs/runbooks.md (anchors: %v)", r.Alert, u.Fragment, anchors)
+			}
 		}
+	}
+	if links == 0 {
+		t.Fatal("no runbook_url in the rules")
 	}
 	for _, m := range regexp.MustCompile(`\]\(#([^)]+)\)`).FindAllStringSubmatch(string(doc), -1) {
 		if !anchors[m[1]] {
@@ -262,9 +300,16 @@ func TestMetricNames(t *testing.T) {
 		"payrail:x:rate5m{g=\"mock\"} > 0.3 # TUNE this\nor max without (pod) (delta(c[5m])) / 5":                                            {"c", "payrail:x:rate5m"},
 		`histogram_quantile(0.95, sum by (le) (rate(x_bucket[5m] offset 1h)))`:                                                               {"x_bucket"},
 		`ALERTS{alertname=~"Payrail.*", alertstate="firing"}`:                                                                                {"ALERTS"},
+		`{__name__="up", job="payrail"} == 0`:                                                                                                {"up"},
 	} {
-		if got := deploy.MetricNames(expr); !slices.Equal(got, want) {
-			t.Errorf("MetricNames(%s) = %v, want %v", expr, got, want)
+		got, err := deploy.MetricNames(expr)
+		if err != nil || !slices.Equal(got, want) {
+			t.Errorf("MetricNames(%s) = %v, %v; want %v", expr, got, err, want)
+		}
+	}
+	for _, bad := range []string{`rate(x[5m]`, `sum by (le) x`, `x{job=~"$job"}[$job]`, `{ span.payrail.payment.id = "pay_1" }`} {
+		if got, err := deploy.MetricNames(bad); err == nil {
+			t.Errorf("MetricNames(%s) = %v, want a parse error", bad, got)
 		}
 	}
 	exprs, recorded, err := deploy.RuleExpressions()

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"syscall"
 	"testing"
@@ -84,7 +86,7 @@ func TestClosers(t *testing.T) {
 }
 
 func TestCloseListener(t *testing.T) {
-	ln, err := Listen(nil, "PORT", 0)
+	ln, err := Listen(nil, "PORT", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +102,7 @@ func TestCloseListener(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer given.Close()
-	if got, err := Listen(given, "PORT", 1); got != given || err != nil {
+	if got, err := Listen(given, "PORT", "127.0.0.1:1"); got != given || err != nil {
 		t.Fatalf("Listen(given) = %v, %v; want the given listener", got, err)
 	}
 }
@@ -238,5 +240,31 @@ func TestOpenBackends(t *testing.T) {
 	}
 	if err := cl.CloseAll(log); err != nil {
 		t.Error(err)
+	}
+}
+
+// TestDevAuthenticatorByInterface: dev mode grants admin rights on
+// loopback only; on a public interface requests are still merchant dev but
+// never admin.
+func TestDevAuthenticatorByInterface(t *testing.T) {
+	for _, c := range []struct {
+		addr     string
+		loopback bool
+	}{
+		{"127.0.0.1:0", true},
+		{"0.0.0.0:0", false},
+	} {
+		ln, err := net.Listen("tcp", c.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		if got := LoopbackOnly(ln); got != c.loopback {
+			t.Errorf("LoopbackOnly(%s) = %v, want %v", ln.Addr(), got, c.loopback)
+		}
+		pr, err := DevAuthenticator(ln).Authenticate(httptest.NewRequest(http.MethodGet, "/admin/mode", nil))
+		if err != nil || pr.Merchant != payments.DevMerchant || pr.Admin != c.loopback {
+			t.Errorf("on %s: principal %+v, %v; want merchant %s, admin %v", ln.Addr(), pr, err, payments.DevMerchant, c.loopback)
+		}
 	}
 }

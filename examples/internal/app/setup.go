@@ -51,17 +51,45 @@ func Logger(log *slog.Logger, stdout io.Writer, level slog.Level) *slog.Logger {
 	return observability.NewLogger(stdout, level)
 }
 
-// Listen returns ln if it is not nil, and otherwise listens on TCP port,
-// which the environment variable variable configures.
-func Listen(ln net.Listener, variable string, port int) (net.Listener, error) {
+// Listen returns ln if it is not nil, and otherwise listens on TCP addr
+// (host:port), whose port the environment variable variable configures
+// (and whose host LISTEN_HOST does).
+func Listen(ln net.Listener, variable, addr string) (net.Listener, error) {
 	if ln != nil {
 		return ln, nil
 	}
-	ln, err := net.Listen("tcp", ":"+strconv.Itoa(port))
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("listening on %s %d: %w", variable, port, err)
+		return nil, fmt.Errorf("listening on %s (LISTEN_HOST, %s): %w", addr, variable, err)
 	}
 	return ln, nil
+}
+
+// LoopbackOnly reports whether ln accepts connections from this machine
+// only: a TCP listener on a loopback address, or a non-TCP one (a Unix
+// socket). A listener on 0.0.0.0, :: or an interface's address is public.
+func LoopbackOnly(ln net.Listener) bool {
+	a, ok := ln.Addr().(*net.TCPAddr)
+	return !ok || a.IP.IsLoopback()
+}
+
+// DevAuthenticator is the authenticator of dev mode (no API key
+// configured) for a listener: payments.DevAuthenticator (every request is
+// merchant dev, with admin rights) when ln is LoopbackOnly; on a public
+// interface every request is still merchant dev but never an admin, so
+// /admin/* answers 403 forbidden: admin endpoints are never open to the
+// network without a key.
+func DevAuthenticator(ln net.Listener) payments.Authenticator {
+	if LoopbackOnly(ln) {
+		return payments.DevAuthenticator()
+	}
+	return publicDevAuth{}
+}
+
+type publicDevAuth struct{}
+
+func (publicDevAuth) Authenticate(*http.Request) (payments.Principal, error) {
+	return payments.Principal{Merchant: payments.DevMerchant}, nil
 }
 
 // CloseListener returns a func for Closers.Add that closes ln, ignoring
@@ -171,8 +199,10 @@ func ProcessorOptions(cfg *config.Config, gw gateway.Router, idem *idempotency.S
 // Endpoint is the listener a binary serves on: the API's for the server,
 // /metrics and /healthz for the worker.
 type Endpoint struct {
-	// Listener is the caller's listener, or nil to listen on TCP Port.
+	// Listener is the caller's listener, or nil to listen on TCP Host:Port.
 	Listener net.Listener
+	// Host is the address to listen on when Listener is nil (LISTEN_HOST).
+	Host string
 	// Variable is the environment variable that configures Port, named in
 	// errors.
 	Variable string
@@ -187,7 +217,7 @@ type Endpoint struct {
 // (NewRegistry) to which telemetry (SetupTelemetry, under serviceName)
 // exports metrics.
 func ListenWithTelemetry(ctx context.Context, cfg *config.Config, serviceName string, e Endpoint, cl *Closers) (net.Listener, *prometheus.Registry, error) {
-	ln, err := Listen(e.Listener, e.Variable, e.Port)
+	ln, err := Listen(e.Listener, e.Variable, net.JoinHostPort(e.Host, strconv.Itoa(e.Port)))
 	if err != nil {
 		return nil, nil, err
 	}

@@ -9,6 +9,13 @@
 //
 // # HTTP
 //
+//   - LISTEN_HOST (default 127.0.0.1): the address the API server's and the
+//     standalone worker's listeners bind. The default, loopback, keeps a
+//     development server off the network; containers set 0.0.0.0 (the
+//     Dockerfile, compose.yaml and infra/k8s do), or an interface's address.
+//     On any address but loopback, a server without PAYRAIL_ADMIN_KEYS (dev
+//     mode) refuses /admin/* (403): admin endpoints are never open on a
+//     public interface without authentication.
 //   - PORT (default 8080): TCP port the API server listens on.
 //   - METRICS_PORT (default 9464, the OpenTelemetry Prometheus exporter's
 //     port: 9090 is Prometheus's own): TCP port of the standalone worker's
@@ -97,6 +104,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net"
 	"net/url"
 	"os"
 	"slices"
@@ -136,6 +144,7 @@ const InMemoryBusURL = "inmemory://payments"
 
 // Defaults of the variables that have one.
 const (
+	DefaultListenHost        = "127.0.0.1"
 	DefaultPort              = 8080
 	DefaultMetricsPort       = 9464
 	DefaultAdapter           = AdapterInMemory
@@ -165,6 +174,9 @@ const (
 // Config is the deployment's configuration. Load fills it from the
 // environment; the zero value is not meaningful.
 type Config struct {
+	// ListenHost is the address the listeners bind (LISTEN_HOST): an IP
+	// address, or localhost.
+	ListenHost string
 	// Port is the API server's TCP port (PORT).
 	Port int
 	// MetricsPort is the standalone worker's /metrics and /healthz port
@@ -248,7 +260,7 @@ type Config struct {
 // included.
 func Names() []string {
 	return []string{
-		"PORT", "METRICS_PORT", "SHUTDOWN_TIMEOUT",
+		"LISTEN_HOST", "PORT", "METRICS_PORT", "SHUTDOWN_TIMEOUT",
 		"MESSAGE_BUS_ADAPTER", "QUEUE_TYPE", "PAYMENTS_TOPIC_ARN", "PAYMENTS_QUEUE_URL",
 		"KAFKA_BROKERS", "KAFKA_GROUP_ID", "PUBSUB_PROJECT_ID",
 		"PAYMENTS_TOPIC", "PAYMENTS_SUBSCRIPTION", "PAYMENTS_QUEUE",
@@ -298,6 +310,7 @@ func loadDotEnv(name string) error {
 func Parse(lookup func(string) (string, bool)) (*Config, error) {
 	p := parser{lookup: lookup}
 	c := &Config{
+		ListenHost:           p.host("LISTEN_HOST", DefaultListenHost),
 		Port:                 p.port("PORT", DefaultPort),
 		MetricsPort:          p.port("METRICS_PORT", DefaultMetricsPort),
 		ShutdownTimeout:      p.duration("SHUTDOWN_TIMEOUT", DefaultShutdownTimeout),
@@ -424,6 +437,7 @@ func (c *Config) BusURLs() (topic, subscription string, err error) {
 // and API keys reduced to counts.
 func (c *Config) LogValue() slog.Value {
 	return slog.GroupValue(
+		slog.String("listen_host", c.ListenHost),
 		slog.Int("port", c.Port),
 		slog.Int("metrics_port", c.MetricsPort),
 		slog.String("shutdown_timeout", c.ShutdownTimeout.String()),
@@ -518,6 +532,25 @@ func (p *parser) intRange(name string, def, lo, hi int) int {
 		return def
 	}
 	return n
+}
+
+// host accepts an IP address (0.0.0.0 and :: for every interface) or
+// localhost: the host part of a listen address.
+func (p *parser) host(name, def string) string {
+	v := p.raw(name)
+	if v == "" {
+		return def
+	}
+	if v != "localhost" && net.ParseIP(strings.TrimSuffix(strings.TrimPrefix(v, "["), "]")) == nil {
+		p.fail(name, "%q is not an IP address; want 127.0.0.1 (this machine only), 0.0.0.0 or :: (every interface), or one interface's address", v)
+		return def
+	}
+	return strings.TrimSuffix(strings.TrimPrefix(v, "["), "]")
+}
+
+// ListenAddr returns the address to listen on at port: ListenHost and port.
+func (c *Config) ListenAddr(port int) string {
+	return net.JoinHostPort(c.ListenHost, strconv.Itoa(port))
 }
 
 func (p *parser) port(name string, def int) int {

@@ -27,6 +27,7 @@ func TestParseDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := &Config{
+		ListenHost:           "127.0.0.1", // dev mode is not reachable from the network
 		Port:                 8080,
 		MetricsPort:          9464,
 		ShutdownTimeout:      30 * time.Second,
@@ -64,6 +65,9 @@ func TestParseValues(t *testing.T) {
 		{"port", map[string]string{"PORT": "3000"}, func(c *Config) bool { return c.Port == 3000 }},
 		{"port trimmed", map[string]string{"PORT": " 3000 "}, func(c *Config) bool { return c.Port == 3000 }},
 		{"empty means default", map[string]string{"PORT": "", "LOG_LEVEL": ""}, func(c *Config) bool { return c.Port == 8080 && c.LogLevel == slog.LevelInfo }},
+		{"listen on every interface", map[string]string{"LISTEN_HOST": "0.0.0.0"}, func(c *Config) bool { return c.ListenAddr(8080) == "0.0.0.0:8080" }},
+		{"listen on IPv6", map[string]string{"LISTEN_HOST": "[::]"}, func(c *Config) bool { return c.ListenAddr(8080) == "[::]:8080" }},
+		{"listen on localhost", map[string]string{"LISTEN_HOST": "localhost"}, func(c *Config) bool { return c.ListenAddr(1) == "localhost:1" }},
 		{"metrics port", map[string]string{"METRICS_PORT": "9100"}, func(c *Config) bool { return c.MetricsPort == 9100 }},
 		{"shutdown timeout", map[string]string{"SHUTDOWN_TIMEOUT": "1m30s"}, func(c *Config) bool { return c.ShutdownTimeout == 90*time.Second }},
 		{"recovery timings", map[string]string{"RECOVERY_INTERVAL": "10s", "RECOVERY_STALE_AFTER": "5m", "RECONCILE_INTERVAL": "1m",
@@ -118,6 +122,8 @@ func TestParseErrors(t *testing.T) {
 		secret string
 	}{
 		{"port not a number", map[string]string{"PORT": "http"}, []string{"PORT", `"http"`}, ""},
+		{"listen host with a port", map[string]string{"LISTEN_HOST": "0.0.0.0:8080"}, []string{"LISTEN_HOST", "not an IP address"}, ""},
+		{"listen host a name", map[string]string{"LISTEN_HOST": "example.com"}, []string{"LISTEN_HOST", "not an IP address"}, ""},
 		{"port out of range", map[string]string{"PORT": "70000"}, []string{"PORT", "1 to 65535"}, ""},
 		{"port zero", map[string]string{"PORT": "0"}, []string{"PORT"}, ""},
 		{"metrics port", map[string]string{"METRICS_PORT": "-1"}, []string{"METRICS_PORT"}, ""},

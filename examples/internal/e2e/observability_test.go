@@ -245,13 +245,20 @@ func obsCheckQueriedMetrics(t *testing.T, repo string, scraped map[string]bool) 
 		known[r] = true
 	}
 	used := map[string][]string{}
+	metricNames := func(where, q string) []string {
+		names, err := deploy.MetricNames(q) // Prometheus' PromQL parser
+		if err != nil {
+			t.Errorf("%s: %v", where, err)
+		}
+		return names
+	}
 	for where, q := range queries {
-		for _, n := range deploy.MetricNames(q) {
+		for _, n := range metricNames("dashboard "+where, q) {
 			used[n] = append(used[n], "dashboard "+where)
 		}
 	}
 	for where, q := range rules {
-		for _, n := range deploy.MetricNames(q) {
+		for _, n := range metricNames("rule "+where, q) {
 			used[n] = append(used[n], "rule "+where)
 		}
 	}
@@ -273,7 +280,7 @@ func obsCheckQueriedMetrics(t *testing.T, repo string, scraped map[string]bool) 
 			continue // not PromQL (TraceQL has &&; commands and names have neither)
 		}
 		n++
-		for _, name := range deploy.MetricNames(q) {
+		for _, name := range metricNames("docs/runbooks.md", q) {
 			if !scraped[name] && !defined[name] {
 				used[name] = append(used[name], "docs/runbooks.md")
 			}

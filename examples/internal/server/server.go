@@ -119,7 +119,7 @@ func Run(ctx context.Context, cfg *config.Config, d Deps) (err error) {
 
 	// Telemetry: OTLP export per the OTEL_* environment, and /metrics.
 	ln, reg, err := app.ListenWithTelemetry(ctx, cfg, serviceName,
-		app.Endpoint{Listener: d.Listener, Variable: "PORT", Port: cfg.Port, Name: "listener"}, &cl)
+		app.Endpoint{Listener: d.Listener, Variable: "PORT", Host: cfg.ListenHost, Port: cfg.Port, Name: "listener"}, &cl)
 	if err != nil {
 		return err
 	}
@@ -174,7 +174,7 @@ func Run(ctx context.Context, cfg *config.Config, d Deps) (err error) {
 		}
 	}
 
-	auth, err := authenticator(cfg, log)
+	auth, err := authenticator(cfg, ln, log)
 	if err != nil {
 		return app.ConfigError{Err: err}
 	}
@@ -330,11 +330,17 @@ func stopInProcessWorker(p *payments.Processor, w *payments.Worker, timeout time
 
 // authenticator returns API-key authentication if keys are configured, and
 // the development authenticator otherwise.
-func authenticator(cfg *config.Config, log *slog.Logger) (payments.Authenticator, error) {
+// In dev mode on a public interface (LISTEN_HOST other than loopback), the
+// admin endpoints are refused.
+func authenticator(cfg *config.Config, ln net.Listener, log *slog.Logger) (payments.Authenticator, error) {
 	if !cfg.AuthEnabled() {
 		log.Warn("dev mode: every request is merchant dev",
 			"hint", "set PAYRAIL_API_KEYS (and PAYRAIL_ADMIN_KEYS) to require API keys")
-		return payments.DevAuthenticator(), nil
+		if !app.LoopbackOnly(ln) {
+			log.Warn("dev mode on a public interface: /admin/* is refused (403) until PAYRAIL_ADMIN_KEYS is set",
+				"addr", ln.Addr().String())
+		}
+		return app.DevAuthenticator(ln), nil
 	}
 	auth, err := payments.APIKeys(cfg.APIKeys, cfg.AdminKeys)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -54,15 +55,22 @@ type testServer struct {
 // until it serves /healthz.
 func start(t *testing.T, env map[string]string) *testServer {
 	t.Helper()
+	return startOn(t, "127.0.0.1:0", env)
+}
+
+// startOn is start with a listener on addr; the client connects over
+// loopback.
+func startOn(t *testing.T, addr string, env map[string]string) *testServer {
+	t.Helper()
 	cfg := apptest.Config(t, env)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &testServer{
 		t:      t,
-		base:   "http://" + ln.Addr().String(),
+		base:   "http://127.0.0.1:" + strconv.Itoa(ln.Addr().(*net.TCPAddr).Port),
 		client: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}},
 		store:  &countingStore{MemoryStore: payments.NewMemoryStore()},
 		logs:   &apptest.SyncBuffer{},
@@ -621,4 +629,87 @@ func TestMetricsNeedAnAdminKeyWhenKeysAreConfigured(t *testing.T) {
 			t.Fatalf("/metrics body lacks payrail metrics: %.200s", r.body)
 		}
 	}
+}
+
+// With the embedded defaults (no LISTEN_HOST, no Deps.Listener) the server
+// listens on loopback only: a development server is not on the network.
+func TestDevModeListensOnLoopback(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	cfg := apptest.Config(t, map[string]string{"PORT": strconv.Itoa(port)})
+	logs := &apptest.SyncBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx, cfg, Deps{Stdout: logs}) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
+		}
+	}()
+	want := `"msg":"listening","addr":"127.0.0.1:` + strconv.Itoa(port) + `"`
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(logs.String(), want) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s in the log:\n%s", want, logs)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// Reachable on loopback, with the admin endpoints open (dev mode).
+	resp, err := http.Get("http://127.0.0.1:" + strconv.Itoa(port) + "/admin/mode")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /admin/mode on loopback in dev mode: %d, want 200", resp.StatusCode)
+	}
+	// Not on the machine's other addresses.
+	addrs, _ := net.InterfaceAddrs()
+	for _, a := range addrs {
+		ip, ok := a.(*net.IPNet)
+		if !ok || ip.IP.IsLoopback() || ip.IP.To4() == nil {
+			continue
+		}
+		c, err := net.DialTimeout("tcp", net.JoinHostPort(ip.IP.String(), strconv.Itoa(port)), time.Second)
+		if err == nil {
+			c.Close()
+			t.Errorf("the dev server accepted a connection on %s", ip.IP)
+		}
+	}
+}
+
+// In dev mode on a public interface (LISTEN_HOST=0.0.0.0 without keys) the
+// payments API works as merchant dev, but /admin/* is refused: admin
+// endpoints are never open to the network without a key. With an admin key
+// configured they work with that key.
+func TestAdminRefusedOnAPublicInterfaceWithoutKeys(t *testing.T) {
+	s := startOn(t, "0.0.0.0:0", nil)
+	s.expect(s.do(http.MethodPost, "/payments", visa, map[string]string{"Idempotency-Key": "pub-1"}), http.StatusCreated)
+	s.expect(s.do(http.MethodGet, "/metrics", "", nil), http.StatusOK)
+	for _, r := range []struct{ method, path, body string }{
+		{http.MethodGet, "/admin/mode", ""},
+		{http.MethodPut, "/admin/mode", `{"mode":"async"}`},
+		{http.MethodGet, "/admin/routes", ""},
+		{http.MethodGet, "/admin/gateways", ""},
+	} {
+		resp := s.do(r.method, r.path, r.body, nil)
+		if resp.status != http.StatusForbidden || resp.header.Get("Content-Type") != "application/problem+json" {
+			t.Errorf("%s %s on a public interface in dev mode: %d %s, want 403 problem+json", r.method, r.path, resp.status, resp.body)
+		}
+	}
+	if m := s.do(http.MethodGet, "/payments/none", "", nil); m.status != http.StatusNotFound {
+		t.Errorf("GET /payments/none: %d, want 404 (the API stays served)", m.status)
+	}
+	if !strings.Contains(s.logs.String(), "dev mode on a public interface") {
+		t.Errorf("no warning in the log:\n%s", s.logs)
+	}
+
+	k := startOn(t, "0.0.0.0:0", map[string]string{"PAYRAIL_ADMIN_KEYS": "sk_admin"})
+	k.expect(k.do(http.MethodGet, "/admin/mode", "", nil), http.StatusUnauthorized)
+	k.expect(k.do(http.MethodGet, "/admin/mode", "", map[string]string{"Authorization": "Bearer sk_admin"}), http.StatusOK)
 }

@@ -133,7 +133,7 @@ func Run(ctx context.Context, cfg *config.Config, d Deps) (err error) {
 	defer func() { err = errors.Join(err, cl.CloseAll(log)) }()
 
 	ln, reg, err := app.ListenWithTelemetry(ctx, cfg, serviceName,
-		app.Endpoint{Listener: d.MetricsListener, Variable: "METRICS_PORT", Port: cfg.MetricsPort, Name: "metrics listener"}, &cl)
+		app.Endpoint{Listener: d.MetricsListener, Variable: "METRICS_PORT", Host: cfg.ListenHost, Port: cfg.MetricsPort, Name: "metrics listener"}, &cl)
 	if err != nil {
 		return err
 	}
@@ -141,17 +141,21 @@ func Run(ctx context.Context, cfg *config.Config, d Deps) (err error) {
 	// /metrics and /healthz, served from the start and stopped last.
 	var running atomic.Bool
 	mux := http.NewServeMux()
-	var metrics http.Handler = app.MetricsHandler(reg, log)
-	adminOnly := func(h http.Handler) http.Handler { return h } // dev mode: open, as on the API server
+	metrics := app.MetricsHandler(reg, log) // open without admin keys, as on the API server
+	// Without admin keys, as on the API server in dev mode: the admin
+	// endpoints are open on loopback and refused (403) on a public
+	// interface.
+	auth := app.DevAuthenticator(ln)
 	if len(cfg.AdminKeys) > 0 {
 		// As on the API server: with admin keys configured, /metrics takes one.
-		auth, err := payments.APIKeys(nil, cfg.AdminKeys)
-		if err != nil {
+		if auth, err = payments.APIKeys(nil, cfg.AdminKeys); err != nil {
 			return app.ConfigError{Err: fmt.Errorf("PAYRAIL_ADMIN_KEYS: %w", err)}
 		}
-		adminOnly = func(h http.Handler) http.Handler { return payments.AdminOnly(auth, h) }
+		metrics = payments.AdminOnly(auth, metrics)
+	} else if !app.LoopbackOnly(ln) {
+		log.Warn("no PAYRAIL_ADMIN_KEYS on a public interface: /admin/* is refused (403)", "addr", ln.Addr().String())
 	}
-	metrics = adminOnly(metrics)
+	adminOnly := func(h http.Handler) http.Handler { return payments.AdminOnly(auth, h) }
 	mux.Handle("/metrics", metrics)
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -73,19 +74,7 @@ func TestProcessesCommands(t *testing.T) {
 		"WORKER_CONCURRENCY":  "4",
 	})
 	ctx := context.Background()
-	broker := inmemory.NewBroker()
-	u := &url.URL{Scheme: "inmemory", Host: "payments"}
-	dt, err := broker.OpenTopic(ctx, u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ds, err := broker.OpenSubscription(ctx, u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	topic := bus.NewTopic(dt)
-	sub := bus.NewSubscription(ds, bus.WithConcurrency(cfg.WorkerConcurrency))
-	t.Cleanup(func() { _ = sub.Close(); _ = topic.Close() })
+	topic, sub := isolatedBus(t, bus.WithConcurrency(cfg.WorkerConcurrency))
 	store := payments.NewMemoryStore()
 
 	// The API side: accepts async payments and publishes their commands.
@@ -176,4 +165,74 @@ func get(t *testing.T, u string) (int, string) {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b)
+}
+
+// TestAdminEndpointsByInterface: without admin keys the worker's
+// /admin/routes and /admin/gateways are open on loopback and refused (403)
+// on a public interface; /metrics and /healthz stay open on both (a
+// scraper has no key).
+func TestAdminEndpointsByInterface(t *testing.T) {
+	for _, c := range []struct {
+		addr  string
+		admin int
+	}{{"127.0.0.1:0", http.StatusOK}, {"0.0.0.0:0", http.StatusForbidden}} {
+		t.Run(c.addr, func(t *testing.T) {
+			cfg := apptest.Config(t, map[string]string{"MESSAGE_BUS_ADAPTER": "kafka"})
+			ctx := context.Background()
+			topic, sub := isolatedBus(t)
+			ln, err := net.Listen("tcp", c.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			base := "http://127.0.0.1:" + strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+			var out apptest.SyncBuffer
+			runCtx, cancel := context.WithCancel(ctx)
+			done := make(chan error, 1)
+			go func() {
+				done <- Run(runCtx, cfg, Deps{MetricsListener: ln, Store: payments.NewMemoryStore(), Topic: topic, Subscription: sub, Stdout: &out})
+			}()
+			defer func() {
+				cancel()
+				if err := <-done; err != nil {
+					t.Errorf("run: %v\n%s", err, &out)
+				}
+			}()
+			deadline := time.Now().Add(5 * time.Second)
+			for !strings.Contains(out.String(), "worker running") {
+				if time.Now().After(deadline) {
+					t.Fatalf("worker not running:\n%s", &out)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			for _, p := range []string{"/admin/routes", "/admin/gateways"} {
+				if code, body := get(t, base+p); code != c.admin {
+					t.Errorf("%s on %s: %d %s, want %d", p, c.addr, code, body, c.admin)
+				}
+			}
+			for _, p := range []string{"/metrics", "/healthz"} {
+				if code, body := get(t, base+p); code != http.StatusOK {
+					t.Errorf("%s on %s: %d %.200s, want 200", p, c.addr, code, body)
+				}
+			}
+		})
+	}
+}
+
+// isolatedBus returns the topic and subscription of a new in-memory broker,
+// standing in for an external bus, closed at the end of the test.
+func isolatedBus(t *testing.T, opts ...bus.SubscriptionOption) (*bus.Topic, *bus.Subscription) {
+	t.Helper()
+	broker := inmemory.NewBroker()
+	u := &url.URL{Scheme: "inmemory", Host: "payments"}
+	dt, err := broker.OpenTopic(context.Background(), u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ds, err := broker.OpenSubscription(context.Background(), u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	topic, sub := bus.NewTopic(dt), bus.NewSubscription(ds, opts...)
+	t.Cleanup(func() { _ = sub.Close(); _ = topic.Close() })
+	return topic, sub
 }
