@@ -38,15 +38,15 @@ COPY payments/postgres/go.mod payments/postgres/go.sum payments/postgres/
 RUN --mount=type=cache,target=/go/pkg/mod go mod download
 COPY . .
 ARG VERSION=dev
-# GOTAGS empty compiles every driver in; payrail_no_<driver> tags leave some
-# out, e.g. --build-arg GOTAGS=payrail_no_kafka,payrail_no_pubsub,payrail_no_servicebus
+# The image compiles every driver in (payrail_full); payrail_no_<driver> tags
+# in GOTAGS leave some out, e.g. --build-arg GOTAGS=payrail_no_kafka,payrail_no_pubsub,payrail_no_servicebus
 # for AWS (examples/internal/drivers; sizes in docs/deploy.md).
 ARG GOTAGS=
 RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
     for cmd in server worker opsctl; do \
       CGO_ENABLED=0 go build -trimpath \
         -ldflags "-s -w -X github.com/payrail/payrail/examples/internal/app.Version=${VERSION}" \
-        ${GOTAGS:+-tags "$GOTAGS"} -o /out/$cmd ./examples/$cmd || exit 1; \
+        -tags "payrail_full${GOTAGS:+,$GOTAGS}" -o /out/$cmd ./examples/$cmd || exit 1; \
     done
 
 # distroless/static: CA certificates, tzdata and /etc/passwd with the

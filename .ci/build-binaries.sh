@@ -13,7 +13,7 @@ for cmd in server worker opsctl; do
   # Keep in step with the RUN line of the Dockerfile's build stage.
   CGO_ENABLED=0 go build -trimpath \
     -ldflags "-s -w -X github.com/payrail/payrail/examples/internal/app.Version=${VERSION}" \
-    ${GOTAGS:+-tags "$GOTAGS"} -o "$out/$cmd" "./examples/$cmd"
+    -tags "payrail_full${GOTAGS:+,$GOTAGS}" -o "$out/$cmd" "./examples/$cmd"
 done
 for cmd in server worker opsctl; do
   stat -c '%s %n' "$out/$cmd" | awk '{printf "%-24s %10d bytes %6.1f MiB\n", $2, $1, $1/1048576}'

@@ -242,8 +242,10 @@ func workerPaths(t *testing.T) []string {
 	return out
 }
 
-// TestDriverBuildTags: each payrail_no_<driver> tag leaves its driver
-// package out of the server's and the worker's dependencies.
+// TestDriverBuildTags: the default build (the README's go run) links no
+// heavy driver; payrail_full links them all, each payrail_<driver> tag its
+// own, and each payrail_no_<driver> tag leaves its driver package out of a
+// payrail_full build of the server and the worker.
 func TestDriverBuildTags(t *testing.T) {
 	drivers := map[string]string{
 		"kafka": "bus/kafka", "pubsub": "bus/pubsub", "servicebus": "bus/servicebus", "snssqs": "bus/snssqs",
@@ -266,19 +268,27 @@ func TestDriverBuildTags(t *testing.T) {
 		}
 		return strings.Fields(string(out))
 	}
-	all, none := deps(""), deps(strings.Join(tags, ","))
+	all, none, dflt := deps("payrail_full"), deps("payrail_full,"+strings.Join(tags, ",")), deps("")
 	for d, pkg := range drivers {
 		pkg = "github.com/payrail/payrail/" + pkg
 		if !slices.Contains(all, pkg) {
-			t.Errorf("the default build lacks %s", pkg)
+			t.Errorf("-tags payrail_full lacks %s", pkg)
 		}
 		if slices.Contains(none, pkg) {
-			t.Errorf("-tags payrail_no_%s still links %s", d, pkg)
+			t.Errorf("-tags payrail_full,payrail_no_%s still links %s", d, pkg)
+		}
+		if slices.Contains(dflt, pkg) {
+			t.Errorf("the default build (go run ./examples/server) links %s", pkg)
+		}
+		if one := deps("payrail_" + d); !slices.Contains(one, pkg) {
+			t.Errorf("-tags payrail_%s lacks %s", d, pkg)
 		}
 	}
 	for _, always := range []string{"bus/inmemory", "idempotency/memory", "gateway/mock", "payments/postgres", "idempotency/postgres"} {
-		if !slices.Contains(none, "github.com/payrail/payrail/"+always) {
-			t.Errorf("with every payrail_no_ tag the build lost %s", always)
+		for name, set := range map[string][]string{"every payrail_no_ tag": none, "no tag": dflt} {
+			if !slices.Contains(set, "github.com/payrail/payrail/"+always) {
+				t.Errorf("with %s the build lost %s", name, always)
+			}
 		}
 	}
 }

@@ -81,7 +81,9 @@ func ExitCode(err error) int {
 func OpenError(variable string, err, unknownDriver error) error {
 	err = fmt.Errorf("%s: %w", variable, err)
 	if errors.Is(err, unknownDriver) {
-		return ConfigError{err}
+		// The reference binaries compile the heavy drivers in only with
+		// build tags (examples/internal/drivers).
+		return ConfigError{fmt.Errorf("%w (the reference binaries include it when built with -tags payrail_full, or the driver's own tag such as payrail_kafka: see examples/internal/drivers)", err)}
 	}
 	return err
 }

@@ -1,4 +1,4 @@
-//go:build !payrail_no_dynamodb
+//go:build (payrail_full || payrail_dynamodb) && !payrail_no_dynamodb
 
 package drivers
 

@@ -1,4 +1,4 @@
-//go:build !payrail_no_kafka
+//go:build (payrail_full || payrail_kafka) && !payrail_no_kafka
 
 package drivers
 

@@ -1,4 +1,4 @@
-//go:build !payrail_no_pubsub
+//go:build (payrail_full || payrail_pubsub) && !payrail_no_pubsub
 
 package drivers
 

@@ -1,4 +1,4 @@
-//go:build !payrail_no_redis
+//go:build (payrail_full || payrail_redis) && !payrail_no_redis
 
 package drivers
 

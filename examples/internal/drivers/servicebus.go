@@ -1,4 +1,4 @@
-//go:build !payrail_no_servicebus
+//go:build (payrail_full || payrail_servicebus) && !payrail_no_servicebus
 
 package drivers
 

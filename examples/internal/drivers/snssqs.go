@@ -1,4 +1,4 @@
-//go:build !payrail_no_snssqs
+//go:build (payrail_full || payrail_snssqs) && !payrail_no_snssqs
 
 package drivers
 

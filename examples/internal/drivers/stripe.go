@@ -1,4 +1,4 @@
-//go:build !payrail_no_stripe
+//go:build (payrail_full || payrail_stripe) && !payrail_no_stripe
 
 package drivers
 
