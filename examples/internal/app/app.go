@@ -74,6 +74,10 @@ func ExitCode(err error) int {
 	return 1
 }
 
+// tagHint ends the error for a driver the binary lacks: the reference
+// binaries compile the heavy drivers in only with build tags.
+const tagHint = " (the reference binaries include it when built with -tags payrail_full, or with the driver's own tag such as payrail_kafka: see examples/internal/drivers)"
+
 // OpenError wraps err, the error of opening what the environment variable
 // variable names, with that variable's name. If err is unknownDriver (the
 // driver registry's error for a URL scheme whose driver is not compiled
@@ -83,7 +87,7 @@ func OpenError(variable string, err, unknownDriver error) error {
 	if errors.Is(err, unknownDriver) {
 		// The reference binaries compile the heavy drivers in only with
 		// build tags (examples/internal/drivers).
-		return ConfigError{fmt.Errorf("%w (the reference binaries include it when built with -tags payrail_full, or the driver's own tag such as payrail_kafka: see examples/internal/drivers)", err)}
+		return ConfigError{fmt.Errorf("%w%s", err, tagHint)}
 	}
 	return err
 }

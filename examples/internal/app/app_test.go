@@ -268,3 +268,14 @@ func TestDevAuthenticatorByInterface(t *testing.T) {
 		}
 	}
 }
+
+// TestMissingDriverNamesTheTag: a binary built without a driver's tag
+// stops with a configuration error that says which tag brings it in.
+func TestMissingDriverNamesTheTag(t *testing.T) {
+	cfg := &config.Config{MessageBusAdapter: "nope"}
+	_, err := OpenTopic(context.Background(), cfg, "nope://topic")
+	var ce ConfigError
+	if !errors.As(err, &ce) || !strings.Contains(err.Error(), "-tags payrail_full") || !strings.Contains(err.Error(), "MESSAGE_BUS_ADAPTER=nope") {
+		t.Fatalf("OpenTopic with a driver not compiled in = %v, want a ConfigError naming the adapter and the tag", err)
+	}
+}

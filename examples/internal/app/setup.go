@@ -171,7 +171,7 @@ func OpenTopic(ctx context.Context, cfg *config.Config, topicURL string) (*bus.T
 		return topic, nil
 	}
 	if errors.Is(err, bus.ErrUnknownDriver) {
-		return nil, ConfigError{fmt.Errorf("MESSAGE_BUS_ADAPTER=%s: %w", cfg.MessageBusAdapter, err)}
+		return nil, ConfigError{fmt.Errorf("MESSAGE_BUS_ADAPTER=%s: %w%s", cfg.MessageBusAdapter, err, tagHint)}
 	}
 	return nil, fmt.Errorf("opening the bus topic: %w", err)
 }
