@@ -255,10 +255,15 @@ func (ss *sessions) hold(sr *azservicebus.SessionReceiver) {
 			hs.mu.Lock()
 			idle := hs.inflight == 0 && hs.waiting == 0 && hs.paused == 0 && time.Since(lastMessage) >= ss.s.cfg.sessionIdle
 			hs.mu.Unlock()
-			if idle {
+			if !idle {
+				continue
+			}
+			// A message the service sent as the receive timed out is in
+			// the link's prefetch buffer (or on its way): closing the link
+			// now would return it with a delivery counted. Take it first.
+			if rms = ss.lastLook(sr); len(rms) == 0 {
 				return
 			}
-			continue
 		}
 		lastMessage = time.Now()
 		for _, rm := range rms {
@@ -285,6 +290,20 @@ func (ss *sessions) hold(sr *azservicebus.SessionReceiver) {
 			}
 		}
 	}
+}
+
+// lastLookWait is how long an idle session's last receive waits before its
+// link is closed.
+const lastLookWait = 5 * time.Millisecond
+
+// lastLook receives what reached the session's link after its last receive
+// timed out, so that releasing an idle session does not count a delivery
+// for a message the service had just sent.
+func (ss *sessions) lastLook(sr *azservicebus.SessionReceiver) []*azservicebus.ReceivedMessage {
+	ctx, cancel := context.WithTimeout(ss.ctx, lastLookWait)
+	defer cancel()
+	rms, _ := sr.ReceiveMessages(ctx, 1, nil)
+	return rms
 }
 
 // keepLocked renews the session lock at a third of the lock duration while

@@ -435,12 +435,8 @@ func (s *subscription) Close() error {
 
 var _ driver.Shutdowner = (*subscription)(nil)
 
-// noGraceClose bounds the closing of the links when Shutdown's context is
-// already done.
-const noGraceClose = time.Second
-
-// Shutdown closes the receivers and sender, bounded by ctx (by
-// noGraceClose when ctx is already done), and releases the client.
+// Shutdown closes the receivers and sender (each detach bounded by
+// closeTimeout) and releases the client.
 func (s *subscription) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	if s.closed {
@@ -475,13 +471,12 @@ func (s *subscription) Shutdown(ctx context.Context) error {
 	if s.sess != nil {
 		errs = append(errs, s.sess.close())
 	}
-	if ctx.Err() != nil {
-		// No grace left: the links still get a brief, bounded detach, so
-		// that the peer releases their locks now rather than when they lapse.
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), noGraceClose)
-		defer cancel()
-	}
+	// The links' detach is bounded by closeTimeout, not by ctx: the
+	// portable layer cancels ctx when the grace ends (Close cancels it at
+	// once, possibly while this runs), and a detach cut short would fail
+	// Close and leave the locks to lapse instead of being released now.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), closeTimeout)
+	defer cancel()
 	for _, c := range closers {
 		errs = append(errs, c.Close(ctx))
 	}
