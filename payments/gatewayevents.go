@@ -153,6 +153,12 @@ func externalRefundID(eventID string) string {
 	return b.String()
 }
 
+// webhookAnswer is the body of a provider webhook's 200 answer.
+type webhookAnswer struct {
+	Result    GatewayEventResult `json:"result"`
+	PaymentID string             `json:"payment_id"`
+}
+
 // maxWebhookBody caps a provider webhook's body (Stripe's events are a few
 // KB; 1 MiB leaves room for expanded objects).
 const maxWebhookBody = 1 << 20
@@ -200,7 +206,7 @@ func NewGatewayWebhookHandler(p *Processor) http.Handler {
 			// A signed body the driver cannot read, or a provider call
 			// it needed failed: let the provider deliver it again.
 			p.log.WarnContext(r.Context(), "payments: gateway webhook not applied", "gateway", name, "error", err)
-			writeProblem(w, r, &Error{Code: CodeGatewayUnavailable, Detail: "the webhook could not be applied now", RetryAfter: 0, Err: err})
+			writeProblem(w, r, &Error{Code: CodeGatewayUnavailable, Detail: "the webhook could not be applied now", Err: err})
 			return
 		}
 		pay, res, err := p.HandleGatewayEvent(r.Context(), name, ev)
@@ -215,6 +221,6 @@ func NewGatewayWebhookHandler(p *Processor) http.Handler {
 		p.log.Log(r.Context(), slog.LevelDebug, "payments: gateway webhook", "gateway", name, "event_id", ev.ID,
 			"event_type", ev.Type, "result", string(res), "payment_id", id)
 		w.Header().Set("Content-Type", "application/json")
-		fmt.Fprintf(w, "{\"result\":%q,\"payment_id\":%q}\n", res, id)
+		_, _ = w.Write(marshal(webhookAnswer{Result: res, PaymentID: id}))
 	})
 }

@@ -8,6 +8,7 @@
 package retry
 
 import (
+	"math"
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
@@ -29,51 +30,34 @@ type Policy struct {
 	Jitter float64
 }
 
-// maxSteps bounds how many times Delay grows the delay: enough to reach any
-// cap from any start with any multiplier the SDK uses.
-const maxSteps = 4096
-
 // Delay returns the randomised delay after failed attempt number attempt
 // (1-based; less than 1 counts as 1). It allocates nothing.
 func (p Policy) Delay(attempt int) time.Duration {
-	var b Backoff
-	p.init(&b)
-	if p.Multiplier > 1 {
-		// Grow without randomising: the library randomises each value it
-		// returns, from the current (capped) delay, which only grows.
-		grow := p.exponential(0)
-		grow.Reset()
-		for i := 1; i < min(attempt, maxSteps); i++ {
-			_ = grow.NextBackOff()
+	d := min(p.Initial, p.Max)
+	if p.Multiplier > 1 && attempt > 1 {
+		grown := float64(d) * math.Pow(p.Multiplier, float64(attempt-1))
+		d = p.Max
+		if grown < float64(p.Max) {
+			d = time.Duration(grown)
 		}
-		b.b.InitialInterval = grow.NextBackOff()
-		b.b.Reset()
 	}
+	// The library randomises the capped delay.
+	b := backoff.ExponentialBackOff{InitialInterval: d, RandomizationFactor: p.Jitter, Multiplier: 1, MaxInterval: d}
+	b.Reset()
 	return b.NextBackOff()
 }
 
 // New returns the policy's back-off for a loop that keeps it between
 // attempts: NextBackOff after each failure, Reset after a success.
 func (p Policy) New() *Backoff {
-	b := &Backoff{}
-	p.init(b)
-	return b
-}
-
-// exponential returns the library's back-off for p with the given
-// randomisation factor.
-func (p Policy) exponential(jitter float64) backoff.ExponentialBackOff {
-	return backoff.ExponentialBackOff{
+	b := &Backoff{b: backoff.ExponentialBackOff{
 		InitialInterval:     min(p.Initial, p.Max),
-		RandomizationFactor: jitter,
+		RandomizationFactor: p.Jitter,
 		Multiplier:          max(p.Multiplier, 1),
 		MaxInterval:         p.Max,
-	}
-}
-
-func (p Policy) init(b *Backoff) {
-	b.b = p.exponential(p.Jitter)
-	b.b.Reset()
+	}}
+	b.Reset()
+	return b
 }
 
 // Backoff is the state of a Policy's back-off between attempts. It is not
