@@ -436,3 +436,74 @@ func TestDeletedEntity(t *testing.T) {
 		t.Errorf("Receive from a deleted queue = %v, want ErrNotFound", err)
 	}
 }
+
+// TestConnectionLoss: the service closes every connection (an update, a
+// gateway failover). The SDK reconnects; publishing and receiving go on,
+// and closing handles whose links died with the connection is not an
+// error (nothing is left to flush: sends are synchronous).
+func TestConnectionLoss(t *testing.T) {
+	q := newQueue(t, testkit.ServiceBusEntity{LockDuration: 2 * time.Second})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	topic, err := bus.OpenTopic(ctx, "servicebus://"+q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, err := bus.OpenSubscription(ctx, "servicebus://"+q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan string, 8)
+	rctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		done <- sub.Receive(rctx, func(_ context.Context, m *bus.Message) error {
+			got <- string(m.Body)
+			return nil
+		})
+	}()
+	next := func(want string) {
+		t.Helper()
+		select {
+		case b := <-got:
+			if b != want {
+				t.Fatalf("received %q, want %q", b, want)
+			}
+		case <-ctx.Done():
+			t.Fatalf("%q was not received", want)
+		}
+	}
+	if err := topic.Publish(ctx, &bus.Message{Body: []byte("before")}); err != nil {
+		t.Fatal(err)
+	}
+	next("before")
+
+	n, err := peer.DropConnections(ctx)
+	if err != nil || n == 0 {
+		t.Fatalf("DropConnections = %d, %v", n, err)
+	}
+	t0 := time.Now()
+	if err := topic.Publish(ctx, &bus.Message{Body: []byte("after")}); err != nil {
+		t.Fatalf("Publish after the connection was lost: %v", err)
+	}
+	t.Logf("published %v after the connection was lost", time.Since(t0).Round(time.Millisecond))
+	next("after")
+	t.Logf("received %v after", time.Since(t0).Round(time.Millisecond))
+
+	// Lose it again, then close: the handles' links are already gone.
+	if _, err := peer.DropConnections(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t0 = time.Now()
+	stop()
+	if err := <-done; err != nil {
+		t.Errorf("Receive = %v", err)
+	}
+	t.Logf("Receive returned %v after its context ended", time.Since(t0).Round(time.Millisecond))
+	if err := sub.Close(); err != nil {
+		t.Errorf("Subscription.Close after the connection was lost = %v, want nil", err)
+	}
+	if err := topic.Shutdown(ctx); err != nil {
+		t.Errorf("Topic.Shutdown after the connection was lost = %v, want nil", err)
+	}
+}

@@ -489,7 +489,7 @@ func releaseClient(c *sharedClient) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
 	defer cancel()
-	return c.client.Close(ctx)
+	return closeErr(c.client.Close(ctx))
 }
 
 // mapErr classifies an SDK error: it wraps the portable sentinel errors
@@ -585,4 +585,53 @@ func propInt(v any) int {
 		return n
 	}
 	return 0
+}
+
+// closeErr is the error of closing a link (a sender, a receiver): nil when
+// every failure it holds says the connection under the link is already
+// gone (closed by the service, or by the SDK recovering it). Such a link
+// has nothing left to flush (sends are synchronous, and the service
+// releases what a lost link held), so closing it succeeded.
+func closeErr(err error) error {
+	if err == nil || connGone(err) {
+		return nil
+	}
+	return err
+}
+
+func connGone(err error) bool {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range j.Unwrap() {
+			if e != nil && !connGone(e) {
+				return false
+			}
+		}
+		return true
+	}
+	var ce *amqp.ConnError
+	if errors.As(err, &ce) {
+		return true
+	}
+	var ae *amqp.Error
+	if errors.As(err, &ae) {
+		switch ae.Condition {
+		case amqp.ErrCondConnectionForced, amqp.ErrCondFramingError, amqp.ErrCondConnectionRedirect:
+			return true
+		}
+	}
+	var sbe *azservicebus.Error
+	if errors.As(err, &sbe) && sbe.Code == azservicebus.CodeConnectionLost {
+		return true
+	}
+	// The SDK (v1.11.0) flattens the errors of closing a link's parts into
+	// text, one "<part> close error: <error>" line each: recognise the
+	// connection-level ones by their go-amqp text.
+	lines := strings.Split(err.Error(), "\n")
+	for _, l := range lines {
+		_, msg, ok := strings.Cut(l, " close error: ")
+		if !ok || !(strings.HasPrefix(msg, "amqp: connection closed") || strings.HasPrefix(msg, "*Error{Condition: amqp:connection:")) {
+			return false
+		}
+	}
+	return true
 }

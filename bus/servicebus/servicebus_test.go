@@ -6,9 +6,13 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	azlog "github.com/Azure/azure-sdk-for-go/sdk/azcore/log"
+	"github.com/Azure/azure-sdk-for-go/sdk/messaging/azservicebus"
 
 	"github.com/payrail/payrail/bus"
 	"github.com/payrail/payrail/bus/servicebus"
@@ -32,9 +36,47 @@ func TestMain(m *testing.M) {
 		// administration endpoint.
 		servicebus.SetAdminTransport(peer.AdminTransport())
 	}
+	// The SDK's connection events (a link or connection recovered, and
+	// why), kept in a ring and printed with the peer's log when a test
+	// fails: a connection the SDK recovered fails every link on it.
+	connLog := &eventRing{max: 400}
+	azlog.SetEvents(azservicebus.EventConn)
+	azlog.SetListener(connLog.add)
 	code := m.Run()
 	peer.Stop()
+	if code != 0 {
+		fmt.Fprintf(os.Stderr, "--- azservicebus connection events (last %d):\n%s--- Service Bus peer log:\n%s\n",
+			connLog.max, connLog.String(), peer.Log())
+	}
 	os.Exit(code)
+}
+
+// eventRing keeps the last max notable log lines of the SDK.
+type eventRing struct {
+	mu    sync.Mutex
+	max   int
+	lines []string
+}
+
+func (r *eventRing) add(ev azlog.Event, msg string) {
+	// Only what explains a failure: errors, recoveries, new connections
+	// (not the routine opening and closing of links).
+	if !strings.Contains(msg, "rror") && !strings.Contains(msg, "ecover") &&
+		!strings.Contains(msg, "ailed") && !strings.Contains(msg, "new client") {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.lines = append(r.lines, time.Now().Format("15:04:05.000000")+" "+string(ev)+": "+msg)
+	if len(r.lines) > r.max {
+		r.lines = r.lines[len(r.lines)-r.max:]
+	}
+}
+
+func (r *eventRing) String() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return strings.Join(r.lines, "\n") + "\n"
 }
 
 // requirePeer skips the test when the peer could not start, or fails it

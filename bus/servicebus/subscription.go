@@ -478,7 +478,7 @@ func (s *subscription) Shutdown(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), closeTimeout)
 	defer cancel()
 	for _, c := range closers {
-		errs = append(errs, c.Close(ctx))
+		errs = append(errs, closeErr(c.Close(ctx)))
 	}
 	errs = append(errs, releaseClient(s.client))
 	return errors.Join(errs...)

@@ -156,7 +156,7 @@ func (t *topic) Close() error {
 	t.closed = true
 	ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
 	defer cancel()
-	err := t.sender.Close(ctx)
+	err := closeErr(t.sender.Close(ctx))
 	return errors.Join(err, releaseClient(t.client))
 }
 

@@ -319,6 +319,28 @@ func (p *ServiceBusPeer) Stop() {
 	})
 }
 
+// DropConnections closes every client connection with
+// amqp:connection:forced, as a service update or a gateway failover does,
+// and returns how many it closed. Clients reconnect on their own.
+func (p *ServiceBusPeer) DropConnections(ctx context.Context) (int, error) {
+	m, err := p.admin(ctx, map[string]any{"op": "drop_connections"})
+	if err != nil {
+		return 0, err
+	}
+	n, _ := m["dropped"].(float64)
+	return int(n), nil
+}
+
+// Log returns the tail of what the peer wrote to stderr: its own
+// diagnostics (connection and transport errors are always written, the
+// rest with SERVICEBUS_PEER_VERBOSE=1). Tests print it when they fail.
+func (p *ServiceBusPeer) Log() string {
+	if p == nil || p.stderr == nil {
+		return ""
+	}
+	return p.stderr.String()
+}
+
 // tailBuffer keeps the last max bytes written to it.
 type tailBuffer struct {
 	mu  sync.Mutex

@@ -124,6 +124,7 @@ is {"ready": true, "port": N, "atom_port": M} once the listeners are bound
 """
 
 import argparse
+import datetime
 import heapq
 import http.server
 import json
@@ -159,6 +160,13 @@ VERBOSE = False
 def log(*args):
     if VERBOSE:
         print("sbpeer:", *args, file=sys.stderr, flush=True)
+
+
+def note(*args):
+    """Logs a rare connection-level event whatever the verbosity: the
+    tests print the peer's log when they fail."""
+    print("sbpeer: %s" % datetime.datetime.now(datetime.timezone.utc).strftime("%H:%M:%S.%f"),
+          *args, file=sys.stderr, flush=True)
 
 
 def new_lock_token():
@@ -549,6 +557,7 @@ class Peer(Handler):
         self.expiries = []        # heap of (deadline ms, n, store, token)
         self.scheduled = []       # heap of (due ms, seq, target, Msg)
         self.cancelled = set()    # (id(target), seq) of cancelled schedules
+        self.conns = set()
         self.pending_session_links = []  # (deadline ms, link, store)
         self.entity_links = set()  # every open link to an entity (not $cbs), for deletes
         self.n = 0
@@ -650,16 +659,20 @@ class Peer(Handler):
         c = event.connection
         c.reply_links = {}
         c.open()
+        self.conns.add(c)
 
     def on_session_remote_open(self, event):
         event.session.open()
 
     def on_connection_remote_close(self, event):
+        cond = event.connection.remote_condition
+        if cond is not None:
+            note("connection closed by the client with", cond.name, cond.description)
         event.connection.close()
 
     def on_transport_error(self, event):
         cond = event.transport.condition
-        log("transport error:", cond.name if cond else None, cond.description if cond else None)
+        note("transport error:", cond.name if cond else None, cond.description if cond else None)
 
     def on_session_remote_close(self, event):
         ssn = event.session
@@ -679,6 +692,7 @@ class Peer(Handler):
             self.drop_connection(c)
 
     def drop_connection(self, c):
+        self.conns.discard(c)
         self.entity_links = {l for l in self.entity_links if l.connection != c}
         for st in self.all_stores():
             st.links = [l for l in st.links if l.connection != c]
@@ -1167,6 +1181,19 @@ class Peer(Handler):
             self.pending_session_links = [p for p in self.pending_session_links if norm(p[2].path) != path
                                           and not norm(p[2].path).startswith(path + "/")]
             return {}
+        if op == "drop_connections":
+            # What a gateway failover or a service update does: every
+            # client connection is closed with amqp:connection:forced.
+            n = 0
+            for c in list(self.conns):
+                if not (c.state & Endpoint.LOCAL_CLOSED):
+                    c.condition = Condition("amqp:connection:forced",
+                                            "The connection was closed by the test peer (drop_connections).")
+                    c.close()
+                    n += 1
+                self.drop_connection(c)
+            note("dropped", n, "connections")
+            return {"dropped": n}
         if op == "counts":
             st = self.store(cmd.get("path"))
             if st is None:
