@@ -39,7 +39,7 @@ func decodeCommand(body []byte, attrs map[string]string) (command, error) {
 	switch {
 	case cmd.Version != commandVersion:
 		return command{}, fmt.Errorf("%w: version %d, want %d", errMalformedCommand, cmd.Version, commandVersion)
-	case cmd.Op != opAuthorize:
+	case cmd.Op != opAuthorize && cmd.Op != opEvents:
 		return command{}, fmt.Errorf("%w: unknown operation", errMalformedCommand)
 	case checkID("payment_id", cmd.PaymentID) != nil:
 		return command{}, fmt.Errorf("%w: invalid payment_id", errMalformedCommand)

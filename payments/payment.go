@@ -145,6 +145,15 @@ type Payment struct {
 	// whichever processes made them. Stores persist it; it is not part of
 	// the API representation.
 	ReconcileAttempts int `json:"-"`
+	// Events are the payment's webhook events, one per state change stored
+	// by a Processor created WithEvents, with their delivery state: the
+	// outbox, written in the same store write as the change. Stores
+	// persist them; they are not part of the API representation.
+	Events []Event `json:"-"`
+	// EventsDue is when the earliest delivery work of Events is due, zero
+	// when there is none. Stores persist it and EventStore finds payments
+	// by it; it is not part of the API representation.
+	EventsDue time.Time `json:"-"`
 }
 
 // Refund is one refund of a captured payment.
@@ -166,6 +175,7 @@ func (p *Payment) Clone() *Payment {
 	c := *p
 	c.Refunds = slices.Clone(p.Refunds)
 	c.Metadata = maps.Clone(p.Metadata)
+	c.Events = cloneEvents(p.Events)
 	return &c
 }
 

@@ -131,6 +131,7 @@ type Processor struct {
 	idemTTL        time.Duration
 	lease          time.Duration
 	gatewayTimeout time.Duration
+	events         bool // WithEvents
 
 	mode   atomic.Value // Mode
 	closed atomic.Bool  // refuses new operations (Shutdown, Close)
@@ -167,6 +168,7 @@ type options struct {
 	localSubOpts   []bus.SubscriptionOption
 	drainBudget    time.Duration
 	metricOrigins  []string
+	events         bool
 }
 
 // Option configures a Processor.
@@ -292,6 +294,7 @@ func New(opts ...Option) (*Processor, error) {
 		retry: o.retry.withDefaults(), now: o.now,
 		recovery: o.recovery.withDefaults(o.retry.withDefaults(), o.gatewayTimeout),
 		idemTTL:  o.idemTTL, lease: o.lease, gatewayTimeout: o.gatewayTimeout, drainBudget: o.drainBudget,
+		events: o.events,
 	}
 	p.mode.Store(o.mode)
 	if p.log == nil {

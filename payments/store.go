@@ -122,11 +122,13 @@ const memShards = 32
 type memShard struct {
 	mu       sync.RWMutex
 	payments map[string]*Payment // by id
+	// due: the ids of the payments whose EventsDue is set (ListEventsDue).
+	due map[string]struct{}
 	// slab: the next stored copies, allocated memSlab at a time rather
 	// than one by one (payments are never removed, so a slab is never
 	// partly garbage).
 	slab []Payment
-	_    [128 - 56]byte // one shard per cache line pair: no false sharing between cores
+	_    [128 - 64]byte // one shard per cache line pair: no false sharing between cores
 }
 
 // memSlab is the number of payments a shard allocates at once.
@@ -137,6 +139,7 @@ func NewMemoryStore() *MemoryStore {
 	s := &MemoryStore{}
 	for i := range s.shards {
 		s.shards[i].payments = map[string]*Payment{}
+		s.shards[i].due = map[string]struct{}{}
 	}
 	return s
 }
@@ -157,6 +160,7 @@ func (s *MemoryStore) Create(ctx context.Context, p *Payment) error {
 		return err
 	}
 	refunds := slices.Clone(p.Refunds)
+	events := cloneEvents(p.Events)
 	sh := s.shard(p.ID)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
@@ -170,9 +174,11 @@ func (s *MemoryStore) Create(ctx context.Context, p *Payment) error {
 	sh.slab = sh.slab[1:]
 	*c = *p
 	c.Refunds = refunds
+	c.Events = events
 	c.Version = 1
 	p.Version = 1
 	sh.payments[p.ID] = c
+	sh.index(c)
 	return nil
 }
 
@@ -193,15 +199,41 @@ func (s *MemoryStore) Get(ctx context.Context, merchant, id string) (*Payment, e
 		return nil, ErrNotFound
 	}
 	p.Refunds = slices.Clone(p.Refunds)
+	p.Events = cloneEvents(p.Events)
 	return &p, nil
+}
+
+// index keeps the shard's due set in step with c.EventsDue; the shard is
+// locked.
+func (sh *memShard) index(c *Payment) {
+	if c.EventsDue.IsZero() {
+		if len(sh.due) > 0 {
+			delete(sh.due, c.ID)
+		}
+		return
+	}
+	sh.due[c.ID] = struct{}{}
 }
 
 // Update implements Store.
 func (s *MemoryStore) Update(ctx context.Context, p *Payment) error {
+	refunds := slices.Clone(p.Refunds)
+	events := cloneEvents(p.Events)
+	return s.compareAndSet(ctx, p, func(cur *Payment) {
+		p.Version++
+		*cur = *p
+		cur.Refunds = refunds
+		cur.Events = events
+	})
+}
+
+// compareAndSet calls set with the stored copy of p, under its shard's
+// lock, if its stored Version is p.Version; it returns ErrStoreConflict
+// otherwise, ErrNotFound if the merchant has no such payment.
+func (s *MemoryStore) compareAndSet(ctx context.Context, p *Payment, set func(cur *Payment)) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	refunds := slices.Clone(p.Refunds)
 	sh := s.shard(p.ID)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
@@ -212,9 +244,8 @@ func (s *MemoryStore) Update(ctx context.Context, p *Payment) error {
 	if cur.Version != p.Version {
 		return ErrStoreConflict
 	}
-	p.Version++
-	*cur = *p
-	cur.Refunds = refunds
+	set(cur)
+	sh.index(cur)
 	return nil
 }
 
@@ -227,6 +258,29 @@ func (s *MemoryStore) Close() error { return nil }
 
 // ListStale implements Store.
 func (s *MemoryStore) ListStale(ctx context.Context, statuses []Status, before time.Time, limit int) ([]*Payment, error) {
+	return s.scan(ctx, limit, func(sh *memShard, visit func(*Payment)) {
+		for _, cur := range sh.payments {
+			if slices.Contains(statuses, cur.Status) && cur.UpdatedAt.Before(before) {
+				visit(cur)
+			}
+		}
+	}, func(p *Payment) time.Time { return p.UpdatedAt })
+}
+
+// ListEventsDue implements EventStore.
+func (s *MemoryStore) ListEventsDue(ctx context.Context, before time.Time, limit int) ([]*Payment, error) {
+	return s.scan(ctx, limit, func(sh *memShard, visit func(*Payment)) {
+		for id := range sh.due {
+			if cur := sh.payments[id]; cur != nil && !cur.EventsDue.IsZero() && !cur.EventsDue.After(before) {
+				visit(cur)
+			}
+		}
+	}, func(p *Payment) time.Time { return p.EventsDue })
+}
+
+// scan returns copies of the payments each shard's match visits (under the
+// shard's read lock), ordered by key then id, at most limit (if positive).
+func (s *MemoryStore) scan(ctx context.Context, limit int, match func(*memShard, func(*Payment)), key func(*Payment) time.Time) ([]*Payment, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -234,20 +288,25 @@ func (s *MemoryStore) ListStale(ctx context.Context, statuses []Status, before t
 	for i := range s.shards {
 		sh := &s.shards[i]
 		sh.mu.RLock()
-		for _, cur := range sh.payments {
-			if slices.Contains(statuses, cur.Status) && cur.UpdatedAt.Before(before) {
-				p := *cur
-				p.Refunds = slices.Clone(cur.Refunds)
-				out = append(out, &p)
-			}
-		}
+		match(sh, func(cur *Payment) {
+			p := *cur
+			p.Refunds = slices.Clone(cur.Refunds)
+			p.Events = cloneEvents(cur.Events)
+			out = append(out, &p)
+		})
 		sh.mu.RUnlock()
 	}
 	slices.SortFunc(out, func(a, b *Payment) int {
-		return cmp.Or(a.UpdatedAt.Compare(b.UpdatedAt), cmp.Compare(a.ID, b.ID))
+		return cmp.Or(key(a).Compare(key(b)), cmp.Compare(a.ID, b.ID))
 	})
 	if limit > 0 && len(out) > limit {
 		out = out[:limit]
 	}
 	return out, nil
+}
+
+// UpdateEvents implements EventStore.
+func (s *MemoryStore) UpdateEvents(ctx context.Context, p *Payment) error {
+	events := cloneEvents(p.Events)
+	return s.compareAndSet(ctx, p, func(cur *Payment) { cur.Events, cur.EventsDue = events, p.EventsDue })
 }

@@ -70,6 +70,8 @@ type Worker struct {
 	staleAfter time.Duration
 	rec        *Reconciler // WithReconciler (reconcile.go)
 	drain      bool        // Shutdown drains the subscription (WithDrainOnShutdown)
+	hooks      *Webhooks   // WithWebhooks (eventdelivery.go)
+	deliver    *deliverer  // built from hooks by NewWorker
 
 	runMu  sync.Mutex
 	stop   context.CancelFunc // cancels the running Run, if any
@@ -120,6 +122,11 @@ func NewWorker(p *Processor, opts ...WorkerOption) (*Worker, error) {
 	if w.staleAfter <= 0 {
 		w.staleAfter = p.recovery.StaleAfter
 	}
+	if w.hooks != nil {
+		if err := w.initWebhooks(); err != nil {
+			return nil, err
+		}
+	}
 	return w, nil
 }
 
@@ -143,24 +150,34 @@ func (w *Worker) Run(ctx context.Context) error {
 	if w.rec != nil {
 		wg.Go(func() { _ = w.rec.Run(ctx) })
 	}
+	if w.deliver != nil {
+		wg.Go(func() { w.eventSweepLoop(ctx) })
+	}
 	err := w.sub.Receive(ctx, w.Handle)
 	wg.Wait()
 	return err
 }
 
 func (w *Worker) sweepLoop(ctx context.Context) {
-	t := time.NewTicker(w.sweepEvery)
+	every(ctx, w.sweepEvery, func() {
+		if n, err := w.Recover(ctx); err != nil {
+			w.log.WarnContext(ctx, "payments: recovery sweep failed", "error", err)
+		} else if n > 0 {
+			w.log.InfoContext(ctx, "payments: recovery sweep republished payments", "count", n)
+		}
+	})
+}
+
+// every calls f every d until ctx is done.
+func every(ctx context.Context, d time.Duration, f func()) {
+	t := time.NewTicker(d)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if n, err := w.Recover(ctx); err != nil {
-				w.log.WarnContext(ctx, "payments: recovery sweep failed", "error", err)
-			} else if n > 0 {
-				w.log.InfoContext(ctx, "payments: recovery sweep republished payments", "count", n)
-			}
+			f()
 		}
 	}
 }
@@ -278,6 +295,10 @@ func (w *Worker) Handle(ctx context.Context, m *bus.Message) error {
 		return m.DeadLetter(ctx, "malformed payment command: "+err.Error())
 	}
 	span.SetAttributes(attrPaymentID.String(cmd.PaymentID))
+	if cmd.Op == opEvents {
+		span.SetName("payrail.deliver_events")
+		return w.handleEvents(ctx, m, cmd)
+	}
 	maxAttempts := w.p.retry.MaxAttempts
 	if c := w.sub.Capabilities().MaxAttempts; c > 0 && c < maxAttempts {
 		maxAttempts = c

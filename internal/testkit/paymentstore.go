@@ -36,7 +36,9 @@ type PaymentStoreHarness struct {
 // optimistic versioning (a stale Update is refused, concurrent updates have
 // exactly one winner), ListStale filtering and ordering, copies independent
 // of the store, context cancellation, hostile strings (kept exactly or
-// refused with payments.ErrStoreInvalid) and Close.
+// refused with payments.ErrStoreInvalid), the webhook outbox
+// (payments.EventStore: events kept with the payment, found by when they
+// are due, updated without a version change) and Close.
 func RunPaymentStoreConformance(t *testing.T, h PaymentStoreHarness) {
 	t.Helper()
 	if h.Open == nil {
@@ -56,6 +58,7 @@ func RunPaymentStoreConformance(t *testing.T, h PaymentStoreHarness) {
 		{"ContextCancellation", storeContextCancellation},
 		{"SharedAcrossClients", storeShared},
 		{"HostileStrings", storeHostileStrings},
+		{"Events", storeEvents},
 		{"Close", storeClose},
 	}
 	for _, c := range cases {
@@ -758,4 +761,118 @@ func storeHostileStrings(t *testing.T, _ PaymentStoreHarness, s payments.Store) 
 		t.Fatalf("Get after the hostile values: %v", err)
 	}
 	storeEqual(t, "payment stored after the hostile values", got, p)
+}
+
+// storeEvents: the outbox. Events are written with the payment (Create,
+// Update) and read back exactly; ListEventsDue finds payments by
+// EventsDue; UpdateEvents replaces them without changing the version, and
+// refuses a stale version.
+func storeEvents(t *testing.T, h PaymentStoreHarness, s payments.Store) {
+	es, ok := s.(payments.EventStore)
+	if !ok {
+		t.Skipf("%T does not implement payments.EventStore: a Worker cannot deliver webhooks from it", s)
+	}
+	ctx := context.Background()
+	due := storeT0.Add(time.Minute)
+	withEvents := func(id string, at time.Time) *payments.Payment {
+		p := storePayment(id, "m1", payments.StatusCaptured, storeT0)
+		p.Events = []payments.Event{{
+			ID: "evt_" + id + "_1", Type: "payment.captured", PaymentVersion: 1, CreatedAt: at,
+			State: payments.EventState{Status: payments.StatusCaptured, AmountCaptured: 1999, Refunds: 1, UpdatedAt: storeT0},
+		}}
+		p.EventsDue = at
+		return p
+	}
+	a, b := withEvents("pay_ev_a", due), withEvents("pay_ev_b", due.Add(time.Second))
+	plain := storePayment("pay_ev_c", "m1", payments.StatusCaptured, storeT0)
+	for _, p := range []*payments.Payment{b, a, plain} {
+		if err := s.Create(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := s.Get(ctx, "m1", a.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Events) != 1 || got.Events[0].ID != a.Events[0].ID || got.Events[0].Type != a.Events[0].Type ||
+		!got.Events[0].CreatedAt.Equal(due) || got.Events[0].State.AmountCaptured != 1999 || !got.EventsDue.Equal(due) {
+		t.Fatalf("events read back = %+v due %v, want %+v due %v", got.Events, got.EventsDue, a.Events, due)
+	}
+	list := func(before time.Time) []string {
+		t.Helper()
+		ps, err := es.ListEventsDue(ctx, before, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []string
+		for _, p := range ps {
+			ids = append(ids, p.ID)
+		}
+		return ids
+	}
+	if ids := list(due.Add(-time.Nanosecond)); len(ids) != 0 {
+		t.Errorf("ListEventsDue before anything is due = %v", ids)
+	}
+	if ids := list(due); len(ids) != 1 || ids[0] != a.ID {
+		t.Errorf("ListEventsDue(due) = %v, want [%s]", ids, a.ID)
+	}
+	if ids := list(due.Add(time.Hour)); len(ids) != 2 || ids[0] != a.ID || ids[1] != b.ID {
+		t.Errorf("ListEventsDue(later) = %v, want [%s %s] (earliest first; never the payment without events)", ids, a.ID, b.ID)
+	}
+
+	// Delivery bookkeeping: no version change, stale versions refused.
+	version := got.Version
+	got.Events[0].Resolved = true
+	got.Events[0].Deliveries = []payments.Delivery{{Endpoint: "ep_1", Status: payments.DeliveryDelivered, Attempts: 1,
+		FirstAttempt: due, LastAttempt: due, LastResult: "HTTP 204 No Content"}}
+	got.EventsDue = time.Time{}
+	if err := es.UpdateEvents(ctx, got); err != nil {
+		t.Fatal(err)
+	}
+	again, err := s.Get(ctx, "m1", a.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.Version != version {
+		t.Errorf("UpdateEvents changed the version from %d to %d", version, again.Version)
+	}
+	if len(again.Events) != 1 || len(again.Events[0].Deliveries) != 1 || again.Events[0].Deliveries[0].Status != payments.DeliveryDelivered ||
+		!again.Events[0].Resolved || !again.EventsDue.IsZero() {
+		t.Errorf("after UpdateEvents: %+v due %v", again.Events, again.EventsDue)
+	}
+	if ids := list(due.Add(time.Hour)); len(ids) != 1 || ids[0] != b.ID {
+		t.Errorf("ListEventsDue after a's events were delivered = %v, want [%s]", ids, b.ID)
+	}
+	stale := again.Clone()
+	again.Status = payments.StatusRefunded
+	if err := s.Update(ctx, again); err != nil {
+		t.Fatal(err)
+	}
+	if err := es.UpdateEvents(ctx, stale); !errors.Is(err, payments.ErrStoreConflict) {
+		t.Errorf("UpdateEvents with a stale version = %v, want ErrStoreConflict", err)
+	}
+	missing := stale.Clone()
+	missing.ID = "pay_ev_missing"
+	if err := es.UpdateEvents(ctx, missing); !errors.Is(err, payments.ErrNotFound) {
+		t.Errorf("UpdateEvents of a missing payment = %v, want ErrNotFound", err)
+	}
+	// Events are the store's own copy.
+	b2, _ := s.Get(ctx, "m1", b.ID)
+	b2.Events[0].Type = "changed"
+	if b3, _ := s.Get(ctx, "m1", b.ID); b3.Events[0].Type != "payment.captured" {
+		t.Error("changing a read payment's events changed the store's")
+	}
+	if h.Reopen != nil {
+		s2, err := h.Reopen(ctx, t, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s2.Close()
+		if other, ok := s2.(payments.EventStore); ok {
+			ps, err := other.ListEventsDue(ctx, due.Add(time.Hour), 10)
+			if err != nil || len(ps) != 1 || ps[0].ID != b.ID || len(ps[0].Events) != 1 {
+				t.Errorf("another client's ListEventsDue = %v, %v", ps, err)
+			}
+		}
+	}
 }

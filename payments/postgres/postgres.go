@@ -176,7 +176,7 @@ type Store struct {
 	providers telemetry.Providers
 	tel       *dbtel.Telemetry
 
-	qCreate, qGet, qUpdate, qStale string
+	qCreate, qGet, qUpdate, qStale, qDue, qEvents string
 }
 
 var _ payments.Store = (*Store)(nil)
@@ -258,6 +258,14 @@ VALUES ($1, $2, $3, $4, $5, 1, $6, $7, $8) ON CONFLICT (id) DO NOTHING`
 SELECT EXISTS (SELECT 1 FROM u), EXISTS (SELECT 1 FROM ` + t + ` WHERE id = $1 AND merchant = $2)`
 	s.qStale = `SELECT payment, version FROM ` + t + ` WHERE status = ANY($1) AND updated_at < $2
 ORDER BY updated_at, id LIMIT $3`
+	s.qDue = `SELECT payment, version FROM ` + t + ` WHERE payment ? 'payrail_events_due' AND payment->>'payrail_events_due' <= $1
+ORDER BY payment->>'payrail_events_due', id LIMIT $2`
+	s.qEvents = `WITH u AS (
+	UPDATE ` + t + ` SET payment = (payment - 'payrail_events' - 'payrail_events_due') || $4::jsonb
+	WHERE id = $1 AND merchant = $2 AND version = $3
+	RETURNING 1
+)
+SELECT EXISTS (SELECT 1 FROM u), EXISTS (SELECT 1 FROM ` + t + ` WHERE id = $1 AND merchant = $2)`
 	return s, nil
 }
 
@@ -356,9 +364,18 @@ func (s *Store) check(ctx context.Context) error {
 // out of it (json:"-").
 type document struct {
 	payments.Payment
-	AttemptUntil      *time.Time `json:"payrail_attempt_until,omitempty"`
-	ReconcileAttempts int        `json:"payrail_reconcile_attempts,omitempty"`
+	AttemptUntil      *time.Time       `json:"payrail_attempt_until,omitempty"`
+	ReconcileAttempts int              `json:"payrail_reconcile_attempts,omitempty"`
+	Events            []payments.Event `json:"payrail_events,omitempty"`
+	EventsDue         string           `json:"payrail_events_due,omitempty"`
 }
+
+// dueLayout formats EventsDue in the document: fixed width, in UTC, so
+// that the text sorts as the time does (the ListEventsDue index is on the
+// text: a cast to timestamptz is not immutable, so it cannot be indexed).
+const dueLayout = "2006-01-02T15:04:05.000000000Z"
+
+func formatDue(t time.Time) string { return t.UTC().Format(dueLayout) }
 
 func encode(p *payments.Payment) ([]byte, error) {
 	b, err := json.Marshal(p) // the API representation (Payment.MarshalJSON)
@@ -374,6 +391,18 @@ func encode(p *payments.Payment) ([]byte, error) {
 		b = append(b[:len(b)-1], `,"payrail_reconcile_attempts":`...)
 		b = append(strconv.AppendInt(b, int64(p.ReconcileAttempts), 10), '}')
 	}
+	if len(p.Events) > 0 && len(b) > 1 && b[len(b)-1] == '}' {
+		evs, err := json.Marshal(p.Events)
+		if err != nil {
+			return nil, fmt.Errorf("postgres: encoding the events of payment %s: %w", p.ID, err)
+		}
+		b = append(append(b[:len(b)-1], `,"payrail_events":`...), evs...)
+		if !p.EventsDue.IsZero() {
+			b = append(b, `,"payrail_events_due":"`...)
+			b = append(p.EventsDue.UTC().AppendFormat(b, dueLayout), '"')
+		}
+		b = append(b, '}')
+	}
 	return b, nil
 }
 
@@ -383,9 +412,11 @@ const (
 	opGet
 	opUpdate
 	opListStale
+	opListEventsDue
+	opUpdateEvents
 )
 
-var opNames = [...]string{opCreate: "INSERT", opGet: "SELECT", opUpdate: "UPDATE", opListStale: "SELECT"}
+var opNames = [...]string{opCreate: "INSERT", opGet: "SELECT", opUpdate: "UPDATE", opListStale: "SELECT", opListEventsDue: "SELECT", opUpdateEvents: "UPDATE"}
 
 // errorClasses are the store's error.type values.
 var errorClasses = []dbtel.ErrorClass{
@@ -451,6 +482,14 @@ func decode(doc []byte, version int64) (*payments.Payment, error) {
 		p.AttemptUntil = *d.AttemptUntil
 	}
 	p.ReconcileAttempts = d.ReconcileAttempts
+	p.Events = d.Events
+	if d.EventsDue != "" {
+		due, err := time.Parse(dueLayout, d.EventsDue)
+		if err != nil {
+			return nil, fmt.Errorf("postgres: decoding payment: payrail_events_due: %w", err)
+		}
+		p.EventsDue = due
+	}
 	p.Version = version
 	return p, nil
 }
@@ -511,13 +550,22 @@ func (s *Store) listStale(ctx context.Context, statuses []payments.Status, befor
 	for i, v := range statuses {
 		st[i] = string(v)
 	}
-	var lim *int
+	return s.list(ctx, "list stale", s.qStale, st, before, limitArg(limit))
+}
+
+// limitArg is a LIMIT parameter: NULL (no limit) unless limit is positive.
+func limitArg(limit int) *int {
 	if limit > 0 {
-		lim = &limit
+		return &limit
 	}
-	rows, err := s.pool.Query(ctx, s.qStale, st, before, lim)
+	return nil
+}
+
+// list runs a query returning (payment, version) rows and decodes them.
+func (s *Store) list(ctx context.Context, op, query string, args ...any) ([]*payments.Payment, error) {
+	rows, err := s.pool.Query(ctx, query, args...)
 	if err != nil {
-		return nil, s.fail(ctx, "list stale", err)
+		return nil, s.fail(ctx, op, err)
 	}
 	defer rows.Close()
 	var out []*payments.Payment
@@ -527,7 +575,7 @@ func (s *Store) listStale(ctx context.Context, statuses []payments.Status, befor
 			version int64
 		)
 		if err := rows.Scan(&doc, &version); err != nil {
-			return nil, s.fail(ctx, "list stale", err)
+			return nil, s.fail(ctx, op, err)
 		}
 		p, err := decode(doc, version)
 		if err != nil {
@@ -536,9 +584,61 @@ func (s *Store) listStale(ctx context.Context, statuses []payments.Status, befor
 		out = append(out, p)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, s.fail(ctx, "list stale", err)
+		return nil, s.fail(ctx, op, err)
 	}
 	return out, nil
+}
+
+// ListEventsDue implements payments.EventStore, over the
+// payrail_payments_events_due_idx index of schema.sql.
+func (s *Store) ListEventsDue(ctx context.Context, before time.Time, limit int) ([]*payments.Payment, error) {
+	ctx, op := s.tel.Start(ctx, opListEventsDue)
+	ps, err := s.listEventsDue(ctx, before, limit)
+	return ps, s.tel.End(ctx, op, err)
+}
+
+// UpdateEvents implements payments.EventStore: it replaces the events of
+// the payment's document in place, without changing its version.
+func (s *Store) UpdateEvents(ctx context.Context, p *payments.Payment) error {
+	ctx, op := s.tel.Start(ctx, opUpdateEvents)
+	return s.tel.End(ctx, op, s.updateEvents(ctx, p))
+}
+
+func (s *Store) updateEvents(ctx context.Context, p *payments.Payment) error {
+	if err := s.check(ctx); err != nil {
+		return err
+	}
+	if !storable(p.Merchant, p.ID) {
+		return payments.ErrNotFound
+	}
+	evs, err := json.Marshal(p.Events)
+	if err != nil {
+		return fmt.Errorf("postgres: encoding the events of payment %s: %w", p.ID, err)
+	}
+	patch := append([]byte(`{"payrail_events":`), evs...)
+	if !p.EventsDue.IsZero() {
+		patch = append(patch, `,"payrail_events_due":"`...)
+		patch = append(p.EventsDue.UTC().AppendFormat(patch, dueLayout), '"')
+	}
+	patch = append(patch, '}')
+	var updated, exists bool
+	if err := s.pool.QueryRow(ctx, s.qEvents, p.ID, p.Merchant, p.Version, string(patch)).Scan(&updated, &exists); err != nil {
+		return s.fail(ctx, "update events", err)
+	}
+	switch {
+	case updated:
+		return nil
+	case exists:
+		return payments.ErrStoreConflict
+	}
+	return payments.ErrNotFound
+}
+
+func (s *Store) listEventsDue(ctx context.Context, before time.Time, limit int) ([]*payments.Payment, error) {
+	if err := s.check(ctx); err != nil {
+		return nil, err
+	}
+	return s.list(ctx, "list events due", s.qDue, formatDue(before), limitArg(limit))
 }
 
 // Ping checks the database connection, for readiness probes.

@@ -23,6 +23,12 @@ CREATE TABLE IF NOT EXISTS payrail_payments (
 -- The worker's recovery scan (ListStale): by status, oldest first.
 CREATE INDEX IF NOT EXISTS payrail_payments_status_updated_at_idx ON payrail_payments (status, updated_at, id);
 
+-- The webhook event sweep (ListEventsDue): the payments whose events
+-- (the outbox, kept in the payment's document) have delivery work due, by
+-- when. payrail_events_due is fixed-width UTC text, so it sorts as time.
+CREATE INDEX IF NOT EXISTS payrail_payments_events_due_idx ON payrail_payments ((payment->>'payrail_events_due'), id)
+    WHERE payment ? 'payrail_events_due';
+
 -- The gateway routing policy shared by every process of the deployment
 -- (gateway/routing.Source; Store.PolicySource): one row, whose version
 -- increases by one with every change.
