@@ -51,8 +51,8 @@ type Webhooks struct {
 	// about 3 days).
 	Schedule webhook.Schedule
 	// SweepInterval is how often the worker looks for events whose
-	// delivery is due — retries, and events whose notification was lost
-	// (default 5s).
+	// delivery is due — new events, and retries (default 1s): the delay
+	// before an event's first delivery is up to this long.
 	SweepInterval time.Duration
 }
 
@@ -72,9 +72,11 @@ const (
 const attrEndpoint = attribute.Key("payrail.webhook.endpoint")
 
 // WithWebhooks makes the worker deliver the payment events that
-// processors created WithEvents record: it consumes their notifications
-// from the bus, and sweeps the store (which must implement EventStore)
-// for deliveries due.
+// processors created WithEvents record: its sweep finds the payments with
+// deliveries due in the store (which must implement EventStore), claims
+// them and publishes their notifications on the bus; the workers' handlers
+// deliver. Recording an event therefore costs the synchronous path nothing
+// but the event itself, and the delivery work spreads over every worker.
 func WithWebhooks(cfg Webhooks) WorkerOption {
 	return func(w *Worker) { w.hooks = &cfg }
 }
@@ -104,7 +106,7 @@ func (w *Worker) initWebhooks() error {
 		return fmt.Errorf("payments: WithWebhooks: %w (%T)", ErrEventsUnsupported, w.p.store)
 	}
 	if cfg.SweepInterval <= 0 {
-		cfg.SweepInterval = 5 * time.Second
+		cfg.SweepInterval = time.Second
 	}
 	d := &deliverer{cfg: cfg, store: l, oldest: map[string]time.Time{}}
 	m := w.p.providers.Meter().Meter(instrumentationName)
@@ -163,8 +165,9 @@ type deliveryResult struct {
 }
 
 // DeliverEvents makes the due delivery attempts of a payment's events and
-// stores their results; it returns how many attempts it made. Run calls it
-// for each notification and each payment the sweep finds.
+// stores their results (EventStore.UpdateEvents, which also ends the
+// sweep's claim); it returns how many attempts it made. Run calls it for
+// each events notification.
 func (w *Worker) DeliverEvents(ctx context.Context, merchant, paymentID string) (int, error) {
 	d := w.deliver
 	if d == nil {
@@ -179,8 +182,8 @@ func (w *Worker) DeliverEvents(ctx context.Context, merchant, paymentID string) 
 		return 0, err
 	}
 	now := w.p.now()
-	if pay.EventsDue.IsZero() || pay.EventsDue.After(now) {
-		return 0, nil
+	if pay.EventsDue.IsZero() {
+		return 0, nil // nothing pending (a duplicate notification)
 	}
 	var eps []webhook.Endpoint
 	epsRead := false
@@ -335,9 +338,14 @@ func (w *Worker) eventSweepLoop(ctx context.Context) {
 	})
 }
 
-// SweepEvents delivers the events whose delivery is due — retries, and
-// events whose notification was lost — and refreshes the pending-age
-// metric. It returns how many attempts it made.
+// SweepEvents finds the payments whose events have delivery work due —
+// events just recorded, retries, and work a crashed worker left — claims
+// each (EventsDue moves claimLease ahead, in a compare-and-set write, so
+// that the other workers' sweeps pass it over) and publishes its events
+// notification on the bus, whose handlers, in every worker, deliver. A
+// payment whose notification cannot be published is delivered here. It
+// also refreshes the pending-age metric, and returns how many payments it
+// claimed.
 func (w *Worker) SweepEvents(ctx context.Context) (int, error) {
 	d := w.deliver
 	if d == nil {
@@ -351,18 +359,33 @@ func (w *Worker) SweepEvents(ctx context.Context) (int, error) {
 	n := 0
 	var errs []error
 	for _, pay := range due {
-		k, err := w.DeliverEvents(ctx, pay.Merchant, pay.ID)
-		n += k
-		if err != nil {
-			errs = append(errs, fmt.Errorf("payment %s: %w", pay.ID, err))
-		}
 		if ctx.Err() != nil {
 			break
+		}
+		pay.EventsDue = now.Add(claimLease)
+		if err := d.store.UpdateEvents(ctx, pay); err != nil {
+			if !errors.Is(err, ErrStoreConflict) {
+				errs = append(errs, fmt.Errorf("claiming payment %s: %w", pay.ID, err))
+			}
+			continue // changed or claimed meanwhile: a later sweep sees it
+		}
+		n++
+		if err := w.p.notifyEvents(ctx, pay); err != nil {
+			w.log.WarnContext(ctx, "payments: publishing an events notification failed; delivering here",
+				"payment_id", pay.ID, "error", err)
+			if _, err := w.DeliverEvents(ctx, pay.Merchant, pay.ID); err != nil {
+				errs = append(errs, fmt.Errorf("payment %s: %w", pay.ID, err))
+			}
 		}
 	}
 	d.refreshAges(ctx)
 	return n, errors.Join(errs...)
 }
+
+// claimLease is how long a sweep's claim on a payment's due events keeps
+// the other sweeps away: longer than a handler takes to deliver them. A
+// claim whose worker died lapses after it, and the events are swept again.
+const claimLease = 2 * time.Minute
 
 // refreshAges recomputes the oldest pending event per endpoint.
 func (d *deliverer) refreshAges(ctx context.Context) {

@@ -18,8 +18,9 @@ import (
 // refunded (in full or in part) or moved to review. A Processor created
 // WithEvents records it in the payment itself, in the same store write as
 // the change (a transactional outbox: no event without its change, and no
-// change without its event, whatever process dies when), and a Worker
-// configured WithWebhooks delivers it to the merchant's endpoints.
+// change without its event, whatever process dies when), and Workers
+// configured WithWebhooks deliver it to the merchant's endpoints: at
+// least once, each delivery with the event's ID as its webhook-id.
 type Event struct {
 	// ID identifies the event; it is the webhook-id of every delivery and
 	// the same across retries and redeliveries.
@@ -240,14 +241,15 @@ func (p *Processor) EventsEnabled() bool { return p.events }
 // delivering webhooks needs it.
 type EventStore interface {
 	// ListEventsDue returns up to limit payments whose EventsDue is set
-	// and not after before, earliest first, across merchants: the sweep
-	// that finds events whose notification was lost, and retries.
+	// and not after before, earliest first, across merchants: the
+	// workers' sweep that finds new events, retries and lapsed claims.
 	ListEventsDue(ctx context.Context, before time.Time, limit int) ([]*Payment, error)
 	// UpdateEvents replaces the stored payment's Events and EventsDue with
-	// p's if its stored Version equals p.Version, and returns
-	// ErrStoreConflict otherwise. It leaves the Version as it is:
-	// delivery bookkeeping is not a change of the payment, so ETags,
-	// If-Match preconditions and gateway-attempt claims stay valid.
+	// p's if its stored Version and EventsRevision equal p's, increments
+	// EventsRevision (on p too), and returns ErrStoreConflict otherwise. It
+	// leaves the Version as it is: delivery bookkeeping is not a change of
+	// the payment, so ETags, If-Match preconditions and gateway-attempt
+	// claims stay valid. Update compares EventsRevision too.
 	UpdateEvents(ctx context.Context, p *Payment) error
 }
 
@@ -321,10 +323,9 @@ func RedeliverEvent(ctx context.Context, s Store, merchant, paymentID, eventID, 
 // events.
 const opEvents = "events"
 
-// notifyEvents publishes the events command for a payment whose write
-// recorded an event. A lost notification only delays the delivery until
-// the worker's event sweep.
-func (p *Processor) notifyEvents(ctx context.Context, pay *Payment) {
+// notifyEvents publishes the events command for a payment whose due
+// events a worker's sweep claimed.
+func (p *Processor) notifyEvents(ctx context.Context, pay *Payment) error {
 	body := make([]byte, 0, 96+len(pay.ID)+len(pay.Merchant))
 	body = append(body, `{"v":1,"op":"events","payment_id":`...)
 	body = strconv.AppendQuote(body, pay.ID)
@@ -332,13 +333,13 @@ func (p *Processor) notifyEvents(ctx context.Context, pay *Payment) {
 	body = strconv.AppendQuote(body, pay.Merchant)
 	body = append(body, '}')
 	err := p.topic.Publish(ctx, &bus.Message{
-		ID:         pay.ID + ":" + opEvents + ":" + strconv.FormatInt(pay.Version, 10),
+		ID:         pay.ID + ":" + opEvents + ":" + strconv.FormatInt(pay.Version, 10) + "." + strconv.FormatInt(pay.EventsRevision, 10),
 		Key:        pay.ID,
 		Body:       body,
 		Attributes: map[string]string{AttrCommand: opEvents, AttrMerchant: pay.Merchant, AttrPaymentID: pay.ID},
 	})
 	if err != nil {
-		p.log.WarnContext(ctx, "payments: publishing an event notification failed; the worker's event sweep delivers it",
-			"payment_id", pay.ID, "error", err)
+		return fmt.Errorf("payments: publishing the events notification of payment %s: %w", pay.ID, err)
 	}
+	return nil
 }

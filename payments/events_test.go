@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -419,3 +420,38 @@ func TestWebhooksNeedEventStore(t *testing.T) {
 }
 
 type noLister struct{ payments.Store }
+
+// Several workers over one store: their sweeps claim each payment's due
+// events before delivering, so that in the absence of failures every
+// event reaches the endpoint once, not once per worker.
+func TestEventsSeveralWorkersDeliverOnce(t *testing.T) {
+	sec := newSecret(t)
+	r := newReceiver(t, sec)
+	store := payments.NewMemoryStore()
+	hooks := &payments.Webhooks{
+		Endpoints:     payments.StaticEndpoints{{ID: "ep", Merchant: "acme", URL: r.srv.URL, Secrets: []webhook.Secret{sec}, Enabled: true}},
+		Client:        loopbackClient(t),
+		SweepInterval: 2 * time.Millisecond,
+	}
+	a := newEventsEnv(t, store, hooks, payments.WithEvents())
+	newEventsEnv(t, store, hooks, payments.WithEvents())
+	newEventsEnv(t, store, hooks, payments.WithEvents())
+	const n = 40
+	for i := range n {
+		authorize(t, a.p, "ev-many-"+strconv.Itoa(i), payments.CaptureAutomatic)
+	}
+	waitFor(t, "every event", func() bool { return len(r.events()) >= n })
+	time.Sleep(50 * time.Millisecond) // more sweeps: no late duplicate
+	seen := map[string]int{}
+	for _, ev := range r.events() {
+		seen[ev.ID]++
+	}
+	if len(seen) != n {
+		t.Errorf("%d distinct events delivered, want %d", len(seen), n)
+	}
+	for id, c := range seen {
+		if c != 1 {
+			t.Errorf("event %s delivered %d times", id, c)
+		}
+	}
+}

@@ -102,12 +102,13 @@ func (p *Processor) save(ctx context.Context, pay *Payment, mutate func(*Payment
 			*pay = orig
 			return nil, asError(err)
 		}
-		recorded := p.events && recordEvent(&orig, pay, orig.Version+1, p.now())
+		if p.events {
+			// The outbox: the event goes in the same write as the change. A
+			// worker's event sweep finds it (EventStore.ListEventsDue).
+			recordEvent(&orig, pay, orig.Version+1, p.now())
+		}
 		err := p.store.Update(ctx, pay)
 		if err == nil {
-			if recorded {
-				p.notifyEvents(ctx, pay)
-			}
 			return pay, nil
 		}
 		*pay = orig

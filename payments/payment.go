@@ -154,6 +154,12 @@ type Payment struct {
 	// when there is none. Stores persist it and EventStore finds payments
 	// by it; it is not part of the API representation.
 	EventsDue time.Time `json:"-"`
+	// EventsRevision counts the writes of Events' delivery state
+	// (EventStore.UpdateEvents), which leave Version as it is: Update and
+	// UpdateEvents both compare it too, so that no writer overwrites
+	// delivery state it did not read. Stores persist it; it is not part of
+	// the API representation.
+	EventsRevision int64 `json:"-"`
 }
 
 // Refund is one refund of a captured payment.

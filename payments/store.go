@@ -45,7 +45,8 @@ type Store interface {
 	// (also when it belongs to another merchant).
 	Get(ctx context.Context, merchant, id string) (*Payment, error)
 	// Update replaces the payment with a copy of p if its stored Version
-	// equals p.Version, and increments p.Version. It returns
+	// equals p.Version (and, for an EventStore, its EventsRevision
+	// p.EventsRevision), and increments p.Version. It returns
 	// ErrStoreConflict otherwise. Like Create, it must not retain p.
 	Update(ctx context.Context, p *Payment) error
 	// ListStale returns up to limit payments in one of the statuses whose
@@ -228,7 +229,7 @@ func (s *MemoryStore) Update(ctx context.Context, p *Payment) error {
 }
 
 // compareAndSet calls set with the stored copy of p, under its shard's
-// lock, if its stored Version is p.Version; it returns ErrStoreConflict
+// lock, if its stored Version and EventsRevision are p's; it returns ErrStoreConflict
 // otherwise, ErrNotFound if the merchant has no such payment.
 func (s *MemoryStore) compareAndSet(ctx context.Context, p *Payment, set func(cur *Payment)) error {
 	if err := ctx.Err(); err != nil {
@@ -241,7 +242,7 @@ func (s *MemoryStore) compareAndSet(ctx context.Context, p *Payment, set func(cu
 	if !ok || cur.Merchant != p.Merchant {
 		return ErrNotFound
 	}
-	if cur.Version != p.Version {
+	if cur.Version != p.Version || cur.EventsRevision != p.EventsRevision {
 		return ErrStoreConflict
 	}
 	set(cur)
@@ -308,5 +309,8 @@ func (s *MemoryStore) scan(ctx context.Context, limit int, match func(*memShard,
 // UpdateEvents implements EventStore.
 func (s *MemoryStore) UpdateEvents(ctx context.Context, p *Payment) error {
 	events := cloneEvents(p.Events)
-	return s.compareAndSet(ctx, p, func(cur *Payment) { cur.Events, cur.EventsDue = events, p.EventsDue })
+	return s.compareAndSet(ctx, p, func(cur *Payment) {
+		p.EventsRevision++
+		cur.Events, cur.EventsDue, cur.EventsRevision = events, p.EventsDue, p.EventsRevision
+	})
 }

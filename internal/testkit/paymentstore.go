@@ -836,6 +836,33 @@ func storeEvents(t *testing.T, h PaymentStoreHarness, s payments.Store) {
 	if again.Version != version {
 		t.Errorf("UpdateEvents changed the version from %d to %d", version, again.Version)
 	}
+	if again.EventsRevision != got.EventsRevision || got.EventsRevision == 0 {
+		t.Errorf("EventsRevision after UpdateEvents: stored %d, caller's %d; want equal and incremented", again.EventsRevision, got.EventsRevision)
+	}
+	// Two bookkeepers that read the same state: one wins (the sweeps'
+	// claims rely on it), and a status writer that read before either
+	// does not overwrite their delivery state.
+	first, second, writer := again.Clone(), again.Clone(), again.Clone()
+	first.EventsDue = due.Add(2 * time.Minute)
+	if err := es.UpdateEvents(ctx, first); err != nil {
+		t.Fatal(err)
+	}
+	second.EventsDue = due.Add(3 * time.Minute)
+	if err := es.UpdateEvents(ctx, second); !errors.Is(err, payments.ErrStoreConflict) {
+		t.Errorf("a second UpdateEvents from the same read = %v, want ErrStoreConflict", err)
+	}
+	writer.FailureCode = "x"
+	if err := s.Update(ctx, writer); !errors.Is(err, payments.ErrStoreConflict) {
+		t.Errorf("Update from a read older than an UpdateEvents = %v, want ErrStoreConflict", err)
+	}
+	again, err = s.Get(ctx, "m1", a.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again.EventsDue = time.Time{}
+	if err := es.UpdateEvents(ctx, again); err != nil {
+		t.Fatal(err)
+	}
 	if len(again.Events) != 1 || len(again.Events[0].Deliveries) != 1 || again.Events[0].Deliveries[0].Status != payments.DeliveryDelivered ||
 		!again.Events[0].Resolved || !again.EventsDue.IsZero() {
 		t.Errorf("after UpdateEvents: %+v due %v", again.Events, again.EventsDue)

@@ -252,7 +252,7 @@ VALUES ($1, $2, $3, $4, $5, 1, $6, $7, $8) ON CONFLICT (id) DO NOTHING`
 	s.qGet = `SELECT payment, version FROM ` + t + ` WHERE id = $1 AND merchant = $2`
 	s.qUpdate = `WITH u AS (
 	UPDATE ` + t + ` SET status = $4, amount = $5, currency = $6, updated_at = $7, payment = $8, version = version + 1
-	WHERE id = $1 AND merchant = $2 AND version = $3
+	WHERE id = $1 AND merchant = $2 AND version = $3 AND ` + eventsRev + ` = $9
 	RETURNING 1
 )
 SELECT EXISTS (SELECT 1 FROM u), EXISTS (SELECT 1 FROM ` + t + ` WHERE id = $1 AND merchant = $2)`
@@ -261,8 +261,8 @@ ORDER BY updated_at, id LIMIT $3`
 	s.qDue = `SELECT payment, version FROM ` + t + ` WHERE payment ? 'payrail_events_due' AND payment->>'payrail_events_due' <= $1
 ORDER BY payment->>'payrail_events_due', id LIMIT $2`
 	s.qEvents = `WITH u AS (
-	UPDATE ` + t + ` SET payment = (payment - 'payrail_events' - 'payrail_events_due') || $4::jsonb
-	WHERE id = $1 AND merchant = $2 AND version = $3
+	UPDATE ` + t + ` SET payment = (payment - 'payrail_events' - 'payrail_events_due' - 'payrail_events_rev') || $4::jsonb
+	WHERE id = $1 AND merchant = $2 AND version = $3 AND ` + eventsRev + ` = $5
 	RETURNING 1
 )
 SELECT EXISTS (SELECT 1 FROM u), EXISTS (SELECT 1 FROM ` + t + ` WHERE id = $1 AND merchant = $2)`
@@ -368,7 +368,11 @@ type document struct {
 	ReconcileAttempts int              `json:"payrail_reconcile_attempts,omitempty"`
 	Events            []payments.Event `json:"payrail_events,omitempty"`
 	EventsDue         string           `json:"payrail_events_due,omitempty"`
+	EventsRevision    int64            `json:"payrail_events_rev,omitempty"`
 }
+
+// eventsRev is the stored payment's EventsRevision, in SQL.
+const eventsRev = `coalesce((payment->>'payrail_events_rev')::bigint, 0)`
 
 // dueLayout formats EventsDue in the document: fixed width, in UTC, so
 // that the text sorts as the time does (the ListEventsDue index is on the
@@ -402,6 +406,10 @@ func encode(p *payments.Payment) ([]byte, error) {
 			b = append(p.EventsDue.UTC().AppendFormat(b, dueLayout), '"')
 		}
 		b = append(b, '}')
+	}
+	if p.EventsRevision > 0 && len(b) > 1 && b[len(b)-1] == '}' {
+		b = append(b[:len(b)-1], `,"payrail_events_rev":`...)
+		b = append(strconv.AppendInt(b, p.EventsRevision, 10), '}')
 	}
 	return b, nil
 }
@@ -483,6 +491,7 @@ func decode(doc []byte, version int64) (*payments.Payment, error) {
 	}
 	p.ReconcileAttempts = d.ReconcileAttempts
 	p.Events = d.Events
+	p.EventsRevision = d.EventsRevision
 	if d.EventsDue != "" {
 		due, err := time.Parse(dueLayout, d.EventsDue)
 		if err != nil {
@@ -527,7 +536,7 @@ func (s *Store) update(ctx context.Context, p *payments.Payment) error {
 		return err
 	}
 	var updated, exists bool
-	err = s.pool.QueryRow(ctx, s.qUpdate, p.ID, p.Merchant, p.Version, string(p.Status), p.Amount, p.Currency, p.UpdatedAt, doc).
+	err = s.pool.QueryRow(ctx, s.qUpdate, p.ID, p.Merchant, p.Version, string(p.Status), p.Amount, p.Currency, p.UpdatedAt, doc, p.EventsRevision).
 		Scan(&updated, &exists)
 	if err != nil {
 		return s.fail(ctx, "update", err)
@@ -620,13 +629,14 @@ func (s *Store) updateEvents(ctx context.Context, p *payments.Payment) error {
 		patch = append(patch, `,"payrail_events_due":"`...)
 		patch = append(p.EventsDue.UTC().AppendFormat(patch, dueLayout), '"')
 	}
-	patch = append(patch, '}')
+	patch = append(strconv.AppendInt(append(patch, `,"payrail_events_rev":`...), p.EventsRevision+1, 10), '}')
 	var updated, exists bool
-	if err := s.pool.QueryRow(ctx, s.qEvents, p.ID, p.Merchant, p.Version, string(patch)).Scan(&updated, &exists); err != nil {
+	if err := s.pool.QueryRow(ctx, s.qEvents, p.ID, p.Merchant, p.Version, string(patch), p.EventsRevision).Scan(&updated, &exists); err != nil {
 		return s.fail(ctx, "update events", err)
 	}
 	switch {
 	case updated:
+		p.EventsRevision++
 		return nil
 	case exists:
 		return payments.ErrStoreConflict
