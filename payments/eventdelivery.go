@@ -89,7 +89,8 @@ type deliverer struct {
 	age      metric.Float64ObservableGauge
 
 	mu     sync.Mutex
-	oldest map[string]time.Time // endpoint → oldest pending event seen in the last sweep
+	oldest map[string]time.Time // endpoint → oldest pending event seen in the last refresh
+	agesAt time.Time            // when the sweep last refreshed oldest (one sweep at a time)
 	// busy holds the payments this worker is delivering events of: a
 	// notification and the sweep do not deliver the same event twice at
 	// once.
@@ -230,7 +231,11 @@ func (w *Worker) DeliverEvents(ctx context.Context, merchant, paymentID string) 
 					return 0, err
 				}
 			}
-			results = append(results, d.attempt(ctx, w.p.now, eps, wev, dl))
+			r := d.attempt(ctx, w.p.now, eps, wev, dl)
+			if r.d.Status == DeliveryPending {
+				d.notePending(r.endpoint, ev.CreatedAt)
+			}
+			results = append(results, r)
 		}
 	}
 	if len(results) == 0 && len(resolved) == 0 {
@@ -343,9 +348,9 @@ func (w *Worker) eventSweepLoop(ctx context.Context) {
 // each (EventsDue moves claimLease ahead, in a compare-and-set write, so
 // that the other workers' sweeps pass it over) and publishes its events
 // notification on the bus, whose handlers, in every worker, deliver. A
-// payment whose notification cannot be published is delivered here. It
-// also refreshes the pending-age metric, and returns how many payments it
-// claimed.
+// payment whose notification cannot be published is delivered here.
+// Every agesEvery it also refreshes the pending-age metric. It returns how
+// many payments it claimed.
 func (w *Worker) SweepEvents(ctx context.Context) (int, error) {
 	d := w.deliver
 	if d == nil {
@@ -378,14 +383,32 @@ func (w *Worker) SweepEvents(ctx context.Context) (int, error) {
 			}
 		}
 	}
-	d.refreshAges(ctx)
+	if now.Sub(d.agesAt) >= agesEvery {
+		d.agesAt = now
+		d.refreshAges(ctx)
+	}
 	return n, errors.Join(errs...)
 }
+
+// agesEvery is how often the sweep refreshes the pending-age metric: it
+// reads every payment with pending events, which is heavier than the
+// sweep's own query.
+const agesEvery = 15 * time.Second
 
 // claimLease is how long a sweep's claim on a payment's due events keeps
 // the other sweeps away: longer than a handler takes to deliver them. A
 // claim whose worker died lapses after it, and the events are swept again.
 const claimLease = 2 * time.Minute
+
+// notePending records, until the next refresh, that an event created at
+// created is still pending delivery to endpoint.
+func (d *deliverer) notePending(endpoint string, created time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if t, ok := d.oldest[endpoint]; !ok || t.IsZero() || created.Before(t) {
+		d.oldest[endpoint] = created
+	}
+}
 
 // refreshAges recomputes the oldest pending event per endpoint.
 func (d *deliverer) refreshAges(ctx context.Context) {

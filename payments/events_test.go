@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -13,6 +14,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/payrail/payrail/gateway"
 	"github.com/payrail/payrail/payments"
@@ -265,6 +269,7 @@ func TestEventsRetriedDeadLetteredRedelivered(t *testing.T) {
 	r := newReceiver(t, sec)
 	r.status.Store(http.StatusInternalServerError)
 	store := payments.NewMemoryStore()
+	reader := sdkmetric.NewManualReader()
 	e := newEventsEnv(t, store, &payments.Webhooks{
 		Endpoints: payments.StaticEndpoints{{ID: "ep", Merchant: "acme", URL: r.srv.URL, Secrets: []webhook.Secret{sec}, Enabled: true}},
 		// The breaker opens after the 4 failures, briefly: the redelivery
@@ -273,7 +278,7 @@ func TestEventsRetriedDeadLetteredRedelivered(t *testing.T) {
 		// 4 attempts: at once, then after 10, 20 and 40 ms; no jitter.
 		Schedule:      webhook.Schedule{Initial: 10 * time.Millisecond, Factor: 2, Period: 75 * time.Millisecond, Jitter: -1},
 		SweepInterval: 5 * time.Millisecond,
-	}, payments.WithEvents())
+	}, payments.WithEvents(), payments.WithMeterProvider(sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))))
 	ctx := context.Background()
 	pay := authorize(t, e.p, "ev-dead", payments.CaptureAutomatic)
 
@@ -309,6 +314,39 @@ func TestEventsRetriedDeadLetteredRedelivered(t *testing.T) {
 	waitFor(t, "the redelivery", func() bool { return len(r.events()) == 1 })
 	if got := r.events()[0]; got.ID != ev.ID || got.Type != webhook.PaymentCaptured {
 		t.Errorf("redelivered %s %s, want %s payment.captured", got.ID, got.Type, ev.ID)
+	}
+
+	// Every attempt is counted by endpoint and outcome.
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(ctx, &rm); err != nil {
+		t.Fatal(err)
+	}
+	counts := map[string]int64{}
+	ages := 0
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			switch d := m.Data.(type) {
+			case metricdata.Sum[int64]:
+				if m.Name != payments.MetricWebhookDeliveries {
+					continue
+				}
+				for _, dp := range d.DataPoints {
+					ep, _ := dp.Attributes.Value("payrail.webhook.endpoint")
+					out, _ := dp.Attributes.Value("payrail.outcome")
+					counts[ep.AsString()+"/"+out.AsString()] += dp.Value
+				}
+			case metricdata.Gauge[float64]:
+				if m.Name == payments.MetricWebhookPendingAge {
+					ages += len(d.DataPoints)
+				}
+			}
+		}
+	}
+	if want := map[string]int64{"ep/retry": 3, "ep/dead": 1, "ep/delivered": 1}; !maps.Equal(counts, want) {
+		t.Errorf("%s = %v, want %v", payments.MetricWebhookDeliveries, counts, want)
+	}
+	if ages != 1 {
+		t.Errorf("%s has %d series, want 1 (endpoint ep)", payments.MetricWebhookPendingAge, ages)
 	}
 }
 
