@@ -25,6 +25,7 @@ import (
 	"github.com/payrail/payrail/idempotency"
 	"github.com/payrail/payrail/observability"
 	"github.com/payrail/payrail/payments"
+	"github.com/payrail/payrail/webhook"
 )
 
 const (
@@ -178,11 +179,12 @@ func OpenTopic(ctx context.Context, cfg *config.Config, topicURL string) (*bus.T
 
 // ProcessorOptions returns the payments.New options both binaries use: the
 // gateway router (OpenRouter), idempotency store, payment store and logger
-// given, the retry policy, mode and gateway timeout from cfg, and the
-// global OpenTelemetry tracer and meter providers. The caller adds the bus
-// options.
+// given, the retry policy, mode and gateway timeout from cfg, the global
+// OpenTelemetry tracer and meter providers, and payments.WithEvents when
+// cfg.Events (every process that changes payments records their events).
+// The caller adds the bus options.
 func ProcessorOptions(cfg *config.Config, gw gateway.Router, idem *idempotency.Store, store payments.Store, log *slog.Logger) []payments.Option {
-	return []payments.Option{
+	opts := []payments.Option{
 		payments.WithRouter(gw),
 		payments.WithIdempotencyStore(idem),
 		payments.WithStore(store),
@@ -194,6 +196,38 @@ func ProcessorOptions(cfg *config.Config, gw gateway.Router, idem *idempotency.S
 		payments.WithTracerProvider(otel.GetTracerProvider()),
 		payments.WithMeterProvider(otel.GetMeterProvider()),
 	}
+	if cfg.Events {
+		opts = append(opts, payments.WithEvents())
+	}
+	return opts
+}
+
+// WebhookOptions returns the worker options that deliver the payment
+// events to the configured endpoints (payments.WithWebhooks, with a
+// webhook.Client built from cfg, whose closer it adds to cl), or none when
+// no endpoint is configured. It logs what the process does with events.
+func WebhookOptions(cfg *config.Config, log *slog.Logger, cl *Closers) ([]payments.WorkerOption, error) {
+	if !cfg.Webhooks() {
+		if cfg.Events {
+			log.Warn("PAYRAIL_EVENTS=true without webhook endpoints: this process records payment events but delivers none; " +
+				"a worker configured with the endpoints delivers them")
+		}
+		return nil, nil
+	}
+	client, err := webhook.NewClient(cfg.WebhookClientOptions()...)
+	if err != nil {
+		return nil, ConfigError{fmt.Errorf("webhook client: %w", err)}
+	}
+	cl.Add("webhook client", client.Close)
+	if cfg.WebhookAllowInsecure {
+		log.Warn("PAYRAIL_WEBHOOK_ALLOW_INSECURE=true: webhooks may be sent over plain http; for development only")
+	}
+	log.Info("delivering webhooks", "endpoints", len(cfg.WebhookEndpoints))
+	return []payments.WorkerOption{payments.WithWebhooks(payments.Webhooks{
+		Endpoints:     payments.StaticEndpoints(cfg.WebhookEndpoints),
+		Client:        client,
+		SweepInterval: cfg.WebhookSweepInterval,
+	})}, nil
 }
 
 // Endpoint is the listener a binary serves on: the API's for the server,

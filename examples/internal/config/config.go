@@ -88,6 +88,22 @@
 // request acts as merchant "dev". Key values never appear in errors or
 // logs.
 //
+// # Webhooks
+//
+//   - PAYRAIL_WEBHOOK_ENDPOINTS_FILE, PAYRAIL_WEBHOOK_ENDPOINTS: the
+//     merchants' webhook endpoints, a JSON array in a file (mounted from a
+//     secret) or inline; see webhooks.go and docs/webhooks.md.
+//   - PAYRAIL_WEBHOOK_ALLOW_INSECURE (default false): allow http:// URLs,
+//     in development.
+//   - PAYRAIL_WEBHOOK_ALLOWED_NETWORKS: private CIDR prefixes deliveries
+//     may reach (default none).
+//   - PAYRAIL_WEBHOOK_SWEEP_INTERVAL (default 5s): how often workers look
+//     for deliveries due.
+//   - PAYRAIL_EVENTS: record payment events (default: when endpoints are
+//     configured; true records them without endpoints).
+//
+// Secrets never appear in errors or logs.
+//
 // # Observability
 //
 //   - LOG_LEVEL (default info): debug, info, warn or error.
@@ -105,6 +121,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"slices"
@@ -116,6 +133,7 @@ import (
 
 	"github.com/payrail/payrail/internal/registry"
 	"github.com/payrail/payrail/payments"
+	"github.com/payrail/payrail/webhook"
 )
 
 // Message bus adapters, the allowed values of MESSAGE_BUS_ADAPTER.
@@ -248,6 +266,26 @@ type Config struct {
 	// AdminKeys are the admin API keys (PAYRAIL_ADMIN_KEYS). Secret.
 	AdminKeys []string
 
+	// Events is whether the processes record payment events for webhooks
+	// (payments.WithEvents): PAYRAIL_EVENTS, true by default when
+	// endpoints are configured.
+	Events bool
+	// WebhookEndpoints are the merchants' webhook endpoints, from
+	// PAYRAIL_WEBHOOK_ENDPOINTS_FILE and PAYRAIL_WEBHOOK_ENDPOINTS. Their
+	// secrets never print.
+	WebhookEndpoints []webhook.Endpoint
+	// WebhookEndpointsFile is PAYRAIL_WEBHOOK_ENDPOINTS_FILE.
+	WebhookEndpointsFile string
+	// WebhookAllowInsecure allows http:// endpoint URLs
+	// (PAYRAIL_WEBHOOK_ALLOW_INSECURE; development only).
+	WebhookAllowInsecure bool
+	// WebhookAllowedNetworks are private prefixes the webhook client may
+	// reach (PAYRAIL_WEBHOOK_ALLOWED_NETWORKS).
+	WebhookAllowedNetworks []netip.Prefix
+	// WebhookSweepInterval is how often a worker looks for deliveries due
+	// (PAYRAIL_WEBHOOK_SWEEP_INTERVAL; 0: payments' default, 5s).
+	WebhookSweepInterval time.Duration
+
 	// LogLevel is the minimum level logged (LOG_LEVEL).
 	LogLevel slog.Level
 	// ServiceName is SERVICE_NAME, empty if unset; observability.Setup reads
@@ -270,6 +308,8 @@ func Names() []string {
 		"RECOVERY_INTERVAL", "RECOVERY_STALE_AFTER", "RECONCILE_INTERVAL", "RECONCILE_STALE_AFTER", "RECONCILE_MAX_AGE",
 		"WORKER_CONCURRENCY",
 		"PAYRAIL_API_KEYS", "PAYRAIL_ADMIN_KEYS",
+		"PAYRAIL_EVENTS", "PAYRAIL_WEBHOOK_ENDPOINTS_FILE", "PAYRAIL_WEBHOOK_ENDPOINTS", "PAYRAIL_WEBHOOK_ALLOW_INSECURE",
+		"PAYRAIL_WEBHOOK_ALLOWED_NETWORKS", "PAYRAIL_WEBHOOK_SWEEP_INTERVAL",
 		"LOG_LEVEL", "SERVICE_NAME",
 	}
 }
@@ -347,6 +387,7 @@ func Parse(lookup func(string) (string, bool)) (*Config, error) {
 		LogLevel:    p.level("LOG_LEVEL", DefaultLogLevel),
 		ServiceName: p.str("SERVICE_NAME", ""),
 	}
+	p.webhooks(c) // webhooks.go
 	p.check(c)
 	if len(p.errs) > 0 {
 		return nil, errors.Join(p.errs...)
@@ -457,6 +498,7 @@ func (c *Config) LogValue() slog.Value {
 		slog.Int("worker_concurrency", c.WorkerConcurrency),
 		slog.Int("api_keys", len(c.APIKeys)),
 		slog.Int("admin_keys", len(c.AdminKeys)),
+		slog.Group("webhooks", c.webhooksForLog()...),
 		slog.String("log_level", c.LogLevel.String()),
 		slog.String("service_name", c.ServiceName),
 	)

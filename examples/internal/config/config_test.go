@@ -21,6 +21,26 @@ func lookupMap(env map[string]string) func(string) (string, bool) {
 	}
 }
 
+// wantParseError checks that Parse fails on env with an error holding
+// every string of want and none of secrets.
+func wantParseError(t *testing.T, env map[string]string, want []string, secrets ...string) {
+	t.Helper()
+	c, err := Parse(lookupMap(env))
+	if err == nil {
+		t.Fatalf("Parse succeeded with %+v; want an error", c)
+	}
+	for _, w := range want {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q does not contain %q", err, w)
+		}
+	}
+	for _, s := range secrets {
+		if strings.Contains(err.Error(), s) {
+			t.Errorf("error %q leaks %q", err, s)
+		}
+	}
+}
+
 func TestParseDefaults(t *testing.T) {
 	c, err := Parse(lookupMap(nil))
 	if err != nil {
@@ -158,18 +178,11 @@ func TestParseErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, err := Parse(lookupMap(tt.env))
-			if err == nil {
-				t.Fatalf("Parse succeeded with %+v; want an error", c)
+			var secrets []string
+			if tt.secret != "" {
+				secrets = append(secrets, tt.secret)
 			}
-			for _, w := range tt.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error %q does not contain %q", err, w)
-				}
-			}
-			if tt.secret != "" && strings.Contains(err.Error(), tt.secret) {
-				t.Errorf("error %q leaks the secret value", err)
-			}
+			wantParseError(t, tt.env, tt.want, secrets...)
 		})
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -21,6 +22,7 @@ import (
 	"github.com/payrail/payrail/examples/internal/apptest"
 	"github.com/payrail/payrail/internal/testkit/otlpsink"
 	"github.com/payrail/payrail/payments"
+	"github.com/payrail/payrail/webhook"
 )
 
 // Secrets the test drives through the server and then looks for in every
@@ -96,11 +98,27 @@ func TestObservabilityEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	sink := otlpsink.StartOTLPSink(t)
+	// Merchant webhooks: one endpoint that takes every event, one that
+	// always answers 500 (its deliveries are retried and stay pending).
+	hookSecret, err := webhook.NewSecret()
+	if err != nil {
+		t.Fatal(err)
+	}
+	hookOK := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) }))
+	defer hookOK.Close()
+	hookDown := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusInternalServerError) }))
+	defer hookDown.Close()
 	cfg := apptest.Config(t, map[string]string{
-		"MESSAGE_BUS_ADAPTER":   "inmemory",
-		"PAYRAIL_API_KEYS":      obsAPIKey + ":merchant-obs",
-		"PAYRAIL_ADMIN_KEYS":    obsAdminKey,
-		"PAYMENTS_MAX_ATTEMPTS": "2",
+		"PAYRAIL_WEBHOOK_ENDPOINTS": fmt.Sprintf(`[{"id":"ep_obs_ok","merchant":"merchant-obs","url":%q,"secrets":[%q]},`+
+			`{"id":"ep_obs_down","merchant":"merchant-obs","url":%q,"secrets":[%q]}]`,
+			hookOK.URL, hookSecret.Reveal(), hookDown.URL, hookSecret.Reveal()),
+		"PAYRAIL_WEBHOOK_ALLOW_INSECURE":   "true",
+		"PAYRAIL_WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8",
+		"PAYRAIL_WEBHOOK_SWEEP_INTERVAL":   "100ms",
+		"MESSAGE_BUS_ADAPTER":              "inmemory",
+		"PAYRAIL_API_KEYS":                 obsAPIKey + ":merchant-obs",
+		"PAYRAIL_ADMIN_KEYS":               obsAdminKey,
+		"PAYMENTS_MAX_ATTEMPTS":            "2",
 		// The routing policy names the origins metrics may carry; any
 		// other origin is counted as "other".
 		"GATEWAY_ROUTES":              `{"rules":[{"name":"channels","match":{"origins":["web","pos"]},"gateways":["mock"]}],"default":{"gateways":["mock"]}}`,
@@ -170,8 +188,17 @@ func TestObservabilityEndToEnd(t *testing.T) {
 	}
 
 	// 5. Every metric the dashboard and the alerts query is in a real
-	// scrape of /metrics, and the scrape holds no secret.
-	scraped, text := obsScrape(t, st, "/metrics")
+	// scrape of /metrics, and the scrape holds no secret. The webhook
+	// metrics appear once the worker attempted deliveries and a sweep saw
+	// one pending.
+	var scraped map[string]bool
+	var text string
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		scraped, text = obsScrape(t, st, "/metrics")
+		if scraped["payrail_webhook_deliveries_total"] && scraped["payrail_webhook_pending_age_seconds"] || time.Now().After(deadline) {
+			break
+		}
+	}
 	obsCheckQueriedMetrics(t, repo, scraped)
 
 	// 6. The queue gauges are read at each periodic export while the bus
@@ -210,7 +237,7 @@ func TestObservabilityEndToEnd(t *testing.T) {
 			t.Fatalf("%d spans of the refused card-number requests, want 3", refused)
 		}
 		for _, secret := range []string{obsAPIKey, obsAdminKey, obsWrongKey, obsTokenPart, obsPANMeta, obsPANField, obsPANSpaced,
-			strings.ReplaceAll(obsPANSpaced, " ", "")} {
+			strings.ReplaceAll(obsPANSpaced, " ", ""), strings.TrimPrefix(hookSecret.Reveal(), webhook.SecretPrefix)} {
 			if hits := sink.Find(secret); len(hits) > 0 {
 				t.Errorf("%q exported over OTLP:\n%s", secret, strings.Join(hits, "\n"))
 			}
@@ -428,6 +455,9 @@ func obsCheckMetrics(t *testing.T, points []otlpsink.SinkPoint) {
 	has("messaging.client.operation.duration", with("messaging.operation.name", "dead_letter"), positive)
 	has("messaging.process.duration", with("messaging.destination.subscription.name", "payments"), positive)
 	has("payrail.bus.delivery.lag", bus, positive)
+	has("payrail.webhook.deliveries", map[string]string{"payrail.webhook.endpoint": "ep_obs_ok", "payrail.outcome": "delivered"}, positive)
+	has("payrail.webhook.deliveries", map[string]string{"payrail.webhook.endpoint": "ep_obs_down", "payrail.outcome": "retry"}, positive)
+	has("payrail.webhook.pending.age", map[string]string{"payrail.webhook.endpoint": "ep_obs_down"}, positive)
 	has("payrail.bus.backlog", with("messaging.destination.subscription.name", "payments"), nil)
 	has("payrail.bus.in_flight", bus, nil)
 	has("payrail.bus.dead_letters", with("messaging.destination.subscription.name", "payments"), func(p otlpsink.SinkPoint) bool { return p.Value >= 1 })

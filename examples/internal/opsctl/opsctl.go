@@ -3,7 +3,8 @@
 // the idempotency store named by IDEMPOTENCY_URL (the operations guide's
 // runbook "clean orphan keys only if safe"), applies the PostgreSQL
 // schemas, provisions the message bus and inspects and redrives its
-// dead-letter queue, and checks a deployment's configuration. See
+// dead-letter queue, inspects and redelivers merchant webhook events, and
+// checks a deployment's configuration. See
 // docs/opsctl.md for every command, flag, output format and exit status.
 //
 //	opsctl keys ls      [--merchant M] [--state in_progress|completed] [--expired] [--stuck] [--limit N] [-o json|table]
@@ -15,6 +16,10 @@
 //	opsctl bus stats
 //	opsctl bus dlq ls   [--limit N] [--body]
 //	opsctl bus dlq redrive [--limit N] [--apply]
+//	opsctl events pending  [--limit N]
+//	opsctl events list     MERCHANT PAYMENT_ID
+//	opsctl events inspect  MERCHANT PAYMENT_ID EVENT_ID
+//	opsctl events redeliver MERCHANT PAYMENT_ID EVENT_ID [--endpoint ID | --all] [--apply]
 //	opsctl config check
 //	opsctl probe        [--timeout D] URL
 //	opsctl completion   bash|zsh|fish|powershell

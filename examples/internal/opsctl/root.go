@@ -26,7 +26,7 @@ file) as examples/server and examples/worker: IDEMPOTENCY_URL, PAYMENTS_STORE_UR
 MESSAGE_BUS_ADAPTER and the bus variables.
 
 Commands that change something (keys purge, keys release, db migrate, bus provision,
-bus dlq redrive) are dry runs unless --apply (or --dry-run=false) is given.
+bus dlq redrive, events redeliver) are dry runs unless --apply (or --dry-run=false) is given.
 
 Output: -o table (the default, for people) or -o json (stable, for scripts: one
 object per line for lists, one object otherwise). Diagnostics and progress bars go to
@@ -40,7 +40,7 @@ failed: the output says which). See docs/opsctl.md.`
 func (c *cli) command() *cobra.Command {
 	root := &cobra.Command{
 		Use:   "opsctl",
-		Short: "payrail's operations CLI: idempotency keys, schemas, message bus, deployment checks",
+		Short: "payrail's operations CLI: idempotency keys, schemas, message bus, webhook events, deployment checks",
 		Long:  rootLong,
 		Example: `  opsctl keys ls --stuck
   opsctl keys release --merchant acme order-1001 --apply
@@ -107,6 +107,20 @@ docs/runbooks.md.`,
 	dlq.AddCommand(c.dlqListCommand(), c.dlqRedriveCommand())
 	bus.AddCommand(c.busProvisionCommand(), c.busStatsCommand(), dlq)
 
+	events := group(&cobra.Command{
+		Use:   "events",
+		Short: "Inspect the payment events (webhooks) of PAYMENTS_STORE_URL and redeliver them",
+		Long: `Inspect the payment events that the processes record for merchant webhooks, and their
+deliveries, in the payment store that PAYMENTS_STORE_URL names (postgres://; memory://
+lives inside the server process), and schedule an event for delivery again. See
+docs/webhooks.md and the runbook "a merchant's webhook endpoint is failing" in
+docs/runbooks.md.`,
+		Example: `  opsctl events pending
+  opsctl events list acme pay_2Nq8xK
+  opsctl events redeliver acme pay_2Nq8xK evt_pay_2Nq8xK_3 --apply`,
+	})
+	events.AddCommand(c.eventsPendingCommand(), c.eventsListCommand(), c.eventsInspectCommand(), c.eventsRedeliverCommand())
+
 	cfg := group(&cobra.Command{
 		Use:     "config",
 		Short:   "Check a deployment's configuration",
@@ -115,7 +129,7 @@ docs/runbooks.md.`,
 	})
 	cfg.AddCommand(c.configCheckCommand())
 
-	root.AddCommand(keys, db, bus, cfg, c.probeCommand(), completionCommand())
+	root.AddCommand(keys, db, bus, events, cfg, c.probeCommand(), completionCommand())
 	return root
 }
 

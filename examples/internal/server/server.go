@@ -169,7 +169,11 @@ func Run(ctx context.Context, cfg *config.Config, d Deps) (err error) {
 
 	var worker *payments.Worker
 	if cfg.InMemoryBus() {
-		if worker, err = app.NewWorker(p, log, "in-process worker"); err != nil {
+		hooks, err := app.WebhookOptions(cfg, log, &cl)
+		if err != nil {
+			return err
+		}
+		if worker, err = app.NewWorker(p, log, "in-process worker", hooks...); err != nil {
 			return err
 		}
 	}

@@ -217,7 +217,11 @@ func Run(ctx context.Context, cfg *config.Config, d Deps) (err error) {
 	if err != nil {
 		return err
 	}
-	w, err := app.NewWorker(p, log, "worker", payments.WithSubscription(sub))
+	hooks, err := app.WebhookOptions(cfg, log, &cl)
+	if err != nil {
+		return err
+	}
+	w, err := app.NewWorker(p, log, "worker", append(hooks, payments.WithSubscription(sub))...)
 	if err != nil {
 		return err
 	}
