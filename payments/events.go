@@ -251,6 +251,42 @@ type EventStore interface {
 	// the payment, so ETags, If-Match preconditions and gateway-attempt
 	// claims stay valid. Update compares EventsRevision too.
 	UpdateEvents(ctx context.Context, p *Payment) error
+	// ListDeadEvents returns up to limit payments with at least one
+	// dead-lettered delivery (see Event.Dead), in id order after the id
+	// after (empty: from the start), across merchants: what an operator
+	// redelivers once an endpoint is fixed.
+	ListDeadEvents(ctx context.Context, after string, limit int) ([]*Payment, error)
+}
+
+// Dead reports whether a delivery of the event was dead-lettered.
+func (e *Event) Dead() bool {
+	for i := range e.Deliveries {
+		if e.Deliveries[i].Status == DeliveryDead {
+			return true
+		}
+	}
+	return false
+}
+
+// HasDeadEvents reports whether a delivery of one of p's events was
+// dead-lettered: the payments EventStore.ListDeadEvents lists.
+func (p *Payment) HasDeadEvents() bool {
+	for i := range p.Events {
+		if p.Events[i].Dead() {
+			return true
+		}
+	}
+	return false
+}
+
+// ListDeadEvents returns the store's payments with dead-lettered
+// deliveries, as EventStore.ListDeadEvents does.
+func ListDeadEvents(ctx context.Context, s Store, after string, limit int) ([]*Payment, error) {
+	l, ok := s.(EventStore)
+	if !ok {
+		return nil, ErrEventsUnsupported
+	}
+	return l.ListDeadEvents(ctx, after, limit)
 }
 
 // ErrEventNotFound is returned when a payment has no event with the ID.

@@ -314,3 +314,15 @@ func (s *MemoryStore) UpdateEvents(ctx context.Context, p *Payment) error {
 		cur.Events, cur.EventsDue, cur.EventsRevision = events, p.EventsDue, p.EventsRevision
 	})
 }
+
+// ListDeadEvents implements EventStore.
+func (s *MemoryStore) ListDeadEvents(ctx context.Context, after string, limit int) ([]*Payment, error) {
+	var zero time.Time
+	return s.scan(ctx, limit, func(sh *memShard, visit func(*Payment)) {
+		for _, cur := range sh.payments {
+			if cur.ID > after && cur.HasDeadEvents() {
+				visit(cur)
+			}
+		}
+	}, func(*Payment) time.Time { return zero })
+}

@@ -883,6 +883,32 @@ func storeEvents(t *testing.T, h PaymentStoreHarness, s payments.Store) {
 	if err := es.UpdateEvents(ctx, missing); !errors.Is(err, payments.ErrNotFound) {
 		t.Errorf("UpdateEvents of a missing payment = %v, want ErrNotFound", err)
 	}
+	// Dead-lettered deliveries are listed, in id order after a cursor.
+	if ps, err := es.ListDeadEvents(ctx, "", 10); err != nil || len(ps) != 0 {
+		t.Errorf("ListDeadEvents with none dead = %d, %v", len(ps), err)
+	}
+	dead, err := s.Get(ctx, "m1", b.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead.Events[0].Resolved = true
+	dead.Events[0].Deliveries = []payments.Delivery{{Endpoint: "ep_1", Status: payments.DeliveryDead, Attempts: 13, LastResult: "HTTP 500"}}
+	if err := es.UpdateEvents(ctx, dead); err != nil {
+		t.Fatal(err)
+	}
+	if ps, err := es.ListDeadEvents(ctx, "", 10); err != nil || len(ps) != 1 || ps[0].ID != b.ID || !ps[0].HasDeadEvents() {
+		t.Errorf("ListDeadEvents = %v, %v; want [%s]", ps, err, b.ID)
+	}
+	if ps, err := es.ListDeadEvents(ctx, b.ID, 10); err != nil || len(ps) != 0 {
+		t.Errorf("ListDeadEvents after the last = %d, %v", len(ps), err)
+	}
+	dead.Events[0].Deliveries[0].Status = payments.DeliveryPending
+	if err := es.UpdateEvents(ctx, dead); err != nil {
+		t.Fatal(err)
+	}
+	if ps, err := es.ListDeadEvents(ctx, "", 10); err != nil || len(ps) != 0 {
+		t.Errorf("ListDeadEvents after a redelivery = %d, %v", len(ps), err)
+	}
 	// Events are the store's own copy.
 	b2, _ := s.Get(ctx, "m1", b.ID)
 	b2.Events[0].Type = "changed"

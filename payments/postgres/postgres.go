@@ -176,7 +176,7 @@ type Store struct {
 	providers telemetry.Providers
 	tel       *dbtel.Telemetry
 
-	qCreate, qGet, qUpdate, qStale, qDue, qEvents string
+	qCreate, qGet, qUpdate, qStale, qDue, qEvents, qDead string
 }
 
 var _ payments.Store = (*Store)(nil)
@@ -260,8 +260,9 @@ SELECT EXISTS (SELECT 1 FROM u), EXISTS (SELECT 1 FROM ` + t + ` WHERE id = $1 A
 ORDER BY updated_at, id LIMIT $3`
 	s.qDue = `SELECT payment, version FROM ` + t + ` WHERE payment ? 'payrail_events_due' AND payment->>'payrail_events_due' <= $1
 ORDER BY payment->>'payrail_events_due', id LIMIT $2`
+	s.qDead = `SELECT payment, version FROM ` + t + ` WHERE payment ? 'payrail_events_dead' AND id > $1 ORDER BY id LIMIT $2`
 	s.qEvents = `WITH u AS (
-	UPDATE ` + t + ` SET payment = (payment - 'payrail_events' - 'payrail_events_due' - 'payrail_events_rev') || $4::jsonb
+	UPDATE ` + t + ` SET payment = (payment - 'payrail_events' - 'payrail_events_due' - 'payrail_events_dead' - 'payrail_events_rev') || $4::jsonb
 	WHERE id = $1 AND merchant = $2 AND version = $3 AND ` + eventsRev + ` = $5
 	RETURNING 1
 )
@@ -371,6 +372,20 @@ type document struct {
 	EventsRevision    int64            `json:"payrail_events_rev,omitempty"`
 }
 
+// appendEventsIndex appends the members the outbox's indexes are on:
+// payrail_events_due (ListEventsDue) and payrail_events_dead
+// (ListDeadEvents), each only when set.
+func appendEventsIndex(b []byte, p *payments.Payment) []byte {
+	if !p.EventsDue.IsZero() {
+		b = append(b, `,"payrail_events_due":"`...)
+		b = append(p.EventsDue.UTC().AppendFormat(b, dueLayout), '"')
+	}
+	if p.HasDeadEvents() {
+		b = append(b, `,"payrail_events_dead":true`...)
+	}
+	return b
+}
+
 // eventsRev is the stored payment's EventsRevision, in SQL.
 const eventsRev = `coalesce((payment->>'payrail_events_rev')::bigint, 0)`
 
@@ -401,10 +416,7 @@ func encode(p *payments.Payment) ([]byte, error) {
 			return nil, fmt.Errorf("postgres: encoding the events of payment %s: %w", p.ID, err)
 		}
 		b = append(append(b[:len(b)-1], `,"payrail_events":`...), evs...)
-		if !p.EventsDue.IsZero() {
-			b = append(b, `,"payrail_events_due":"`...)
-			b = append(p.EventsDue.UTC().AppendFormat(b, dueLayout), '"')
-		}
+		b = appendEventsIndex(b, p)
 		b = append(b, '}')
 	}
 	if p.EventsRevision > 0 && len(b) > 1 && b[len(b)-1] == '}' {
@@ -422,9 +434,10 @@ const (
 	opListStale
 	opListEventsDue
 	opUpdateEvents
+	opListDeadEvents
 )
 
-var opNames = [...]string{opCreate: "INSERT", opGet: "SELECT", opUpdate: "UPDATE", opListStale: "SELECT", opListEventsDue: "SELECT", opUpdateEvents: "UPDATE"}
+var opNames = [...]string{opCreate: "INSERT", opGet: "SELECT", opUpdate: "UPDATE", opListStale: "SELECT", opListEventsDue: "SELECT", opUpdateEvents: "UPDATE", opListDeadEvents: "SELECT"}
 
 // errorClasses are the store's error.type values.
 var errorClasses = []dbtel.ErrorClass{
@@ -624,11 +637,7 @@ func (s *Store) updateEvents(ctx context.Context, p *payments.Payment) error {
 	if err != nil {
 		return fmt.Errorf("postgres: encoding the events of payment %s: %w", p.ID, err)
 	}
-	patch := append([]byte(`{"payrail_events":`), evs...)
-	if !p.EventsDue.IsZero() {
-		patch = append(patch, `,"payrail_events_due":"`...)
-		patch = append(p.EventsDue.UTC().AppendFormat(patch, dueLayout), '"')
-	}
+	patch := appendEventsIndex(append([]byte(`{"payrail_events":`), evs...), p)
 	patch = append(strconv.AppendInt(append(patch, `,"payrail_events_rev":`...), p.EventsRevision+1, 10), '}')
 	var updated, exists bool
 	if err := s.pool.QueryRow(ctx, s.qEvents, p.ID, p.Merchant, p.Version, string(patch), p.EventsRevision).Scan(&updated, &exists); err != nil {
@@ -649,6 +658,21 @@ func (s *Store) listEventsDue(ctx context.Context, before time.Time, limit int) 
 		return nil, err
 	}
 	return s.list(ctx, "list events due", s.qDue, formatDue(before), limitArg(limit))
+}
+
+// ListDeadEvents implements payments.EventStore, over the
+// payrail_payments_events_dead_idx index of schema.sql.
+func (s *Store) ListDeadEvents(ctx context.Context, after string, limit int) ([]*payments.Payment, error) {
+	ctx, op := s.tel.Start(ctx, opListDeadEvents)
+	ps, err := s.listDead(ctx, after, limit)
+	return ps, s.tel.End(ctx, op, err)
+}
+
+func (s *Store) listDead(ctx context.Context, after string, limit int) ([]*payments.Payment, error) {
+	if err := s.check(ctx); err != nil {
+		return nil, err
+	}
+	return s.list(ctx, "list dead events", s.qDead, after, limitArg(limit))
 }
 
 // Ping checks the database connection, for readiness probes.

@@ -29,6 +29,11 @@ CREATE INDEX IF NOT EXISTS payrail_payments_status_updated_at_idx ON payrail_pay
 CREATE INDEX IF NOT EXISTS payrail_payments_events_due_idx ON payrail_payments ((payment->>'payrail_events_due'), id)
     WHERE payment ? 'payrail_events_due';
 
+-- Payments with dead-lettered webhook deliveries (ListDeadEvents), for
+-- operators to redeliver once an endpoint is fixed.
+CREATE INDEX IF NOT EXISTS payrail_payments_events_dead_idx ON payrail_payments (id)
+    WHERE payment ? 'payrail_events_dead';
+
 -- The gateway routing policy shared by every process of the deployment
 -- (gateway/routing.Source; Store.PolicySource): one row, whose version
 -- increases by one with every change.

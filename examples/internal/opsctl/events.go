@@ -31,6 +31,15 @@ func (c *cli) openPaymentStore() (payments.Store, error) {
 	return s, nil
 }
 
+// openPaymentStoreToList checks a list's --limit, then opens the payment
+// store.
+func (c *cli) openPaymentStoreToList(limit int) (payments.Store, error) {
+	if limit <= 0 {
+		return nil, usagef("--limit must be positive")
+	}
+	return c.openPaymentStore()
+}
+
 // deliveryView is one delivery of an event to one endpoint, times in UTC.
 type deliveryView struct {
 	Endpoint     string     `json:"endpoint"`
@@ -119,10 +128,7 @@ per line.`,
   opsctl events pending --limit 20 -o json`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if limit <= 0 {
-				return usagef("--limit must be positive")
-			}
-			s, err := c.openPaymentStore()
+			s, err := c.openPaymentStoreToList(limit)
 			if err != nil {
 				return err
 			}
@@ -460,4 +466,146 @@ func (c *cli) printRedeliver(out format, rep redeliverReport) error {
 		fmt.Fprintf(c.Stdout, "-- redelivered %s to %d endpoint(s): a worker delivering webhooks sends it at its next sweep\n", rep.EventID, n)
 	}
 	return nil
+}
+
+// deadRows returns the dead-lettered deliveries of the store, endpoint's
+// only if set, reading payments limit at a time (every one when all).
+func (c *cli) deadRows(s payments.Store, endpoint string, limit int, all bool) ([]pendingView, int, error) {
+	var rows []pendingView
+	after, n := "", 0
+	for {
+		pays, err := payments.ListDeadEvents(c.ctx, s, after, limit)
+		if err != nil {
+			return nil, n, err
+		}
+		for _, p := range pays {
+			n++
+			for i := range p.Events {
+				ev := &p.Events[i]
+				for _, d := range ev.Deliveries {
+					if d.Status == payments.DeliveryDead && (endpoint == "" || d.Endpoint == endpoint) {
+						rows = append(rows, pendingView{PaymentID: p.ID, Merchant: p.Merchant, EventID: ev.ID, Type: string(ev.Type),
+							CreatedAt: ev.CreatedAt.UTC(), deliveryView: viewDelivery(d)})
+					}
+				}
+			}
+		}
+		if !all || len(pays) < limit {
+			return rows, n, nil
+		}
+		after = pays[len(pays)-1].ID
+	}
+}
+
+func (c *cli) printDeliveryRows(out format, rows []pendingView) error {
+	if out == formatJSON {
+		return writeJSONLines(c.Stdout, rows)
+	}
+	w := table(c.Stdout)
+	fmt.Fprintln(w, "PAYMENT\tMERCHANT\tEVENT\tTYPE\tENDPOINT\tATTEMPTS\tLAST_ATTEMPT\tLAST_RESULT")
+	for _, r := range rows {
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", r.PaymentID, r.Merchant, r.EventID, r.Type, r.Endpoint,
+			r.Attempts, tsOrDash(r.LastAttempt), orDash(r.LastResult))
+	}
+	return w.Flush()
+}
+
+func (c *cli) eventsDeadCommand() *cobra.Command {
+	var (
+		endpoint string
+		limit    int
+		out      format
+	)
+	cmd := &cobra.Command{
+		Use:   "dead",
+		Short: "List the dead-lettered webhook deliveries, across payments",
+		Long: `List, from PAYMENTS_STORE_URL, the webhook deliveries that were dead-lettered (the retry
+period ended, or the endpoint answered 410 or was disabled or removed), one line per event
+and endpoint, in payment id order: --endpoint ID shows one endpoint's. Send them again
+with events redeliver-dead once the endpoint is fixed. -o json prints one delivery per line.`,
+		Example: `  opsctl events dead
+  opsctl events dead --endpoint ep_acme -o json`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			s, err := c.openPaymentStoreToList(limit)
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			rows, n, err := c.deadRows(s, endpoint, limit, false)
+			if err != nil {
+				return err
+			}
+			if err := c.printDeliveryRows(out, rows); err != nil || out == formatJSON {
+				return err
+			}
+			fmt.Fprintf(c.Stdout, "-- %d dead-lettered deliver(ies) in %d payment(s)", len(rows), n)
+			if n == limit {
+				fmt.Fprint(c.Stdout, " (limit reached: --limit to see more)")
+			}
+			fmt.Fprintln(c.Stdout)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&endpoint, "endpoint", "", "only this endpoint's deliveries")
+	cmd.Flags().IntVar(&limit, "limit", 100, "read at most N payments")
+	addOutput(cmd, &out, false)
+	return needsConfig(cmd)
+}
+
+func (c *cli) eventsRedeliverDeadCommand() *cobra.Command {
+	var (
+		endpoint string
+		out      format
+	)
+	cmd := &cobra.Command{
+		Use:   "redeliver-dead",
+		Short: "Send every dead-lettered delivery again (one endpoint's with --endpoint)",
+		Long: `Schedule every dead-lettered webhook delivery of PAYMENTS_STORE_URL for delivery again,
+now, with a fresh retry period: --endpoint ID limits it to one endpoint's, which is what
+the runbook "a merchant's webhook endpoint is failing" does once the merchant fixed it.
+Events keep their ids: receivers that already processed one discard the copy.
+
+A dry run unless --apply.`,
+		Example: `  opsctl events redeliver-dead --endpoint ep_acme            # dry run
+  opsctl events redeliver-dead --endpoint ep_acme --apply`,
+		Args: noArgs,
+	}
+	ap := addApply(cmd, "redeliver")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		doApply, err := ap.resolve()
+		if err != nil {
+			return err
+		}
+		s, err := c.openPaymentStore()
+		if err != nil {
+			return err
+		}
+		defer s.Close()
+		rows, _, err := c.deadRows(s, endpoint, 500, true)
+		if err != nil {
+			return err
+		}
+		done := 0
+		if doApply {
+			for _, r := range rows {
+				if _, err := payments.RedeliverEvent(c.ctx, s, r.Merchant, r.PaymentID, r.EventID, r.Endpoint, false, c.Now()); err != nil {
+					return fmt.Errorf("redelivering event %s to %s (%d of %d done): %w", r.EventID, r.Endpoint, done, len(rows), err)
+				}
+				done++
+			}
+		}
+		if err := c.printDeliveryRows(out, rows); err != nil || out == formatJSON {
+			return err
+		}
+		if doApply {
+			fmt.Fprintf(c.Stdout, "-- redelivered %d dead-lettered deliver(ies): a worker delivering webhooks sends them at its next sweep\n", done)
+		} else {
+			fmt.Fprintf(c.Stdout, "-- dry run: would redeliver %d dead-lettered deliver(ies); add --apply to do it\n", len(rows))
+		}
+		return nil
+	}
+	cmd.Flags().StringVar(&endpoint, "endpoint", "", "only this endpoint's deliveries")
+	addOutput(cmd, &out, false)
+	return needsConfig(cmd)
 }

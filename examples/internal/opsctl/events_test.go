@@ -245,3 +245,34 @@ func TestEvents(t *testing.T) {
 		t.Errorf("after redeliver --endpoint: %+v", d)
 	}
 }
+
+// TestEventsDead: the dead-lettered deliveries across payments, and their
+// bulk redelivery once the endpoint is fixed.
+func TestEventsDead(t *testing.T) {
+	f := newEventsFixture(t)
+
+	code, out, _ := run(t, f.env, "events", "dead")
+	want(t, "events dead", code, 0, out, "-- 1 dead-lettered deliver(ies) in 1 payment(s)")
+	wantRow(t, "events dead", out, f.pay, f.merchant, f.evID, "payment.captured", "ep_gone", "1", "HTTP", "410")
+	if strings.Contains(out, "ep_fail") {
+		t.Errorf("events dead lists the pending delivery:\n%s", out)
+	}
+	code, out, _ = run(t, f.env, "events", "dead", "--endpoint", "ep_fail", "-o", "json")
+	if code != 0 || strings.TrimSpace(out) != "" {
+		t.Errorf("events dead --endpoint ep_fail -o json = %d %q, want nothing", code, out)
+	}
+
+	// A dry run changes nothing; --apply starts the dead delivery over.
+	code, out, _ = run(t, f.env, "events", "redeliver-dead", "--endpoint", "ep_gone")
+	want(t, "redeliver-dead dry run", code, 0, out, "-- dry run: would redeliver 1 dead-lettered deliver(ies)")
+	if d := f.delivery(t, "ep_gone"); d.Status != payments.DeliveryDead {
+		t.Fatalf("a dry run changed the delivery: %+v", d)
+	}
+	code, out, _ = run(t, f.env, "events", "redeliver-dead", "--endpoint", "ep_gone", "--apply")
+	want(t, "redeliver-dead --apply", code, 0, out, "-- redelivered 1 dead-lettered deliver(ies)")
+	if d := f.delivery(t, "ep_gone"); d.Status != payments.DeliveryPending || d.Attempts != 0 {
+		t.Errorf("after redeliver-dead: %+v, want pending from scratch", d)
+	}
+	code, out, _ = run(t, f.env, "events", "dead")
+	want(t, "events dead after redeliver-dead", code, 0, out, "-- 0 dead-lettered deliver(ies) in 0 payment(s)")
+}

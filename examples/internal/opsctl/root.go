@@ -119,7 +119,8 @@ docs/runbooks.md.`,
   opsctl events list acme pay_2Nq8xK
   opsctl events redeliver acme pay_2Nq8xK evt_pay_2Nq8xK_3 --apply`,
 	})
-	events.AddCommand(c.eventsPendingCommand(), c.eventsListCommand(), c.eventsInspectCommand(), c.eventsRedeliverCommand())
+	events.AddCommand(c.eventsPendingCommand(), c.eventsListCommand(), c.eventsInspectCommand(), c.eventsRedeliverCommand(),
+		c.eventsDeadCommand(), c.eventsRedeliverDeadCommand())
 
 	cfg := group(&cobra.Command{
 		Use:     "config",
