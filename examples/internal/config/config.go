@@ -97,7 +97,7 @@
 //     in development.
 //   - PAYRAIL_WEBHOOK_ALLOWED_NETWORKS: private CIDR prefixes deliveries
 //     may reach (default none).
-//   - PAYRAIL_WEBHOOK_SWEEP_INTERVAL (default 5s): how often workers look
+//   - PAYRAIL_WEBHOOK_SWEEP_INTERVAL (default 1s): how often workers look
 //     for deliveries due.
 //   - PAYRAIL_EVENTS: record payment events (default: when endpoints are
 //     configured; true records them without endpoints).
@@ -283,7 +283,7 @@ type Config struct {
 	// reach (PAYRAIL_WEBHOOK_ALLOWED_NETWORKS).
 	WebhookAllowedNetworks []netip.Prefix
 	// WebhookSweepInterval is how often a worker looks for deliveries due
-	// (PAYRAIL_WEBHOOK_SWEEP_INTERVAL; 0: payments' default, 5s).
+	// (PAYRAIL_WEBHOOK_SWEEP_INTERVAL; 0: payments' default, 1s).
 	WebhookSweepInterval time.Duration
 
 	// LogLevel is the minimum level logged (LOG_LEVEL).
