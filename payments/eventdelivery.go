@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"slices"
 	"strconv"
@@ -23,6 +24,15 @@ import (
 type EndpointSource interface {
 	// Endpoints returns the merchant's endpoints, enabled or not.
 	Endpoints(ctx context.Context, merchant string) ([]webhook.Endpoint, error)
+}
+
+// EndpointDisabler is implemented by an EndpointSource that can disable
+// an endpoint for good: the worker calls it when the endpoint answers 410
+// Gone (the receiver asking never to be sent anything again). Whether or
+// not the source implements it, the worker stops sending to that endpoint
+// until it restarts.
+type EndpointDisabler interface {
+	DisableEndpoint(ctx context.Context, merchant, id string) error
 }
 
 // StaticEndpoints is an EndpointSource over a fixed list.
@@ -83,6 +93,7 @@ func WithWebhooks(cfg Webhooks) WorkerOption {
 
 // deliverer is the worker's webhook machinery.
 type deliverer struct {
+	log      *slog.Logger
 	cfg      Webhooks
 	store    EventStore
 	attempts metric.Int64Counter
@@ -91,6 +102,9 @@ type deliverer struct {
 	mu     sync.Mutex
 	oldest map[string]time.Time // endpoint → oldest pending event seen in the last refresh
 	agesAt time.Time            // when the sweep last refreshed oldest (one sweep at a time)
+	// gone holds the endpoints that answered 410 Gone (id → when):
+	// deliveries to them are dead-lettered without a request.
+	gone sync.Map
 	// busy holds the payments this worker is delivering events of: a
 	// notification and the sweep do not deliver the same event twice at
 	// once.
@@ -109,7 +123,7 @@ func (w *Worker) initWebhooks() error {
 	if cfg.SweepInterval <= 0 {
 		cfg.SweepInterval = time.Second
 	}
-	d := &deliverer{cfg: cfg, store: l, oldest: map[string]time.Time{}}
+	d := &deliverer{cfg: cfg, store: l, oldest: map[string]time.Time{}, log: w.log}
 	m := w.p.providers.Meter().Meter(instrumentationName)
 	var err error
 	if d.attempts, err = m.Int64Counter(MetricWebhookDeliveries,
@@ -285,8 +299,17 @@ func (d *deliverer) attempt(ctx context.Context, now func() time.Time, eps []web
 		d.count(ctx, dl.Endpoint, "dead")
 		return r
 	}
+	if at, ok := d.gone.Load(dl.Endpoint); ok {
+		r.d.Status, r.d.NextAttempt = DeliveryDead, time.Time{}
+		r.d.LastResult = "not sent: the endpoint answered 410 Gone at " + at.(time.Time).UTC().Format(time.RFC3339) + " and is disabled"
+		d.count(ctx, dl.Endpoint, "dead")
+		return r
+	}
 	res := d.cfg.Client.Deliver(ctx, &eps[i], ev)
 	t := now()
+	if res.Outcome == webhook.Disable {
+		d.disable(ctx, &eps[i], t)
+	}
 	if res.Attempted {
 		r.d.Attempts++
 		if r.d.FirstAttempt.IsZero() {
@@ -314,6 +337,25 @@ func (d *deliverer) attempt(ctx context.Context, now func() time.Time, eps []web
 	r.d.Status, r.d.NextAttempt = DeliveryDead, time.Time{}
 	d.count(ctx, dl.Endpoint, "dead")
 	return r
+}
+
+// disable stops deliveries to an endpoint that answered 410 Gone, and
+// disables it in the source if the source can.
+func (d *deliverer) disable(ctx context.Context, ep *webhook.Endpoint, at time.Time) {
+	if _, dup := d.gone.LoadOrStore(ep.ID, at); dup {
+		return
+	}
+	err := error(nil)
+	if dis, ok := d.cfg.Endpoints.(EndpointDisabler); ok {
+		err = dis.DisableEndpoint(ctx, ep.Merchant, ep.ID)
+	}
+	d.log.WarnContext(ctx, "payments: a webhook endpoint answered 410 Gone: it is disabled, its deliveries are dead-lettered",
+		"endpoint", ep.ID, "merchant", ep.Merchant, "disabled_in_source", err == nil && d.canDisable(), "error", err)
+}
+
+func (d *deliverer) canDisable() bool {
+	_, ok := d.cfg.Endpoints.(EndpointDisabler)
+	return ok
 }
 
 func (d *deliverer) count(ctx context.Context, endpoint, outcome string) {

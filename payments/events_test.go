@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -491,5 +492,75 @@ func TestEventsSeveralWorkersDeliverOnce(t *testing.T) {
 		if c != 1 {
 			t.Errorf("event %s delivered %d times", id, c)
 		}
+	}
+}
+
+// goneSource is an EndpointSource that records DisableEndpoint calls.
+type goneSource struct {
+	payments.StaticEndpoints
+	mu       sync.Mutex
+	disabled []string
+}
+
+func (g *goneSource) DisableEndpoint(_ context.Context, merchant, id string) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.disabled = append(g.disabled, merchant+"/"+id)
+	return nil
+}
+
+// An endpoint that answers 410 Gone is disabled: the delivery is
+// dead-lettered at once, later events are dead-lettered without a request,
+// and a source that can disable endpoints is told.
+func TestEventsEndpointGoneIsDisabled(t *testing.T) {
+	sec := newSecret(t)
+	r := newReceiver(t, sec)
+	r.status.Store(http.StatusGone)
+	var requests atomic.Int32
+	counted := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		requests.Add(1)
+		r.srv.Config.Handler.ServeHTTP(w, req)
+	}))
+	t.Cleanup(counted.Close)
+	src := &goneSource{StaticEndpoints: payments.StaticEndpoints{{ID: "ep_gone", Merchant: "acme", URL: counted.URL,
+		Secrets: []webhook.Secret{sec}, Enabled: true}}}
+	store := payments.NewMemoryStore()
+	e := newEventsEnv(t, store, &payments.Webhooks{Endpoints: src, Client: loopbackClient(t), SweepInterval: 5 * time.Millisecond},
+		payments.WithEvents())
+	ctx := context.Background()
+	deadAll := func(id string, n int) func() bool {
+		return func() bool {
+			p, err := store.Get(ctx, "acme", id)
+			if err != nil || len(p.Events) != n {
+				return false
+			}
+			for _, ev := range p.Events {
+				if len(ev.Deliveries) != 1 || ev.Deliveries[0].Status != payments.DeliveryDead {
+					return false
+				}
+			}
+			return true
+		}
+	}
+	pay := authorize(t, e.p, "ev-gone", payments.CaptureManual)
+	waitFor(t, "the first delivery dead-lettered", deadAll(pay.ID, 1))
+	if _, err := e.p.Capture(ctx, payments.CaptureRequest{Merchant: "acme", PaymentID: pay.ID}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the second delivery dead-lettered", deadAll(pay.ID, 2))
+	got, _ := store.Get(ctx, "acme", pay.ID)
+	if d := got.Events[0].Deliveries[0]; d.Attempts != 1 || d.LastResult != "HTTP 410 Gone" {
+		t.Errorf("first delivery = %+v, want 1 attempt answered 410", d)
+	}
+	if d := got.Events[1].Deliveries[0]; d.Attempts != 0 || !strings.Contains(d.LastResult, "410 Gone") {
+		t.Errorf("second delivery = %+v, want dead-lettered without an attempt", d)
+	}
+	if n := requests.Load(); n != 1 {
+		t.Errorf("the endpoint got %d requests, want 1", n)
+	}
+	src.mu.Lock()
+	defer src.mu.Unlock()
+	if len(src.disabled) != 1 || src.disabled[0] != "acme/ep_gone" {
+		t.Errorf("DisableEndpoint calls = %v, want [acme/ep_gone]", src.disabled)
 	}
 }
