@@ -30,16 +30,18 @@ type claim struct {
 	authKey string  // a new payment's gatewayKey(id, "authorize"), sharing the id's string
 	pay     Payment // a new payment (handed to the caller: it keeps the claim alive, no more)
 	gwReq   gateway.AuthorizeRequest
+	gwCtx   deadlineCtx // the first gateway attempt's context
 }
 
 // begin claims the key or returns the outcome to answer with instead
 // (replay, conflict, store failure). fingerprint covers method, path and
-// canonical body; resourceID is the id a new request will use.
-func (p *Processor) begin(ctx context.Context, merchant, key, fingerprint, resourceID string) (*claim, *outcome) {
+// canonical body; resourceID is the id a new request will use; token, if
+// set, is the new token of the key's lease (empty: the store makes one).
+func (p *Processor) begin(ctx context.Context, merchant, key, fingerprint, resourceID, token string) (*claim, *outcome) {
 	now := p.now()
 	c := &claim{p: p, merchant: merchant, key: key}
 	c.begin = idempotency.BeginRequest{
-		Merchant: merchant, Key: key, Fingerprint: fingerprint, ResourceID: resourceID,
+		Merchant: merchant, Key: key, Fingerprint: fingerprint, ResourceID: resourceID, Token: token,
 		Lease: p.lease, TTL: p.idemTTL, Now: now,
 	}
 	res, err := p.idem.Begin(ctx, &c.begin)
