@@ -493,3 +493,47 @@ func TestFullModel(t *testing.T) {
 	}
 	t.Logf("%d refusals, up to %d runs", refused, maxRuns)
 }
+
+// Keys whose hashes collide are told apart: the second is indexed by key
+// (spill), is found while the first is held and after it is removed, and
+// removing either leaves the other where it was.
+func TestHashCollisions(t *testing.T) {
+	sh := &shard{index: map[uint64]int{}}
+	const h = 7
+	a, b, c := recKey{"m", "a"}, recKey{"m", "b"}, recKey{"n", "a"}
+	add := func(k recKey) int {
+		return sh.add(k, h, &record{merchant: k.merchant, key: k.key, fingerprint: k.key}, 10)
+	}
+	want := func(k recKey, slot int, found bool) {
+		t.Helper()
+		i, ok := sh.find(k, h)
+		if ok != found || ok && i != slot {
+			t.Fatalf("find(%v) = %d, %v; want %d, %v", k, i, ok, slot, found)
+		}
+		if ok && !sh.slot(i).is(k) {
+			t.Fatalf("find(%v): slot %d holds %+v", k, i, *sh.slot(i))
+		}
+	}
+	ia, ib := add(a), add(b)
+	if ia == ib || len(sh.spill) != 1 || sh.len() != 2 {
+		t.Fatalf("slots %d, %d; spill %v; len %d", ia, ib, sh.spill, sh.len())
+	}
+	want(a, ia, true)
+	want(b, ib, true)
+	want(c, 0, false)
+	sh.remove(ia, h)
+	want(a, 0, false)
+	want(b, ib, true)
+	ic := add(c) // takes the hash's index entry, free again
+	if len(sh.spill) != 1 || sh.len() != 2 {
+		t.Fatalf("spill %v; len %d", sh.spill, sh.len())
+	}
+	want(b, ib, true)
+	want(c, ic, true)
+	sh.remove(ib, h)
+	want(b, 0, false)
+	want(c, ic, true)
+	if len(sh.spill) != 0 || sh.len() != 1 {
+		t.Fatalf("spill %v; len %d", sh.spill, sh.len())
+	}
+}
