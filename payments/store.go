@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/payrail/payrail/internal/hashindex"
 	"github.com/payrail/payrail/internal/registry"
 )
 
@@ -124,12 +125,10 @@ const memShards = 32
 // Metadata maps are shared read-only.
 type memShard struct {
 	mu sync.RWMutex
-	// index holds the slot of each payment by the hash of its id, and
-	// spill by id the few whose hash another payment's holds in index (nil
-	// until then): the index holds no pointers, so that the collector does
-	// not scan it, and an id is hashed once per call.
-	index map[uint64]int
-	spill map[string]int
+	// index holds the slot of each payment by the hash of its id: it
+	// holds no pointers, so that the collector does not scan it, and an id
+	// is hashed once per call.
+	index hashindex.Index[string]
 	// slabs hold the stored copies, memSlab to a slab allocated at once
 	// rather than one by one (payments are never removed, so a slab is
 	// never partly garbage); slot i is slabs[i/memSlab][i%memSlab].
@@ -147,7 +146,6 @@ const memSlab = 32
 func NewMemoryStore() *MemoryStore {
 	s := &MemoryStore{seed: maphash.MakeSeed()}
 	for i := range s.shards {
-		s.shards[i].index = map[uint64]int{}
 		s.shards[i].due = map[string]struct{}{}
 	}
 	return s
@@ -164,15 +162,8 @@ func (sh *memShard) slot(i int) *Payment { return &sh.slabs[i/memSlab][i%memSlab
 // find returns the stored copy of the payment id, whose hash is h, or nil.
 // The shard is locked.
 func (sh *memShard) find(id string, h uint64) *Payment {
-	if i, ok := sh.index[h]; ok {
-		if c := sh.slot(i); c.ID == id {
-			return c
-		}
-	}
-	if len(sh.spill) > 0 {
-		if i, ok := sh.spill[id]; ok {
-			return sh.slot(i)
-		}
+	if i, ok := sh.index.Find(id, h, func(i int) bool { return sh.slot(i).ID == id }); ok {
+		return sh.slot(i)
 	}
 	return nil
 }
@@ -185,14 +176,7 @@ func (sh *memShard) add(id string, h uint64) *Payment {
 		sh.slabs = append(sh.slabs, make([]Payment, memSlab))
 	}
 	sh.n++
-	if _, taken := sh.index[h]; !taken {
-		sh.index[h] = i
-	} else {
-		if sh.spill == nil {
-			sh.spill = map[string]int{}
-		}
-		sh.spill[id] = i
-	}
+	sh.index.Add(id, h, i)
 	return sh.slot(i)
 }
 

@@ -8,14 +8,14 @@ import (
 // Payment ids whose hashes collide are told apart in a MemoryStore shard:
 // the second is indexed by id (spill), and each finds its own copy.
 func TestMemoryStoreHashCollisions(t *testing.T) {
-	sh := &memShard{index: map[uint64]int{}}
+	sh := &memShard{}
 	const h = 7
 	for i, id := range []string{"pay_a", "pay_b", "pay_c"} {
 		c := sh.add(id, h)
 		c.ID, c.Amount = id, int64(i+1)
 	}
-	if sh.n != 3 || len(sh.index) != 1 || len(sh.spill) != 2 {
-		t.Fatalf("n %d, index %v, spill %v", sh.n, sh.index, sh.spill)
+	if sh.n != 3 || sh.index.Len() != 3 || sh.index.Spilled() != 2 {
+		t.Fatalf("n %d, indexed %d, spilled %d", sh.n, sh.index.Len(), sh.index.Spilled())
 	}
 	for i, id := range []string{"pay_a", "pay_b", "pay_c"} {
 		if c := sh.find(id, h); c == nil || c.ID != id || c.Amount != int64(i+1) {

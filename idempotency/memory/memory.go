@@ -59,6 +59,7 @@ import (
 
 	"github.com/payrail/payrail/idempotency"
 	"github.com/payrail/payrail/idempotency/driver"
+	"github.com/payrail/payrail/internal/hashindex"
 )
 
 func init() { idempotency.Register("memory", opener{}) }
@@ -200,15 +201,17 @@ func (r *record) fill(out *driver.Record) {
 // TTL makes a run of its own.
 type shard struct {
 	mu     sync.Mutex
-	index  map[uint64]int // slot of the record, by the hash of its key
-	spill  map[recKey]int // slot of a record whose hash another key's record holds in index (nil until then)
-	chunks [][]record     // chunkSize slots each (fewer if limit is smaller)
-	used   int            // slots ever used; slots below it are live or free
-	free   []int          // freed slots below used
-	gen    uint32         // the generation of the last record added
-	order  []entry        // expiry queue: the main run
-	more   [][]entry      // expiry queue: other runs, usually none
+	index  hashindex.Index[recKey] // slot of the record, by the hash of its key
+	chunks [][]record              // chunkSize slots each (fewer if limit is smaller)
+	used   int                     // slots ever used; slots below it are live or free
+	free   []int                   // freed slots below used
+	gen    uint32                  // the generation of the last record added
+	order  []entry                 // expiry queue: the main run
+	more   [][]entry               // expiry queue: other runs, usually none
+	_      [56]byte                // 192 bytes per shard: no false sharing between cores
 }
+
+var _ [192]byte = [unsafe.Sizeof(shard{})]byte{}
 
 // entry is a record's place in the expiry queue: current while the record
 // in slot is of generation gen and has this expiry.
@@ -231,14 +234,7 @@ func (sh *shard) slot(i int) *record { return &sh.chunks[i>>chunkBits][i&(chunkS
 
 // find returns the slot of the record of k, whose hash is h.
 func (sh *shard) find(k recKey, h uint64) (int, bool) {
-	if i, ok := sh.index[h]; ok && sh.slot(i).is(k) {
-		return i, true
-	}
-	if len(sh.spill) > 0 { // k may be there even if index has no h (any more)
-		i, ok := sh.spill[k]
-		return i, ok
-	}
-	return 0, false
+	return sh.index.Find(k, h, func(i int) bool { return sh.slot(i).is(k) })
 }
 
 // get returns the record of k, whose hash is h.
@@ -267,31 +263,20 @@ func (sh *shard) add(k recKey, h uint64, rec *record, limit int) int {
 	sh.gen++
 	rec.gen = sh.gen
 	*sh.slot(i) = *rec
-	if _, taken := sh.index[h]; !taken {
-		sh.index[h] = i
-	} else {
-		if sh.spill == nil {
-			sh.spill = map[recKey]int{}
-		}
-		sh.spill[k] = i
-	}
+	sh.index.Add(k, h, i)
 	return i
 }
 
 // remove deletes the record in slot i, of the key whose hash is h.
 func (sh *shard) remove(i int, h uint64) {
 	rec := sh.slot(i)
-	if j, ok := sh.index[h]; ok && j == i {
-		delete(sh.index, h)
-	} else {
-		delete(sh.spill, recKey{rec.merchant, rec.key})
-	}
+	sh.index.Remove(recKey{rec.merchant, rec.key}, h, i)
 	*rec = record{} // drop its strings and response
 	sh.free = append(sh.free, i)
 }
 
 // len returns the number of records.
-func (sh *shard) len() int { return len(sh.index) + len(sh.spill) }
+func (sh *shard) len() int { return sh.index.Len() }
 
 // New returns an empty store.
 func New(opts ...Option) *Store {
@@ -306,9 +291,6 @@ func New(opts ...Option) *Store {
 	s.shift = 64 - uint(b)
 	n := 1 << b
 	s.limit = max(1, s.max/n+min(1, s.max%n)) // rounded up without overflowing near MaxInt
-	for i := range s.shards {
-		s.shards[i].index = map[uint64]int{}
-	}
 	return s
 }
 

@@ -498,7 +498,7 @@ func TestFullModel(t *testing.T) {
 // (spill), is found while the first is held and after it is removed, and
 // removing either leaves the other where it was.
 func TestHashCollisions(t *testing.T) {
-	sh := &shard{index: map[uint64]int{}}
+	sh := &shard{}
 	const h = 7
 	a, b, c := recKey{"m", "a"}, recKey{"m", "b"}, recKey{"n", "a"}
 	add := func(k recKey) int {
@@ -515,8 +515,8 @@ func TestHashCollisions(t *testing.T) {
 		}
 	}
 	ia, ib := add(a), add(b)
-	if ia == ib || len(sh.spill) != 1 || sh.len() != 2 {
-		t.Fatalf("slots %d, %d; spill %v; len %d", ia, ib, sh.spill, sh.len())
+	if ia == ib || sh.index.Spilled() != 1 || sh.len() != 2 {
+		t.Fatalf("slots %d, %d; spilled %d; len %d", ia, ib, sh.index.Spilled(), sh.len())
 	}
 	want(a, ia, true)
 	want(b, ib, true)
@@ -525,15 +525,15 @@ func TestHashCollisions(t *testing.T) {
 	want(a, 0, false)
 	want(b, ib, true)
 	ic := add(c) // takes the hash's index entry, free again
-	if len(sh.spill) != 1 || sh.len() != 2 {
-		t.Fatalf("spill %v; len %d", sh.spill, sh.len())
+	if sh.index.Spilled() != 1 || sh.len() != 2 {
+		t.Fatalf("spilled %d; len %d", sh.index.Spilled(), sh.len())
 	}
 	want(b, ib, true)
 	want(c, ic, true)
 	sh.remove(ib, h)
 	want(b, 0, false)
 	want(c, ic, true)
-	if len(sh.spill) != 0 || sh.len() != 1 {
-		t.Fatalf("spill %v; len %d", sh.spill, sh.len())
+	if sh.index.Spilled() != 0 || sh.len() != 1 {
+		t.Fatalf("spilled %d; len %d", sh.index.Spilled(), sh.len())
 	}
 }
