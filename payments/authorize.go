@@ -88,7 +88,10 @@ func (p *Processor) createPayment(ctx context.Context, c *claim, n *AuthorizeReq
 		}
 		// The crashed request never stored the payment: create it now.
 	}
-	now := p.now()
+	now := c.begin.Now // when the request claimed its key, a moment ago
+	if c.resumed {
+		now = p.now()
+	}
 	pay := &c.pay
 	*pay = Payment{
 		ID: id, Merchant: n.Merchant, Amount: n.Amount, Currency: n.Currency,
