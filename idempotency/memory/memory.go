@@ -26,11 +26,11 @@
 //
 // Measured with BenchmarkRecordCost (go1.26, amd64; 200,000 records), a
 // record costs about 1.0 KB of heap once completed with a typical payment
-// response (1,030 B: the 600-byte body 640 B, the response 48 B, the key,
-// fingerprint and payment id 150 B, the store's slot, index and
-// expiry-queue entry about 200 B; 24 B more while it keeps a second queue
-// entry, when requests to its shard overlapped it), and about 380 B while
-// in progress. The response body dominates: larger bodies cost their size.
+// response (1,030 B: the 600-byte body 640 B, the key, fingerprint and
+// payment id 150 B, the store's slot (which holds the response's status,
+// header and body references), index and expiry-queue entry about 240 B;
+// 24 B more while it keeps a second queue entry, when requests to its
+// shard overlapped it), and about 420 B while in progress. The response body dominates: larger bodies cost their size.
 // The index (keyed by a hash of the key) and the expiry queue hold no
 // pointers: the garbage collector does not scan them.
 //
@@ -141,12 +141,12 @@ type record struct {
 	fingerprint string
 	token       string // the lease holder's; cleared on completion
 	resourceID  string
-	resp        *driver.Response
-	lease       stamp  // LeaseExpiresAt
-	created     stamp  // CreatedAt
-	expires     stamp  // ExpiresAt
-	completed   bool   // StateCompleted, else StateInProgress
-	gen         uint32 // tells this record's queue entries from those of the slot's earlier records
+	resp        driver.Response // kept by value: no object of its own
+	lease       stamp           // LeaseExpiresAt
+	created     stamp           // CreatedAt
+	expires     stamp           // ExpiresAt
+	completed   bool            // StateCompleted, else StateInProgress
+	gen         uint32          // tells this record's queue entries from those of the slot's earlier records
 }
 
 // stamp is an instant as Unix seconds and nanoseconds: exact for any
@@ -174,13 +174,25 @@ func (r *record) state() driver.State {
 // is reports whether r is the record of k.
 func (r *record) is(k recKey) bool { return r.key == k.key && r.merchant == k.merchant }
 
-// fill sets *out to the exported form of the record.
-func (r *record) fill(out *driver.Record) {
-	*out = driver.Record{
+// exported is the exported form of a record with its response, allocated
+// together.
+type exported struct {
+	rec  driver.Record
+	resp driver.Response
+}
+
+// fill sets out to the exported form of r and returns its record.
+func (r *record) fill(out *exported) *driver.Record {
+	out.rec = driver.Record{
 		Merchant: r.merchant, Key: r.key, Fingerprint: r.fingerprint, State: r.state(),
 		Token: r.token, ResourceID: r.resourceID, LeaseExpiresAt: r.lease.time(),
-		Response: r.resp, CreatedAt: r.created.time(), ExpiresAt: r.expires.time(),
+		CreatedAt: r.created.time(), ExpiresAt: r.expires.time(),
 	}
+	if r.completed {
+		out.resp = r.resp
+		out.rec.Response = &out.resp
+	}
+	return &out.rec
 }
 
 // shard holds records by value in the slots of chunks (so that a record
@@ -309,13 +321,12 @@ func (s *Store) shard(merchant, key string) *shard { return s.shardOf(s.hash(mer
 // beginResult holds a BeginResult and its Record, allocated together.
 type beginResult struct {
 	res driver.BeginResult
-	rec driver.Record
+	rec exported
 }
 
 func newResult(o driver.Outcome, r *record) *driver.BeginResult {
 	x := &beginResult{}
-	r.fill(&x.rec)
-	x.res = driver.BeginResult{Outcome: o, Record: &x.rec}
+	x.res = driver.BeginResult{Outcome: o, Record: r.fill(&x.rec)}
 	return &x.res
 }
 
@@ -580,7 +591,10 @@ func (s *Store) Complete(ctx context.Context, r driver.CompleteRequest) error {
 	}
 	rec.completed = true
 	rec.token = ""
-	rec.resp = r.Response
+	rec.resp = driver.Response{} // a nil Response stores an empty one
+	if r.Response != nil {
+		rec.resp = *r.Response
+	}
 	if old := rec.expires; old != expires {
 		rec.expires = expires
 		if !sh.retime(i, old, expires) {
@@ -663,31 +677,31 @@ func (s *Store) List(ctx context.Context, f driver.Filter) ([]*driver.Record, er
 		limit = 100
 	}
 	found = found[:min(len(found), limit)]
-	recs := make([]driver.Record, len(found))
+	recs := make([]exported, len(found))
 	out := make([]*driver.Record, len(found))
 	for i := range found {
-		found[i].fill(&recs[i])
-		out[i] = &recs[i]
+		out[i] = found[i].fill(&recs[i])
 	}
 	return out, nil
 }
 
 // Get implements driver.Admin.
 func (s *Store) Get(ctx context.Context, merchant, key string) (*driver.Record, error) {
-	out := new(driver.Record)
+	out := new(exported)
 	sh, k, h, err := s.lock(ctx, merchant, key)
 	if err != nil {
 		return nil, err
 	}
 	rec, ok := sh.get(k, h)
+	var r *driver.Record
 	if ok {
-		rec.fill(out)
+		r = rec.fill(out)
 	}
 	sh.mu.Unlock()
 	if !ok {
 		return nil, driver.ErrNotFound
 	}
-	return out, nil
+	return r, nil
 }
 
 // Delete implements driver.Admin.

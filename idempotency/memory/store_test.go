@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -271,7 +272,7 @@ func TestSlotReuse(t *testing.T) {
 	if sh.used != 1 || len(sh.free) != 1 || s.Len() != 0 {
 		t.Fatalf("used %d, free %d, Len %d; want 1, 1, 0", sh.used, len(sh.free), s.Len())
 	}
-	if *sh.slot(sh.free[0]) != (record{}) {
+	if !reflect.ValueOf(*sh.slot(sh.free[0])).IsZero() {
 		t.Fatalf("freed slot keeps %+v", *sh.slot(sh.free[0]))
 	}
 	// Many live records: slots grow chunk by chunk and are all distinct.
