@@ -122,6 +122,20 @@ func ValidateKey(key string) error {
 func Fingerprint(method, path string, canonicalBody []byte) string {
 	// One contiguous buffer (on the stack for ordinary requests) and one
 	// allocation for the result.
+	var dst [FingerprintLength]byte
+	return string(AppendFingerprint(dst[:0], method, path, canonicalBody))
+}
+
+// FingerprintLength is the length of a fingerprint, TokenLength that of a
+// token from NewToken.
+const (
+	FingerprintLength = 2 * sha256.Size
+	TokenLength       = 32
+)
+
+// AppendFingerprint appends Fingerprint(method, path, canonicalBody) to dst,
+// so that a caller can keep it in a string with others (one allocation).
+func AppendFingerprint(dst []byte, method, path string, canonicalBody []byte) []byte {
 	var buf [512]byte
 	b := append(buf[:0], method...)
 	b = append(b, 0)
@@ -129,9 +143,7 @@ func Fingerprint(method, path string, canonicalBody []byte) string {
 	b = append(b, 0)
 	b = append(b, canonicalBody...)
 	sum := sha256.Sum256(b)
-	var dst [2 * sha256.Size]byte
-	hex.Encode(dst[:], sum[:])
-	return string(dst[:])
+	return hex.AppendEncode(dst, sum[:])
 }
 
 // NewToken returns a random lease token: 128 bits from math/rand/v2's
@@ -139,12 +151,17 @@ func Fingerprint(method, path string, canonicalBody []byte) string {
 // unique and unguessable by other requests, and this is several times
 // cheaper than crypto/rand on the hot path.
 func NewToken() string {
+	var dst [TokenLength]byte
+	return string(AppendToken(dst[:0]))
+}
+
+// AppendToken appends a new token (see NewToken) to dst, for a caller that
+// sets BeginRequest.Token itself.
+func AppendToken(dst []byte) []byte {
 	var b [16]byte
 	binary.LittleEndian.PutUint64(b[:8], mrand.Uint64())
 	binary.LittleEndian.PutUint64(b[8:], mrand.Uint64())
-	var dst [32]byte
-	hex.Encode(dst[:], b[:])
-	return string(dst[:])
+	return hex.AppendEncode(dst, b[:])
 }
 
 // Store is an idempotency store opened by URL. It is safe for concurrent use.

@@ -2,6 +2,8 @@ package idempotency_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"testing"
 	"time"
 
@@ -42,5 +44,27 @@ func TestRequestZeroValues(t *testing.T) {
 	}
 	if lo, hi := before.Add(idempotency.DefaultTTL), time.Now().Add(idempotency.DefaultTTL); rec.ExpiresAt.Before(lo.Add(-time.Millisecond)) || rec.ExpiresAt.After(hi.Add(time.Millisecond)) {
 		t.Fatalf("record expires at %v, want now+DefaultTTL in [%v, %v]", rec.ExpiresAt, lo, hi)
+	}
+}
+
+// The append forms extend the caller's buffer with what Fingerprint and
+// NewToken return: a known SHA-256 digest in hex, and 32 hex characters
+// that differ from call to call.
+func TestAppendFingerprintAndToken(t *testing.T) {
+	got := string(idempotency.AppendFingerprint([]byte("id:"), "POST", "/payments", []byte("{}")))
+	sum := sha256.Sum256([]byte("POST\x00/payments\x00{}"))
+	if exp := "id:" + hex.EncodeToString(sum[:]); got != exp {
+		t.Fatalf("AppendFingerprint = %q, want %q", got, exp)
+	}
+	if fp := idempotency.Fingerprint("POST", "/payments", []byte("{}")); fp != got[3:] || len(fp) != idempotency.FingerprintLength {
+		t.Fatalf("Fingerprint = %q, want %q", fp, got[3:])
+	}
+	a := string(idempotency.AppendToken([]byte("x")))
+	b := idempotency.NewToken()
+	if len(a) != 1+idempotency.TokenLength || a[0] != 'x' || len(b) != idempotency.TokenLength || a[1:] == b {
+		t.Fatalf("AppendToken = %q, NewToken = %q", a, b)
+	}
+	if _, err := hex.DecodeString(a[1:]); err != nil {
+		t.Fatalf("token %q is not hex: %v", a[1:], err)
 	}
 }

@@ -46,6 +46,9 @@ type execOpts struct {
 	// request. Both save an allocation on the create path.
 	authKey string
 	gwReq   *gateway.AuthorizeRequest
+	// deadline, if set, is unused storage for the first gateway attempt's
+	// context (see withDeadlineIn).
+	deadline *deadlineCtx
 }
 
 // Fencing. Several writers may drive one processing payment at once: a
@@ -206,7 +209,9 @@ func (p *Processor) attemptChain(ctx context.Context, pay *Payment, chain []*gat
 			Amount: pay.Amount, Currency: pay.Currency, PaymentMethod: pay.PaymentMethod,
 			CaptureMethod: gateway.CaptureMethod(pay.CaptureMethod), Origin: pay.Origin, Metadata: pay.Metadata,
 		}
-		tx, ambiguous, err := p.call(ctx, g, "authorize", eo.attempts, func(ctx context.Context) (*gateway.Transaction, error) {
+		dl := eo.deadline
+		eo.deadline = nil // a driver may keep an attempt's context: never reuse it
+		tx, ambiguous, err := p.callIn(ctx, dl, g, "authorize", eo.attempts, func(ctx context.Context) (*gateway.Transaction, error) {
 			return g.Authorize(ctx, req)
 		})
 		if err == nil {
@@ -247,10 +252,17 @@ func (p *Processor) attemptChain(ctx context.Context, pay *Payment, chain []*gat
 // attempt failed in a way that may have had an effect.
 func (p *Processor) call(ctx context.Context, g *gateway.Gateway, op string, attempts int,
 	fn func(context.Context) (*gateway.Transaction, error)) (tx *gateway.Transaction, ambiguous bool, err error) {
+	return p.callIn(ctx, nil, g, op, attempts, fn)
+}
+
+// callIn is call with storage for the first attempt's context (nil: none).
+func (p *Processor) callIn(ctx context.Context, first *deadlineCtx, g *gateway.Gateway, op string, attempts int,
+	fn func(context.Context) (*gateway.Transaction, error)) (tx *gateway.Transaction, ambiguous bool, err error) {
 	// Each attempt is traced and measured by the gateway itself: a client
 	// span "gateway.<op>" and payrail.gateway.request.duration.
 	for a := 1; ; a++ {
-		cctx := withDeadline(ctx, time.Now().Add(p.gatewayTimeout)) // context.WithTimeout, lazily
+		cctx := withDeadlineIn(first, ctx, time.Now().Add(p.gatewayTimeout)) // context.WithTimeout, lazily
+		first = nil
 		tx, err = fn(cctx)
 		cctx.stop()
 		if err == nil {

@@ -54,11 +54,17 @@ func (p *Processor) authorize(ctx context.Context, req *AuthorizeRequest) (o *ou
 	if span.IsRecording() {
 		span.SetAttributes(attrMode.String(string(mode)), attrOrigin.String(n.Origin))
 	}
+	// The payment id, its gateway key, the request's fingerprint and its
+	// idempotency token in one allocation.
 	var canon [256]byte
-	fp := idempotency.Fingerprint(http.MethodPost, "/payments", canonicalAuthorize(canon[:0], &n))
-	// The payment id and its gateway key in one allocation.
-	authKey := newIDSuffixed("pay", ":"+opAuthorize)
-	c, o := p.begin(ctx, n.Merchant, n.IdempotencyKey, fp, authKey[:len(authKey)-len(opAuthorize)-1])
+	var buf [160]byte
+	b := appendID(buf[:0], "pay", ":"+opAuthorize)
+	keyEnd := len(b)
+	b = idempotency.AppendFingerprint(b, http.MethodPost, "/payments", canonicalAuthorize(canon[:0], &n))
+	fpEnd := len(b)
+	all := string(idempotency.AppendToken(b))
+	authKey := all[:keyEnd]
+	c, o := p.begin(ctx, n.Merchant, n.IdempotencyKey, all[keyEnd:fpEnd], authKey[:len(authKey)-len(opAuthorize)-1], all[fpEnd:])
 	if o != nil {
 		return o
 	}
@@ -82,7 +88,10 @@ func (p *Processor) createPayment(ctx context.Context, c *claim, n *AuthorizeReq
 		}
 		// The crashed request never stored the payment: create it now.
 	}
-	now := p.now()
+	now := c.begin.Now // when the request claimed its key, a moment ago
+	if c.resumed {
+		now = p.now()
+	}
 	pay := &c.pay
 	*pay = Payment{
 		ID: id, Merchant: n.Merchant, Amount: n.Amount, Currency: n.Currency,
@@ -110,7 +119,7 @@ func (p *Processor) createPayment(ctx context.Context, c *claim, n *AuthorizeReq
 		return p.createFailed(ctx, pay, err)
 	}
 	return p.execAuthorize(ctx, pay, chain, execOpts{attempts: p.retry.MaxAttempts, final: true,
-		authKey: c.authKey, gwReq: &c.gwReq}), true
+		authKey: c.authKey, gwReq: &c.gwReq, deadline: &c.gwCtx}), true
 }
 
 // createFailed answers a create request whose Store.Create failed. An

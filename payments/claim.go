@@ -18,28 +18,32 @@ import (
 
 // claim is ownership of an idempotency key for the duration of a request.
 type claim struct {
-	p                    *Processor
-	merchant, key, token string
-	resourceID           string // the resource this key creates or acts on
-	resumed              bool   // took over a crashed request's lease
-	hold                 idempotency.Hold
+	p          *Processor
+	token      string
+	resourceID string // the resource this key creates or acts on
+	resumed    bool   // took over a crashed request's lease
+	hold       idempotency.Hold
 
-	// Per-request storage allocated with the claim rather than one by one.
-	begin   idempotency.BeginRequest
+	// Per-request storage allocated with the claim rather than one by one
+	// (a claim stays within 1 KiB: one size class up would cost 128 bytes).
+	begin   idempotency.BeginRequest // also the claim's merchant and key
 	route   gateway.RouteRequest
 	authKey string  // a new payment's gatewayKey(id, "authorize"), sharing the id's string
 	pay     Payment // a new payment (handed to the caller: it keeps the claim alive, no more)
 	gwReq   gateway.AuthorizeRequest
+	gwCtx   deadlineCtx          // the first gateway attempt's context
+	resp    idempotency.Response // the stored response (stores copy it or encode it)
 }
 
 // begin claims the key or returns the outcome to answer with instead
 // (replay, conflict, store failure). fingerprint covers method, path and
-// canonical body; resourceID is the id a new request will use.
-func (p *Processor) begin(ctx context.Context, merchant, key, fingerprint, resourceID string) (*claim, *outcome) {
+// canonical body; resourceID is the id a new request will use; token, if
+// set, is the new token of the key's lease (empty: the store makes one).
+func (p *Processor) begin(ctx context.Context, merchant, key, fingerprint, resourceID, token string) (*claim, *outcome) {
 	now := p.now()
-	c := &claim{p: p, merchant: merchant, key: key}
+	c := &claim{p: p}
 	c.begin = idempotency.BeginRequest{
-		Merchant: merchant, Key: key, Fingerprint: fingerprint, ResourceID: resourceID,
+		Merchant: merchant, Key: key, Fingerprint: fingerprint, ResourceID: resourceID, Token: token,
 		Lease: p.lease, TTL: p.idemTTL, Now: now,
 	}
 	res, err := p.idem.Begin(ctx, &c.begin)
@@ -108,12 +112,12 @@ func (c *claim) finish(ctx context.Context, o *outcome, executed bool) {
 		c.p.log.WarnContext(ctx, "payments: resumed request failed before it could tell what its predecessor did; its key stays held",
 			"resource_id", c.resourceID, "status", o.status)
 	case executed:
-		if err := c.p.idem.Complete(ctx, idempotency.CompleteRequest{Merchant: c.merchant, Key: c.key, Token: c.token,
-			Response: o.response(), Now: c.p.now(), TTL: c.p.idemTTL}); err != nil {
+		if err := c.p.idem.Complete(ctx, idempotency.CompleteRequest{Merchant: c.begin.Merchant, Key: c.begin.Key, Token: c.token,
+			Response: o.response(&c.resp), Now: c.p.now(), TTL: c.p.idemTTL}); err != nil {
 			c.p.log.ErrorContext(ctx, "payments: storing idempotent response failed; a retry will resume the payment", "error", err)
 		}
 	default:
-		if err := c.p.idem.Release(ctx, c.merchant, c.key, c.token); err != nil {
+		if err := c.p.idem.Release(ctx, c.begin.Merchant, c.begin.Key, c.token); err != nil {
 			c.p.log.WarnContext(ctx, "payments: releasing idempotency key failed", "error", err)
 		}
 	}

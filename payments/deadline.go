@@ -38,10 +38,21 @@ type materialised struct {
 // withDeadline returns parent bounded by d (or by parent's own deadline,
 // if earlier). Call stop when the attempt is over, as a CancelFunc.
 func withDeadline(parent context.Context, d time.Time) *deadlineCtx {
+	return withDeadlineIn(nil, parent, d)
+}
+
+// withDeadlineIn is withDeadline in storage c, which must never have been
+// used (nil: a new one): per-request storage saves the allocation of a
+// request's first attempt.
+func withDeadlineIn(c *deadlineCtx, parent context.Context, d time.Time) *deadlineCtx {
 	if pd, ok := parent.Deadline(); ok && pd.Before(d) {
 		d = pd
 	}
-	return &deadlineCtx{Context: parent, deadline: d}
+	if c == nil {
+		return &deadlineCtx{Context: parent, deadline: d}
+	}
+	c.Context, c.deadline = parent, d
+	return c
 }
 
 // Deadline implements context.Context.
@@ -67,7 +78,7 @@ func (c *deadlineCtx) Err() error {
 	if stopped {
 		return context.Canceled
 	}
-	if !time.Now().Before(c.deadline) {
+	if time.Until(c.deadline) <= 0 { // one clock read (monotonic) rather than two
 		return context.DeadlineExceeded
 	}
 	return nil

@@ -76,7 +76,7 @@ func (p *Processor) runFollowUp(ctx context.Context, f *followUp) (o *outcome) {
 	var c *claim
 	resourceID := f.resourceID
 	if f.key != "" {
-		c, o = p.begin(ctx, f.merchant, f.key, f.fingerprint, f.resourceID)
+		c, o = p.begin(ctx, f.merchant, f.key, f.fingerprint, f.resourceID, "")
 		if o != nil {
 			return o
 		}

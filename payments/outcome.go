@@ -152,9 +152,10 @@ func (o *outcome) paymentResult() (*Payment, error) {
 	return o.payment, nil
 }
 
-// response converts the outcome for the idempotency store.
-func (o *outcome) response() *idempotency.Response {
-	return &idempotency.Response{StatusCode: o.status, Header: o.header, Body: o.body}
+// response converts the outcome for the idempotency store, in r.
+func (o *outcome) response(r *idempotency.Response) *idempotency.Response {
+	*r = idempotency.Response{StatusCode: o.status, Header: o.header, Body: o.body}
+	return r
 }
 
 // replayed rebuilds an outcome from a stored response. The SDK-level values

@@ -584,20 +584,23 @@ func newID(prefix string) string { return newIDSuffixed(prefix, "") }
 // allocation: a payment's id and its gateway idempotency key
 // (gatewayKey(id, "authorize")) share one string.
 func newIDSuffixed(prefix, suffix string) string {
-	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
 	var buf [80]byte
 	if len(prefix)+len(suffix) > len(buf)-27 {
 		return prefix + "_" + rand.Text() + suffix
 	}
-	n := copy(buf[:], prefix)
-	buf[n] = '_'
-	n++
-	rnd := buf[n : n+26]
+	return string(appendID(buf[:0], prefix, suffix))
+}
+
+// appendID appends newID(prefix) followed by suffix to dst.
+func appendID(dst []byte, prefix, suffix string) []byte {
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+	dst = append(append(dst, prefix...), '_')
+	n := len(dst)
+	dst = append(dst, make([]byte, 26)...)
+	rnd := dst[n:]
 	rand.Read(rnd) // never fails (crypto/rand, Go 1.24+)
 	for i, b := range rnd {
 		rnd[i] = alphabet[b&31]
 	}
-	n += 26
-	n += copy(buf[n:], suffix)
-	return string(buf[:n])
+	return append(dst, suffix...)
 }

@@ -5,11 +5,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"net/url"
 	"slices"
 	"sync"
 	"time"
 
+	"github.com/payrail/payrail/internal/hashindex"
 	"github.com/payrail/payrail/internal/registry"
 )
 
@@ -111,6 +113,7 @@ func (memoryOpener) Open(_ context.Context, u *url.URL) (Store, error) {
 // stored copy: treat it as read-only (the Processor never modifies metadata
 // after creation, and hands its own callers deep copies).
 type MemoryStore struct {
+	seed   maphash.Seed
 	shards [memShards]memShard
 }
 
@@ -121,15 +124,19 @@ const memShards = 32
 // slices are cloned on the way in and out (refunds are appended to);
 // Metadata maps are shared read-only.
 type memShard struct {
-	mu       sync.RWMutex
-	payments map[string]*Payment // by id
+	mu sync.RWMutex
+	// index holds the slot of each payment by the hash of its id: it
+	// holds no pointers, so that the collector does not scan it, and an id
+	// is hashed once per call.
+	index hashindex.Index[string]
+	// slabs hold the stored copies, memSlab to a slab allocated at once
+	// rather than one by one (payments are never removed, so a slab is
+	// never partly garbage); slot i is slabs[i/memSlab][i%memSlab].
+	slabs [][]Payment
+	n     int // slots used
 	// due: the ids of the payments whose EventsDue is set (ListEventsDue).
 	due map[string]struct{}
-	// slab: the next stored copies, allocated memSlab at a time rather
-	// than one by one (payments are never removed, so a slab is never
-	// partly garbage).
-	slab []Payment
-	_    [128 - 64]byte // one shard per cache line pair: no false sharing between cores
+	_   [128 - 80]byte // one shard per cache line pair: no false sharing between cores
 }
 
 // memSlab is the number of payments a shard allocates at once.
@@ -137,22 +144,40 @@ const memSlab = 32
 
 // NewMemoryStore returns an empty MemoryStore.
 func NewMemoryStore() *MemoryStore {
-	s := &MemoryStore{}
+	s := &MemoryStore{seed: maphash.MakeSeed()}
 	for i := range s.shards {
-		s.shards[i].payments = map[string]*Payment{}
 		s.shards[i].due = map[string]struct{}{}
 	}
 	return s
 }
 
-// shard picks a shard from the last bytes of the id, cheaply: payment ids
-// end in random characters.
-func (s *MemoryStore) shard(id string) *memShard {
-	var h uint32
-	for i := max(0, len(id)-8); i < len(id); i++ {
-		h = h*31 + uint32(id[i])
+// shard returns the shard of a payment id and the id's hash.
+func (s *MemoryStore) shard(id string) (*memShard, uint64) {
+	h := maphash.String(s.seed, id)
+	return &s.shards[h%memShards], h
+}
+
+func (sh *memShard) slot(i int) *Payment { return &sh.slabs[i/memSlab][i%memSlab] }
+
+// find returns the stored copy of the payment id, whose hash is h, or nil.
+// The shard is locked.
+func (sh *memShard) find(id string, h uint64) *Payment {
+	if i, ok := sh.index.Find(id, h, func(i int) bool { return sh.slot(i).ID == id }); ok {
+		return sh.slot(i)
 	}
-	return &s.shards[h%memShards]
+	return nil
+}
+
+// add returns a new slot for the payment id, whose hash is h and which has
+// none. The shard is locked.
+func (sh *memShard) add(id string, h uint64) *Payment {
+	i := sh.n
+	if i%memSlab == 0 {
+		sh.slabs = append(sh.slabs, make([]Payment, memSlab))
+	}
+	sh.n++
+	sh.index.Add(id, h, i)
+	return sh.slot(i)
 }
 
 // Create implements Store.
@@ -162,24 +187,19 @@ func (s *MemoryStore) Create(ctx context.Context, p *Payment) error {
 	}
 	refunds := slices.Clone(p.Refunds)
 	events := cloneEvents(p.Events)
-	sh := s.shard(p.ID)
+	sh, h := s.shard(p.ID)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	if _, ok := sh.payments[p.ID]; ok {
+	if sh.find(p.ID, h) != nil {
 		return ErrStoreConflict
 	}
-	if len(sh.slab) == 0 {
-		sh.slab = make([]Payment, memSlab)
-	}
-	c := &sh.slab[0]
-	sh.slab = sh.slab[1:]
+	c := sh.add(p.ID, h)
 	*c = *p
 	c.Refunds = refunds
 	c.Events = events
 	c.Version = 1
 	p.Version = 1
-	sh.payments[p.ID] = c
-	sh.index(c)
+	sh.indexDue(c)
 	return nil
 }
 
@@ -188,9 +208,10 @@ func (s *MemoryStore) Get(ctx context.Context, merchant, id string) (*Payment, e
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	sh := s.shard(id)
+	sh, h := s.shard(id)
 	sh.mu.RLock()
-	cur, ok := sh.payments[id]
+	cur := sh.find(id, h)
+	ok := cur != nil
 	var p Payment
 	if ok {
 		p = *cur
@@ -204,9 +225,9 @@ func (s *MemoryStore) Get(ctx context.Context, merchant, id string) (*Payment, e
 	return &p, nil
 }
 
-// index keeps the shard's due set in step with c.EventsDue; the shard is
-// locked.
-func (sh *memShard) index(c *Payment) {
+// indexDue keeps the shard's due set in step with c.EventsDue; the shard
+// is locked.
+func (sh *memShard) indexDue(c *Payment) {
 	if c.EventsDue.IsZero() {
 		if len(sh.due) > 0 {
 			delete(sh.due, c.ID)
@@ -235,18 +256,18 @@ func (s *MemoryStore) compareAndSet(ctx context.Context, p *Payment, set func(cu
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	sh := s.shard(p.ID)
+	sh, h := s.shard(p.ID)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	cur, ok := sh.payments[p.ID]
-	if !ok || cur.Merchant != p.Merchant {
+	cur := sh.find(p.ID, h)
+	if cur == nil || cur.Merchant != p.Merchant {
 		return ErrNotFound
 	}
 	if cur.Version != p.Version || cur.EventsRevision != p.EventsRevision {
 		return ErrStoreConflict
 	}
 	set(cur)
-	sh.index(cur)
+	sh.indexDue(cur)
 	return nil
 }
 
@@ -260,8 +281,8 @@ func (s *MemoryStore) Close() error { return nil }
 // ListStale implements Store.
 func (s *MemoryStore) ListStale(ctx context.Context, statuses []Status, before time.Time, limit int) ([]*Payment, error) {
 	return s.scan(ctx, limit, func(sh *memShard, visit func(*Payment)) {
-		for _, cur := range sh.payments {
-			if slices.Contains(statuses, cur.Status) && cur.UpdatedAt.Before(before) {
+		for i := range sh.n {
+			if cur := sh.slot(i); slices.Contains(statuses, cur.Status) && cur.UpdatedAt.Before(before) {
 				visit(cur)
 			}
 		}
@@ -272,7 +293,7 @@ func (s *MemoryStore) ListStale(ctx context.Context, statuses []Status, before t
 func (s *MemoryStore) ListEventsDue(ctx context.Context, before time.Time, limit int) ([]*Payment, error) {
 	return s.scan(ctx, limit, func(sh *memShard, visit func(*Payment)) {
 		for id := range sh.due {
-			if cur := sh.payments[id]; cur != nil && !cur.EventsDue.IsZero() && !cur.EventsDue.After(before) {
+			if cur := sh.find(id, maphash.String(s.seed, id)); cur != nil && !cur.EventsDue.IsZero() && !cur.EventsDue.After(before) {
 				visit(cur)
 			}
 		}
@@ -319,8 +340,8 @@ func (s *MemoryStore) UpdateEvents(ctx context.Context, p *Payment) error {
 func (s *MemoryStore) ListDeadEvents(ctx context.Context, after string, limit int) ([]*Payment, error) {
 	var zero time.Time
 	return s.scan(ctx, limit, func(sh *memShard, visit func(*Payment)) {
-		for _, cur := range sh.payments {
-			if cur.ID > after && cur.HasDeadEvents() {
+		for i := range sh.n {
+			if cur := sh.slot(i); cur.ID > after && cur.HasDeadEvents() {
 				visit(cur)
 			}
 		}

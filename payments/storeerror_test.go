@@ -74,7 +74,7 @@ func TestBeginInvalidInput(t *testing.T) {
 	idem := idempotency.New(refusingIdem{memory.New()})
 	defer idem.Close()
 	p := &Processor{idem: idem, now: time.Now, lease: time.Minute, idemTTL: time.Hour, log: slog.New(slog.DiscardHandler)}
-	c, o := p.begin(context.Background(), "bad", "key-1", "fp", "pay_1")
+	c, o := p.begin(context.Background(), "bad", "key-1", "fp", "pay_1", "")
 	if c != nil || o == nil || o.err == nil {
 		t.Fatalf("begin with a refused value: claim %v, outcome %+v", c, o)
 	}

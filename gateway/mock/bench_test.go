@@ -85,7 +85,7 @@ func TestKeyHashCollision(t *testing.T) {
 		if _, _, ok := ik.replay(fp(int64(i))); ok {
 			t.Fatalf("%s: replayed before it was stored", k)
 		}
-		ik.remember(&entry{fingerprint: fp(int64(i)), tx: driver.Transaction{Reference: "ref-" + k}})
+		ik.remember(newEntry(fp(int64(i)), driver.Transaction{Reference: "ref-" + k}))
 	}
 	if len(sh.keys) != 1 || len(sh.spill) != 2 || sh.keys[42].key != "a" {
 		t.Fatalf("index: %d by hash (first %q), %d spilled; want a, then 2 spilled", len(sh.keys), sh.keys[42].key, len(sh.spill))
@@ -108,7 +108,7 @@ func TestKeyHashCollision(t *testing.T) {
 	}
 	// remember without a prior replay still respects the taken slot.
 	ik := key("e")
-	ik.remember(&entry{tx: driver.Transaction{Reference: "ref-e"}})
+	ik.remember(newEntry(fingerprint{}, driver.Transaction{Reference: "ref-e"}))
 	if sh.keys[42].key != "a" || sh.spill["e"] == nil {
 		t.Error("remember without replay overwrote the slot of another key")
 	}

@@ -206,8 +206,52 @@ func (t *table) get(ref string) (*payment, bool) {
 type entry struct {
 	key         string // the idempotency key
 	fingerprint fingerprint
-	tx          driver.Transaction // result (also for declines: Status declined)
-	err         *driver.Error      // decline or invalid-request error returned
+	// The result (also for declines: Status declined): *tx, or for an
+	// authorization (tx nil) authorized(auth's reference, fingerprint), so
+	// that the mock keeps no second copy of every payment it authorized.
+	tx   *driver.Transaction
+	auth *payment
+	err  *driver.Error // decline or invalid-request error returned
+}
+
+// result returns the transaction e's operation answered. Callers hold the
+// key's shard lock.
+func (e *entry) result() driver.Transaction {
+	if e.tx != nil {
+		return *e.tx
+	}
+	e.auth.mu.Lock()
+	ref := e.auth.tx.Reference
+	e.auth.mu.Unlock()
+	return authorized(ref, e.fingerprint)
+}
+
+// newEntry returns an entry whose result is tx, allocated with it.
+func newEntry(fp fingerprint, tx driver.Transaction) *entry {
+	x := &struct {
+		e  entry
+		tx driver.Transaction
+	}{tx: tx}
+	x.e = entry{fingerprint: fp, tx: &x.tx}
+	return &x.e
+}
+
+// authorized returns the transaction an authorization with fingerprint fp
+// creates under the reference ref: declined for the declining test
+// tokens, else authorized, or captured unless the capture is manual.
+func authorized(ref string, fp fingerprint) driver.Transaction {
+	tx := driver.Transaction{Reference: ref, Amount: fp.amount, Currency: fp.currency}
+	if code, declined := declineCode(fp.a); declined {
+		tx.Status = driver.StatusDeclined
+		tx.DeclineCode = code
+		return tx
+	}
+	tx.Status = driver.StatusAuthorized
+	if driver.CaptureMethod(fp.b) != driver.CaptureManual {
+		tx.Status = driver.StatusCaptured
+		tx.AmountCaptured = fp.amount
+	}
+	return tx
 }
 
 // New returns a mock gateway driver; wrap it with gateway.New to use it.
@@ -395,7 +439,7 @@ func (k *idemKey) replay(fp fingerprint) (*driver.Transaction, error, bool) {
 	if e.err != nil {
 		return nil, e.err, true
 	}
-	tx := e.tx
+	tx := e.result()
 	return &tx, nil, true
 }
 
@@ -493,31 +537,25 @@ func (m *Mock) authorize(r *driver.AuthorizeRequest) (*driver.Transaction, error
 	} else {
 		p = &payment{}
 	}
-	tx := driver.Transaction{Reference: ref(refPrefix, seq), Amount: r.Amount, Currency: r.Currency}
-	if code, declined := declineCode(r.PaymentMethod); declined {
-		tx.Status = driver.StatusDeclined
-		tx.DeclineCode = code
+	tx := authorized(ref(refPrefix, seq), fp)
+	if tx.Status == driver.StatusDeclined {
+		code := tx.DeclineCode
 		derr := &driver.Error{Kind: driver.KindDeclined, Code: "card_declined", DeclineCode: code,
 			SoftDecline: code == "try_again_later", NotProcessed: true, Message: "the card was declined"}
 		p.tx = tx
 		m.pays.put(seq, p)
 		if e != nil {
-			e.fingerprint, e.tx, e.err = fp, tx, derr
+			e.fingerprint, e.auth, e.err = fp, p, derr
 			k.remember(e)
 		}
 		return nil, derr
-	}
-	tx.Status = driver.StatusAuthorized
-	if r.CaptureMethod != driver.CaptureManual {
-		tx.Status = driver.StatusCaptured
-		tx.AmountCaptured = r.Amount
 	}
 	p.tx = tx
 	if !m.pays.put(seq, p) {
 		return nil, &driver.Error{Kind: driver.KindTransient, Code: "capacity", NotProcessed: true, Message: "mock: payment table full"}
 	}
 	if e != nil {
-		e.fingerprint, e.tx = fp, tx
+		e.fingerprint, e.auth = fp, p
 		k.remember(e)
 	}
 	out := tx
@@ -560,7 +598,7 @@ func (m *Mock) capture(r *driver.CaptureRequest) (*driver.Transaction, error) {
 	}
 	p.tx.Status = driver.StatusCaptured
 	p.tx.AmountCaptured = r.Amount
-	k.remember(&entry{fingerprint: fp, tx: p.tx})
+	k.remember(newEntry(fp, p.tx))
 	out := p.tx
 	return &out, nil
 }
@@ -595,7 +633,7 @@ func (m *Mock) void(r *driver.VoidRequest) (*driver.Transaction, error) {
 		return nil, invalid("payment_unexpected_state", "only an authorized payment can be voided; it is "+string(p.tx.Status))
 	}
 	p.tx.Status = driver.StatusVoided
-	k.remember(&entry{fingerprint: fp, tx: p.tx})
+	k.remember(newEntry(fp, p.tx))
 	out := p.tx
 	return &out, nil
 }
@@ -640,7 +678,7 @@ func (m *Mock) refund(r *driver.RefundRequest) (*driver.Transaction, error) {
 	}
 	tx := p.tx
 	tx.RefundReference = m.nextRef("re")
-	k.remember(&entry{fingerprint: fp, tx: tx})
+	k.remember(newEntry(fp, tx))
 	return &tx, nil
 }
 
@@ -664,10 +702,10 @@ func (m *Mock) lookup(key string) (*driver.Transaction, error) {
 	if e == nil {
 		return nil, &driver.Error{Kind: driver.KindNotFound, Code: "resource_missing", Message: "no operation with this idempotency key"}
 	}
-	tx := e.tx
 	if e.err != nil && e.err.Kind != driver.KindDeclined {
 		return nil, e.err
 	}
+	tx := e.result()
 	return &tx, nil
 }
 

@@ -117,7 +117,9 @@ type CompleteRequest struct {
 	// Token is the lease holder's token, from Begin: only its holder may
 	// complete the key.
 	Token string
-	// Response is the result later requests with the same key replay.
+	// Response is the result later requests with the same key replay. A
+	// store that keeps it in memory keeps a copy of *Response, not the
+	// pointer: it may point into a larger per-request object of the caller.
 	Response *Response
 	// Now is the caller's clock reading.
 	Now time.Time

@@ -24,22 +24,23 @@
 //
 // # Memory
 //
-// Measured with BenchmarkRecordCost (go1.26, amd64; 200,000 to 1,000,000
-// records), a record costs about 1.1 KB of heap once completed with a
-// typical payment response (1,080 to 1,120 B: the 600-byte body 640 B, the
-// response 48 B, the key, fingerprint and payment id 150 B, the store's
-// slot, index and expiry-queue entry about 260 B; 48 B more while it keeps
-// a second queue entry, when requests to its shard overlapped it), and
-// about 450 B while in progress. The response body dominates: larger
-// bodies cost their size.
+// Measured with BenchmarkRecordCost (go1.26, amd64; 200,000 records), a
+// record costs about 1.0 KB of heap once completed with a typical payment
+// response (1,030 B: the 600-byte body 640 B, the key, fingerprint and
+// payment id 150 B, the store's slot (which holds the response's status,
+// header and body references), index and expiry-queue entry about 240 B;
+// 24 B more while it keeps a second queue entry, when requests to its
+// shard overlapped it), and about 420 B while in progress. The response body dominates: larger bodies cost their size.
+// The index (keyed by a hash of the key) and the expiry queue hold no
+// pointers: the garbage collector does not scan them.
 //
-// DefaultMaxEntries, 1,000,000 records, bounds the store at about 1.1 GB.
+// DefaultMaxEntries, 1,000,000 records, bounds the store at about 1 GB.
 // Since records leave when their TTL (24 h by default) ends, memory follows
 // the traffic of the last TTL rather than growing to the bound: the bound is
 // reached at one million requests (payments, captures, refunds...) a day,
 // 11.6 a second on average, beyond what a single-process deployment should
 // carry without a shared, persistent store. Set max_entries to fit the
-// process's memory limit otherwise: about max_entries × 1.1 KB.
+// process's memory limit otherwise: about max_entries × 1 KB.
 package memory
 
 import (
@@ -54,9 +55,11 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/payrail/payrail/idempotency"
 	"github.com/payrail/payrail/idempotency/driver"
+	"github.com/payrail/payrail/internal/hashindex"
 )
 
 func init() { idempotency.Register("memory", opener{}) }
@@ -85,7 +88,7 @@ func (opener) Open(_ context.Context, u *url.URL) (driver.Store, error) {
 }
 
 // DefaultMaxEntries bounds a store created without WithMaxEntries: about
-// 1.1 GB of records at the bound (see the package documentation).
+// 1 GB of records at the bound (see the package documentation).
 const DefaultMaxEntries = 1_000_000
 
 const (
@@ -129,18 +132,21 @@ type Store struct {
 // recKey identifies a record.
 type recKey struct{ merchant, key string }
 
-// record is a stored record, kept by value in its shard's slab: the
-// merchant and key are the index's key, times are wall-clock stamps (no
-// *time.Location, no monotonic reading) and the state is a flag.
+// record is a stored record, kept by value in its shard's slab: times are
+// wall-clock stamps (no *time.Location, no monotonic reading) and the
+// state is a flag. A free slot is the zero record (no merchant).
 type record struct {
+	merchant    string
+	key         string
 	fingerprint string
 	token       string // the lease holder's; cleared on completion
 	resourceID  string
-	resp        *driver.Response
-	lease       stamp // LeaseExpiresAt
-	created     stamp // CreatedAt
-	expires     stamp // ExpiresAt
-	completed   bool  // StateCompleted, else StateInProgress
+	resp        driver.Response // kept by value: no object of its own
+	lease       stamp           // LeaseExpiresAt
+	created     stamp           // CreatedAt
+	expires     stamp           // ExpiresAt
+	completed   bool            // StateCompleted, else StateInProgress
+	gen         uint32          // tells this record's queue entries from those of the slot's earlier records
 }
 
 // stamp is an instant as Unix seconds and nanoseconds: exact for any
@@ -165,18 +171,35 @@ func (r *record) state() driver.State {
 	return driver.StateInProgress
 }
 
-// fill sets *out to the exported form of the record stored under k.
-func (r *record) fill(out *driver.Record, k recKey) {
-	*out = driver.Record{
-		Merchant: k.merchant, Key: k.key, Fingerprint: r.fingerprint, State: r.state(),
+// is reports whether r is the record of k.
+func (r *record) is(k recKey) bool { return r.key == k.key && r.merchant == k.merchant }
+
+// exported is the exported form of a record with its response, allocated
+// together.
+type exported struct {
+	rec  driver.Record
+	resp driver.Response
+}
+
+// fill sets out to the exported form of r and returns its record.
+func (r *record) fill(out *exported) *driver.Record {
+	out.rec = driver.Record{
+		Merchant: r.merchant, Key: r.key, Fingerprint: r.fingerprint, State: r.state(),
 		Token: r.token, ResourceID: r.resourceID, LeaseExpiresAt: r.lease.time(),
-		Response: r.resp, CreatedAt: r.created.time(), ExpiresAt: r.expires.time(),
+		CreatedAt: r.created.time(), ExpiresAt: r.expires.time(),
 	}
+	if r.completed {
+		out.resp = r.resp
+		out.rec.Response = &out.resp
+	}
+	return &out.rec
 }
 
 // shard holds records by value in the slots of chunks (so that a record
 // costs no heap object of its own, and growing never copies records),
-// indexed by key. Callers of its methods hold mu.
+// indexed by the hash of their key: the index and the expiry queue hold no
+// pointers, so that the garbage collector never scans them, and a key is
+// hashed once per call. Callers of its methods hold mu.
 //
 // At most limit records are live, and a new slot is used only when no
 // freed one is left, so slots stay below limit.
@@ -190,21 +213,29 @@ func (r *record) fill(out *driver.Record, k recKey) {
 // TTL makes a run of its own.
 type shard struct {
 	mu     sync.Mutex
-	index  map[recKey]int // slot of the record
-	chunks [][]record     // chunkSize slots each (fewer if limit is smaller)
-	used   int            // slots ever used; slots below it are live or free
-	free   []int          // freed slots below used
-	order  []entry        // expiry queue: the main run
-	more   [][]entry      // expiry queue: other runs, usually none
-	_      [8]byte        // 128 bytes per shard: no false sharing between cores
+	index  hashindex.Index[recKey] // slot of the record, by the hash of its key
+	chunks [][]record              // chunkSize slots each (fewer if limit is smaller)
+	used   int                     // slots ever used; slots below it are live or free
+	free   []int                   // freed slots below used
+	gen    uint32                  // the generation of the last record added
+	order  []entry                 // expiry queue: the main run
+	more   [][]entry               // expiry queue: other runs, usually none
+	_      [56]byte                // 192 bytes per shard: no false sharing between cores
 }
 
+var _ [192]byte = [unsafe.Sizeof(shard{})]byte{}
+
 // entry is a record's place in the expiry queue: current while the record
-// of k has this expiry.
+// in slot is of generation gen and has this expiry.
 type entry struct {
-	k       recKey
 	expires stamp
+	gen     uint32
+	slot    int32 // 2³¹ records of a shard would take hundreds of gigabytes
 }
+
+// The expiry queue's entries hold no pointers (nor does the index), so that
+// the garbage collector does not scan them, and take 24 bytes.
+var _ [24]byte = [unsafe.Sizeof(entry{})]byte{}
 
 const (
 	chunkBits = 6
@@ -213,18 +244,23 @@ const (
 
 func (sh *shard) slot(i int) *record { return &sh.chunks[i>>chunkBits][i&(chunkSize-1)] }
 
-// get returns the record of k.
-func (sh *shard) get(k recKey) (*record, bool) {
-	i, ok := sh.index[k]
+// find returns the slot of the record of k, whose hash is h.
+func (sh *shard) find(k recKey, h uint64) (int, bool) {
+	return sh.index.Find(k, h, func(i int) bool { return sh.slot(i).is(k) })
+}
+
+// get returns the record of k, whose hash is h.
+func (sh *shard) get(k recKey, h uint64) (*record, bool) {
+	i, ok := sh.find(k, h)
 	if !ok {
 		return nil, false
 	}
 	return sh.slot(i), true
 }
 
-// add stores rec under k, which has no record; the shard holds fewer
-// than limit records.
-func (sh *shard) add(k recKey, rec *record, limit int) {
+// add stores rec (of the key k whose hash is h), which has no record; the
+// shard holds fewer than limit records. It returns the record's slot.
+func (sh *shard) add(k recKey, h uint64, rec *record, limit int) int {
 	var i int
 	if n := len(sh.free); n > 0 {
 		i = sh.free[n-1]
@@ -232,27 +268,27 @@ func (sh *shard) add(k recKey, rec *record, limit int) {
 	} else {
 		i = sh.used
 		sh.used++
-		if i>>chunkBits == len(sh.chunks) {
+		if int(i>>chunkBits) == len(sh.chunks) {
 			sh.chunks = append(sh.chunks, make([]record, min(chunkSize, limit)))
 		}
 	}
+	sh.gen++
+	rec.gen = sh.gen
 	*sh.slot(i) = *rec
-	sh.index[k] = i
+	sh.index.Add(k, h, i)
+	return i
 }
 
-// remove deletes the record of k, if any.
-func (sh *shard) remove(k recKey) {
-	i, ok := sh.index[k]
-	if !ok {
-		return
-	}
-	delete(sh.index, k)
-	*sh.slot(i) = record{} // drop its strings and response
+// remove deletes the record in slot i, of the key whose hash is h.
+func (sh *shard) remove(i int, h uint64) {
+	rec := sh.slot(i)
+	sh.index.Remove(recKey{rec.merchant, rec.key}, h, i)
+	*rec = record{} // drop its strings and response
 	sh.free = append(sh.free, i)
 }
 
 // len returns the number of records.
-func (sh *shard) len() int { return len(sh.index) }
+func (sh *shard) len() int { return sh.index.Len() }
 
 // New returns an empty store.
 func New(opts ...Option) *Store {
@@ -267,29 +303,30 @@ func New(opts ...Option) *Store {
 	s.shift = 64 - uint(b)
 	n := 1 << b
 	s.limit = max(1, s.max/n+min(1, s.max%n)) // rounded up without overflowing near MaxInt
-	for i := range s.shards {
-		s.shards[i].index = map[recKey]int{}
-	}
 	return s
 }
 
-// shard returns the shard of (merchant, key). The choice only spreads the
-// lock.
-func (s *Store) shard(merchant, key string) *shard {
-	h := maphash.String(s.seed, key) ^ bits.RotateLeft64(maphash.String(s.seed, merchant), 32)
-	return &s.shards[h>>s.shift] // 0 when shift is 64: one shard
+// hash returns the hash of (merchant, key): its top bits pick the shard
+// (the choice only spreads the lock), and the shard's index is keyed by it.
+func (s *Store) hash(merchant, key string) uint64 {
+	return maphash.String(s.seed, key) ^ bits.RotateLeft64(maphash.String(s.seed, merchant), 32)
 }
+
+// shardOf returns the shard of the key whose hash is h.
+func (s *Store) shardOf(h uint64) *shard { return &s.shards[h>>s.shift] } // 0 when shift is 64: one shard
+
+// shard returns the shard of (merchant, key).
+func (s *Store) shard(merchant, key string) *shard { return s.shardOf(s.hash(merchant, key)) }
 
 // beginResult holds a BeginResult and its Record, allocated together.
 type beginResult struct {
 	res driver.BeginResult
-	rec driver.Record
+	rec exported
 }
 
-func newResult(o driver.Outcome, k recKey, r *record) *driver.BeginResult {
+func newResult(o driver.Outcome, r *record) *driver.BeginResult {
 	x := &beginResult{}
-	r.fill(&x.rec, k)
-	x.res = driver.BeginResult{Outcome: o, Record: &x.rec}
+	x.res = driver.BeginResult{Outcome: o, Record: r.fill(&x.rec)}
 	return &x.res
 }
 
@@ -302,24 +339,30 @@ func (s *Store) Begin(ctx context.Context, r *driver.BeginRequest) (*driver.Begi
 		return nil, err
 	}
 	k := recKey{r.Merchant, r.Key}
-	o, rec, err := s.shard(r.Merchant, r.Key).begin(k, r, s.limit)
+	h := s.hash(r.Merchant, r.Key)
+	o, rec, err := s.shardOf(h).begin(s, k, h, r)
 	if err != nil {
 		return nil, err
 	}
 	// The result is built outside the shard's lock.
-	return newResult(o, k, &rec), nil
+	return newResult(o, &rec), nil
 }
 
-// begin is Begin on the shard of k; it returns the outcome and the record
-// after Begin.
-func (sh *shard) begin(k recKey, r *driver.BeginRequest, limit int) (driver.Outcome, record, error) {
+// begin is Begin on the shard of k, whose hash is h; it returns the
+// outcome and the record after Begin.
+func (sh *shard) begin(s *Store, k recKey, h uint64, r *driver.BeginRequest) (driver.Outcome, record, error) {
+	limit := s.limit
 	now := stampOf(r.Now)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	rec, ok := sh.get(k)
-	if ok && !now.before(rec.expires) {
-		sh.remove(k)
-		ok = false
+	i, ok := sh.find(k, h)
+	var rec *record
+	if ok {
+		rec = sh.slot(i)
+		if !now.before(rec.expires) {
+			sh.remove(i, h)
+			ok = false
+		}
 	}
 	if !ok {
 		// Reclaim expired records as they fall due, two for each new one, so
@@ -327,17 +370,16 @@ func (sh *shard) begin(k recKey, r *driver.BeginRequest, limit int) (driver.Outc
 		// with expired ones. Nothing is due while the first entry is not: the
 		// bound is then exact, and a full shard refuses the key.
 		for i := 0; i < 2 && sh.due(now); i++ {
-			sh.reclaim(now)
+			sh.reclaim(now, s)
 		}
 		if sh.len() >= limit {
 			return 0, record{}, sh.full()
 		}
 		nr := record{
-			fingerprint: r.Fingerprint, token: r.Token, resourceID: r.ResourceID,
+			merchant: r.Merchant, key: r.Key, fingerprint: r.Fingerprint, token: r.Token, resourceID: r.ResourceID,
 			lease: stampOf(r.Now.Add(r.Lease)), created: now, expires: stampOf(r.Now.Add(r.TTL)),
 		}
-		sh.add(k, &nr, limit)
-		sh.enqueue(k, nr.expires, limit)
+		sh.enqueue(sh.add(k, h, &nr, limit), nr.expires, limit)
 		return driver.Acquired, nr, nil
 	}
 	switch {
@@ -360,10 +402,10 @@ const (
 	nearTail = 16
 )
 
-// enqueue adds the entry of a record of k that expires at exp to the
-// expiry queue. Callers hold sh.mu.
-func (sh *shard) enqueue(k recKey, exp stamp, limit int) {
-	e := entry{k, exp}
+// enqueue adds the entry of the record in slot i, which expires at exp, to
+// the expiry queue. Callers hold sh.mu.
+func (sh *shard) enqueue(i int, exp stamp, limit int) {
+	e := entry{exp, sh.slot(i).gen, int32(i)}
 	if fits(sh.order, exp) { // the usual case
 		sh.order = append(sh.order, e)
 	} else if q := sh.runFor(exp); q != nil {
@@ -381,13 +423,14 @@ func (sh *shard) enqueue(k recKey, exp stamp, limit int) {
 	}
 }
 
-// retime moves the entry of k from old to exp if it is the main run's last
-// and stays in order there, as it is when no other key of the shard began
-// since k did; it reports whether it did. Otherwise the entry becomes
-// stale and the caller enqueues a new one. Callers hold sh.mu.
-func (sh *shard) retime(k recKey, old, exp stamp) bool {
+// retime moves the entry of the record in slot i from old to exp if it is
+// the main run's last and stays in order there, as it is when no other key
+// of the shard began since it did; it reports whether it did. Otherwise
+// the entry becomes stale and the caller enqueues a new one. Callers hold
+// sh.mu.
+func (sh *shard) retime(i int, old, exp stamp) bool {
 	n := len(sh.order)
-	if n == 0 || sh.order[n-1].expires != old || sh.order[n-1].k != k || n > 1 && exp.before(sh.order[n-2].expires) {
+	if n == 0 || sh.order[n-1].expires != old || int(sh.order[n-1].slot) != i || sh.order[n-1].gen != sh.slot(i).gen || n > 1 && exp.before(sh.order[n-2].expires) {
 		return false
 	}
 	sh.order[n-1].expires = exp
@@ -452,8 +495,8 @@ func (sh *shard) first() *[]entry {
 
 // current reports whether e is the entry of a live record.
 func (sh *shard) current(e *entry) bool {
-	rec, ok := sh.get(e.k)
-	return ok && rec.expires == e.expires
+	rec := sh.slot(int(e.slot))
+	return rec.merchant != "" && rec.gen == e.gen && rec.expires == e.expires
 }
 
 // due reports whether the first entry of the expiry queue has expired by
@@ -467,17 +510,17 @@ func (sh *shard) due(now stamp) bool {
 // dropping the stale entries before it. It reports whether a record was
 // removed: if not, no record of the shard has expired. Unexpired records,
 // completed or in progress, are never removed. Callers hold sh.mu.
-func (sh *shard) reclaim(now stamp) bool {
+func (sh *shard) reclaim(now stamp, s *Store) bool {
 	for {
 		q := sh.first()
 		if q == nil || now.before((*q)[0].expires) {
 			return false
 		}
 		e := (*q)[0]
-		(*q)[0] = entry{} // let the strings go with the record
 		*q = (*q)[1:]
 		if sh.current(&e) {
-			sh.remove(e.k)
+			rec := sh.slot(int(e.slot))
+			sh.remove(int(e.slot), s.hash(rec.merchant, rec.key))
 			return true
 		}
 	}
@@ -504,40 +547,58 @@ func (sh *shard) compact() {
 	sh.more = slices.DeleteFunc(sh.more, func(q []entry) bool { return len(q) == 0 })
 }
 
-// owned returns the in-progress record of k owned by token. Callers hold
-// sh.mu.
-func (sh *shard) owned(k recKey, token string) (*record, error) {
-	rec, ok := sh.get(k)
-	if !ok || rec.completed || rec.token != token {
-		return nil, driver.ErrLeaseLost
+// owned returns the slot of the in-progress record of k (whose hash is h)
+// owned by token. Callers hold sh.mu.
+func (sh *shard) owned(k recKey, h uint64, token string) (int, *record, error) {
+	i, ok := sh.find(k, h)
+	if !ok {
+		return 0, nil, driver.ErrLeaseLost
 	}
-	return rec, nil
+	rec := sh.slot(i)
+	if rec.completed || rec.token != token {
+		return 0, nil, driver.ErrLeaseLost
+	}
+	return i, rec, nil
+}
+
+// lock checks that the store is open and ctx live, then locks the shard of
+// (merchant, key) and returns it with the key and its hash; the caller
+// unlocks sh.mu.
+func (s *Store) lock(ctx context.Context, merchant, key string) (sh *shard, k recKey, h uint64, err error) {
+	if s.closed.Load() {
+		return nil, k, 0, driver.ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, k, 0, err
+	}
+	h = s.hash(merchant, key)
+	sh = s.shardOf(h)
+	sh.mu.Lock()
+	return sh, recKey{merchant, key}, h, nil
 }
 
 // Complete implements driver.Store.
 func (s *Store) Complete(ctx context.Context, r driver.CompleteRequest) error {
-	if s.closed.Load() {
-		return driver.ErrClosed
-	}
-	if err := ctx.Err(); err != nil {
+	expires := stampOf(r.Now.Add(r.TTL))
+	sh, k, h, err := s.lock(ctx, r.Merchant, r.Key)
+	if err != nil {
 		return err
 	}
-	k := recKey{r.Merchant, r.Key}
-	expires := stampOf(r.Now.Add(r.TTL))
-	sh := s.shard(r.Merchant, r.Key)
-	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	rec, err := sh.owned(k, r.Token)
+	i, rec, err := sh.owned(k, h, r.Token)
 	if err != nil {
 		return err
 	}
 	rec.completed = true
 	rec.token = ""
-	rec.resp = r.Response
+	rec.resp = driver.Response{} // a nil Response stores an empty one
+	if r.Response != nil {
+		rec.resp = *r.Response
+	}
 	if old := rec.expires; old != expires {
 		rec.expires = expires
-		if !sh.retime(k, old, expires) {
-			sh.enqueue(k, expires, s.limit)
+		if !sh.retime(i, old, expires) {
+			sh.enqueue(i, expires, s.limit)
 		}
 	}
 	return nil
@@ -545,36 +606,27 @@ func (s *Store) Complete(ctx context.Context, r driver.CompleteRequest) error {
 
 // Release implements driver.Store.
 func (s *Store) Release(ctx context.Context, merchant, key, token string) error {
-	if s.closed.Load() {
-		return driver.ErrClosed
-	}
-	if err := ctx.Err(); err != nil {
+	sh, k, h, err := s.lock(ctx, merchant, key)
+	if err != nil {
 		return err
 	}
-	k := recKey{merchant, key}
-	sh := s.shard(merchant, key)
-	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	if _, err := sh.owned(k, token); err != nil {
+	i, _, err := sh.owned(k, h, token)
+	if err != nil {
 		return err
 	}
-	sh.remove(k)
+	sh.remove(i, h)
 	return nil
 }
 
 // Extend implements driver.Store.
 func (s *Store) Extend(ctx context.Context, r driver.ExtendRequest) error {
-	if s.closed.Load() {
-		return driver.ErrClosed
-	}
-	if err := ctx.Err(); err != nil {
+	sh, k, h, err := s.lock(ctx, r.Merchant, r.Key)
+	if err != nil {
 		return err
 	}
-	k := recKey{r.Merchant, r.Key}
-	sh := s.shard(r.Merchant, r.Key)
-	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	rec, err := sh.owned(k, r.Token)
+	_, rec, err := sh.owned(k, h, r.Token)
 	if err != nil {
 		return err
 	}
@@ -590,92 +642,84 @@ func (s *Store) List(ctx context.Context, f driver.Filter) ([]*driver.Record, er
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	type listed struct {
-		k   recKey
-		rec record
-	}
-	var found []listed
+	var found []record
 	for i := range s.shards {
 		sh := &s.shards[i]
 		sh.mu.Lock()
-		for k, i := range sh.index {
-			rec := sh.slot(i)
-			if f.Merchant != "" && k.merchant != f.Merchant {
+		for j := range sh.used {
+			rec := sh.slot(j)
+			if rec.merchant == "" { // a free slot
+				continue
+			}
+			if f.Merchant != "" && rec.merchant != f.Merchant {
 				continue
 			}
 			if f.State != "" && rec.state() != f.State {
 				continue
 			}
 			if f.AfterMerchant != "" || f.AfterKey != "" {
-				if c := cmp.Or(cmp.Compare(k.merchant, f.AfterMerchant), cmp.Compare(k.key, f.AfterKey)); c <= 0 {
+				if c := cmp.Or(cmp.Compare(rec.merchant, f.AfterMerchant), cmp.Compare(rec.key, f.AfterKey)); c <= 0 {
 					continue
 				}
 			}
-			found = append(found, listed{k, *rec})
+			found = append(found, *rec)
 		}
 		sh.mu.Unlock()
 	}
 	if len(found) == 0 {
 		return nil, nil
 	}
-	slices.SortFunc(found, func(a, b listed) int {
-		return cmp.Or(cmp.Compare(a.k.merchant, b.k.merchant), cmp.Compare(a.k.key, b.k.key))
+	slices.SortFunc(found, func(a, b record) int {
+		return cmp.Or(cmp.Compare(a.merchant, b.merchant), cmp.Compare(a.key, b.key))
 	})
 	limit := f.Limit
 	if limit <= 0 {
 		limit = 100
 	}
 	found = found[:min(len(found), limit)]
-	recs := make([]driver.Record, len(found))
+	recs := make([]exported, len(found))
 	out := make([]*driver.Record, len(found))
 	for i := range found {
-		found[i].rec.fill(&recs[i], found[i].k)
-		out[i] = &recs[i]
+		out[i] = found[i].fill(&recs[i])
 	}
 	return out, nil
 }
 
 // Get implements driver.Admin.
 func (s *Store) Get(ctx context.Context, merchant, key string) (*driver.Record, error) {
-	if s.closed.Load() {
-		return nil, driver.ErrClosed
-	}
-	if err := ctx.Err(); err != nil {
+	out := new(exported)
+	sh, k, h, err := s.lock(ctx, merchant, key)
+	if err != nil {
 		return nil, err
 	}
-	k := recKey{merchant, key}
-	sh := s.shard(merchant, key)
-	out := new(driver.Record)
-	sh.mu.Lock()
-	rec, ok := sh.get(k)
+	rec, ok := sh.get(k, h)
+	var r *driver.Record
 	if ok {
-		rec.fill(out, k)
+		r = rec.fill(out)
 	}
 	sh.mu.Unlock()
 	if !ok {
 		return nil, driver.ErrNotFound
 	}
-	return out, nil
+	return r, nil
 }
 
 // Delete implements driver.Admin.
 func (s *Store) Delete(ctx context.Context, r *driver.Record) error {
-	if s.closed.Load() {
-		return driver.ErrClosed
-	}
-	if err := ctx.Err(); err != nil {
+	expires := stampOf(r.ExpiresAt)
+	sh, k, h, err := s.lock(ctx, r.Merchant, r.Key)
+	if err != nil {
 		return err
 	}
-	k := recKey{r.Merchant, r.Key}
-	expires := stampOf(r.ExpiresAt)
-	sh := s.shard(r.Merchant, r.Key)
-	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	rec, ok := sh.get(k)
-	if !ok || rec.state() != r.State || rec.token != r.Token || rec.expires != expires {
+	i, ok := sh.find(k, h)
+	if !ok {
 		return driver.ErrLeaseLost
 	}
-	sh.remove(k)
+	if rec := sh.slot(i); rec.state() != r.State || rec.token != r.Token || rec.expires != expires {
+		return driver.ErrLeaseLost
+	}
+	sh.remove(i, h)
 	return nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -271,7 +272,7 @@ func TestSlotReuse(t *testing.T) {
 	if sh.used != 1 || len(sh.free) != 1 || s.Len() != 0 {
 		t.Fatalf("used %d, free %d, Len %d; want 1, 1, 0", sh.used, len(sh.free), s.Len())
 	}
-	if *sh.slot(sh.free[0]) != (record{}) {
+	if !reflect.ValueOf(*sh.slot(sh.free[0])).IsZero() {
 		t.Fatalf("freed slot keeps %+v", *sh.slot(sh.free[0]))
 	}
 	// Many live records: slots grow chunk by chunk and are all distinct.
@@ -492,4 +493,48 @@ func TestFullModel(t *testing.T) {
 		t.Fatalf("%d refusals and at most %d runs: the cases are not exercised", refused, maxRuns)
 	}
 	t.Logf("%d refusals, up to %d runs", refused, maxRuns)
+}
+
+// Keys whose hashes collide are told apart: the second is indexed by key
+// (spill), is found while the first is held and after it is removed, and
+// removing either leaves the other where it was.
+func TestHashCollisions(t *testing.T) {
+	sh := &shard{}
+	const h = 7
+	a, b, c := recKey{"m", "a"}, recKey{"m", "b"}, recKey{"n", "a"}
+	add := func(k recKey) int {
+		return sh.add(k, h, &record{merchant: k.merchant, key: k.key, fingerprint: k.key}, 10)
+	}
+	want := func(k recKey, slot int, found bool) {
+		t.Helper()
+		i, ok := sh.find(k, h)
+		if ok != found || ok && i != slot {
+			t.Fatalf("find(%v) = %d, %v; want %d, %v", k, i, ok, slot, found)
+		}
+		if ok && !sh.slot(i).is(k) {
+			t.Fatalf("find(%v): slot %d holds %+v", k, i, *sh.slot(i))
+		}
+	}
+	ia, ib := add(a), add(b)
+	if ia == ib || sh.index.Spilled() != 1 || sh.len() != 2 {
+		t.Fatalf("slots %d, %d; spilled %d; len %d", ia, ib, sh.index.Spilled(), sh.len())
+	}
+	want(a, ia, true)
+	want(b, ib, true)
+	want(c, 0, false)
+	sh.remove(ia, h)
+	want(a, 0, false)
+	want(b, ib, true)
+	ic := add(c) // takes the hash's index entry, free again
+	if sh.index.Spilled() != 1 || sh.len() != 2 {
+		t.Fatalf("spilled %d; len %d", sh.index.Spilled(), sh.len())
+	}
+	want(b, ib, true)
+	want(c, ic, true)
+	sh.remove(ib, h)
+	want(b, 0, false)
+	want(c, ic, true)
+	if sh.index.Spilled() != 0 || sh.len() != 1 {
+		t.Fatalf("spilled %d; len %d", sh.index.Spilled(), sh.len())
+	}
 }
