@@ -24,12 +24,14 @@
 // caller's clock is also checked against the stored expiry, so that a
 // record past its logical expiry is never replayed.
 //
-// Records written by earlier versions of this package, which kept a hash
-// per record, are not read: an operation on one fails with Redis's
-// WRONGTYPE error (never a second execution) until it expires.
+// It needs Redis 7.0 or later (SET with both NX and GET). Records written
+// by earlier versions of this package, which kept a hash per record, are
+// not read: an operation on one fails with Redis's WRONGTYPE error (never
+// a second execution) until it expires.
 //
-// Since every command and script touches a single key, the store works on Redis Cluster
-// too (pass a *redis.ClusterClient to New); List then scans every master.
+// Since every command and script touches a single key, the store works on
+// Redis Cluster too (pass a *redis.ClusterClient to New); List then scans
+// every master.
 package redis
 
 import (
