@@ -35,6 +35,12 @@ type entry struct {
 	idx        int   // index in the timed heap, -1 when not in it
 	due        int64 // lease expiry or end of nack delay, in subscription clock ns
 	cur        *delivery
+	// kq is the queue of e's key on an ordered subscription when e was the
+	// first of its key in circulation (s.keys points to it): embedded, so
+	// that admitting a keyed message allocates nothing under the
+	// subscription's lock. It lives on, with the entry's slab, until the
+	// key's last entry is done.
+	kq keyQueue
 }
 
 // delivery is the receipt of one delivery of an entry; the driver.Message
@@ -200,7 +206,8 @@ func (s *subscription) admit(e *entry) {
 			s.held++
 			return
 		}
-		s.keys[k] = &keyQueue{active: 1}
+		e.kq = keyQueue{active: 1}
+		s.keys[k] = &e.kq
 	}
 	s.pushReady(e)
 }

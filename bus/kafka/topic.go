@@ -104,14 +104,24 @@ func (e *byteEncoder) Length() int             { return len(*e) }
 var headerIDKey = []byte(HeaderID)
 
 // outRecords holds the records of one SendBatch: one slab of records, and
-// one buffer holding the bytes of every key, ID and attribute.
+// one buffer holding the bytes of every key, ID and attribute. Slabs are
+// reused (outSlabs) once the producer has reported every record of their
+// batch, so that a batch costs no allocation of its records: sarama's
+// messages are large, and a new slab per batch of a thousand was a large
+// allocation, zeroed and collected each time.
 type outRecords struct {
 	topic string
 	recs  []outRecord
 	buf   []byte
 }
 
-func newOutRecords(topicName string, ms []*driver.Message) outRecords {
+// maxPooledRecords bounds the slabs kept for reuse (larger batches
+// allocate theirs).
+const maxPooledRecords = 4096
+
+var outSlabs sync.Pool // of *outRecords
+
+func newOutRecords(topicName string, ms []*driver.Message) *outRecords {
 	size := 0
 	for _, m := range ms {
 		size += len(m.ID) + len(m.Key)
@@ -119,7 +129,27 @@ func newOutRecords(topicName string, ms []*driver.Message) outRecords {
 			size += len(k) + len(v)
 		}
 	}
-	return outRecords{topic: topicName, recs: make([]outRecord, len(ms)), buf: make([]byte, 0, size)}
+	o, _ := outSlabs.Get().(*outRecords)
+	if o == nil || cap(o.recs) < len(ms) {
+		o = &outRecords{recs: make([]outRecord, len(ms), max(len(ms), 16))}
+	}
+	o.topic, o.recs = topicName, o.recs[:len(ms)]
+	if cap(o.buf) < size {
+		o.buf = make([]byte, 0, size)
+	}
+	return o
+}
+
+// release returns o for reuse; the producer must have reported every one
+// of its records. The records are cleared: sarama keeps its own state
+// (retries, sequence numbers) in each message.
+func (o *outRecords) release() {
+	if cap(o.recs) > maxPooledRecords {
+		return
+	}
+	clear(o.recs)
+	o.buf = o.buf[:0]
+	outSlabs.Put(o)
 }
 
 func (o *outRecords) bytesOf(s string) []byte {
@@ -205,6 +235,7 @@ func (t *topic) SendBatch(ctx context.Context, ms []*driver.Message) error {
 		err := p.err // written before the last finish, which sent on done
 		p.err = nil
 		pendings.Put(p)
+		recs.release() // every record was reported: sarama is done with them
 		return err
 	case <-ctx.Done():
 		return ctx.Err()

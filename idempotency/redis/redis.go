@@ -8,29 +8,34 @@
 // "payrail:idem:") starts every key the store writes, so several
 // deployments or test runs can share one server.
 //
-// Each record is one hash, <prefix><merchant>:<key> (":" and "%" in the
-// merchant percent-encoded), holding the fingerprint, state, lease token
-// and expiry, resource id, status, headers and body. Every operation is one
-// Lua script on that one key, so it is atomic and costs one round trip:
-// Begin claims, replays, reports a conflict or a mismatch, or takes over a
-// lapsed lease; Complete, Extend and Release act only for the lease token's
+// Each record is one string value under <prefix><merchant>:<key> (":" and
+// "%" in the merchant percent-encoded): its state, lease token, expiry,
+// lease expiry, fingerprint, resource id, creation time, merchant and key,
+// and once completed the response's status, headers and body, each
+// length-prefixed, so that every byte is kept as it came (Redis is
+// binary-safe). Begin is one SET NX GET: it claims a free key, or reads
+// the record already there and reports a replay, a conflict or a mismatch
+// without writing; only taking over a lapsed lease (or a record past its
+// logical expiry) adds a compare-and-swap script. Complete, Extend and
+// Release are each one Lua script that acts only for the lease token's
 // holder. A request that executes costs two round trips, a replay one
 // (scripts run by EVALSHA; after a server restart the first call of each
-// script re-sends it). Records expire through Redis's own TTL (PEXPIRE), and
-// the caller's clock is also checked against the stored expiry, so that a
+// script re-sends it). Records expire through Redis's own TTL, and the
+// caller's clock is also checked against the stored expiry, so that a
 // record past its logical expiry is never replayed.
 //
-// Every string is kept byte for byte (Redis is binary-safe), except the
-// headers of a stored response, kept as JSON: a header name or value that
-// is not valid UTF-8 is refused with driver.ErrInvalidInput.
+// It needs Redis 7.0 or later (SET with both NX and GET). Records written
+// by earlier versions of this package, which kept a hash per record, are
+// not read: an operation on one fails with Redis's WRONGTYPE error (never
+// a second execution) until it expires.
 //
-// Since every script touches a single key, the store works on Redis Cluster
-// too (pass a *redis.ClusterClient to New); List then scans every master.
+// Since every command and script touches a single key, the store works on
+// Redis Cluster too (pass a *redis.ClusterClient to New); List then scans
+// every master.
 package redis
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -41,7 +46,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
 	goredis "github.com/redis/go-redis/v9"
 
@@ -155,7 +159,7 @@ func (s *Store) Client() goredis.UniversalClient { return s.c }
 func (s *Store) Prefix() string { return s.prefix }
 
 // scriptSources is the source of every script, for loadScripts.
-var scriptSources = []string{beginSrc, completeSrc, extendSrc, releaseSrc, deleteSrc}
+var scriptSources = []string{swapSrc, completeSrc, extendSrc, deleteSrc}
 
 // loadScripts sends every script once (one pipelined round trip), so that
 // calls start with EVALSHA and never pay a NOSCRIPT miss. It must not use
@@ -194,77 +198,186 @@ func globEscape(p string) string {
 	return b.String()
 }
 
-// Begin: KEYS[1] record; ARGV merchant, key, fingerprint, token, resource
-// id, now, lease expiry, record expiry (ms since the epoch), ttl (ms).
-// Returns {1} acquired, {2, f} reacquired, {3, f, body} replay,
-// {4, f} in progress, {5, f} mismatch, with f the fields of fieldList.
-const beginSrc = `
-local k = KEYS[1]
-local now = tonumber(ARGV[6])
-local f = redis.call('HMGET', k, 'fp', 'st', 'tok', 'rid', 'lease', 'ct', 'exp', 'sc', 'hd')
-if f[7] and tonumber(f[7]) <= now then
-  redis.call('DEL', k)
-  f[7] = false
+// A record is one string value (see the package documentation): its state
+// ('i' in progress, 'c' completed), then netstrings (<decimal length>:<bytes>)
+// in this order: lease token, record expiry, lease expiry (ms since the
+// epoch), fingerprint, resource id, creation time, merchant, key, and for a
+// completed record the status code, the headers (netstring pairs) and the
+// body. The fields a conditional write checks (state, token, expiry) come
+// first, so that a script checks a lease holder by comparing the value's
+// prefix, and rewrites a record by splicing what follows.
+const (
+	stateInProgress = 'i'
+	stateCompleted  = 'c'
+)
+
+// appendNS appends v as a netstring.
+func appendNS(b []byte, v string) []byte {
+	b = strconv.AppendInt(b, int64(len(v)), 10)
+	b = append(b, ':')
+	return append(b, v...)
+}
+
+// appendNSInt appends the decimal n as a netstring.
+func appendNSInt(b []byte, n int64) []byte {
+	var d [20]byte
+	v := strconv.AppendInt(d[:0], n, 10)
+	b = strconv.AppendInt(b, int64(len(v)), 10)
+	b = append(b, ':')
+	return append(b, v...)
+}
+
+// holder is the prefix of an in-progress record whose lease token is token:
+// what Complete, Extend and Release compare.
+func holder(b []byte, token string) []byte { return appendNS(append(b, stateInProgress), token) }
+
+// encodeClaim is the value of the record Begin creates.
+func encodeClaim(r *driver.BeginRequest) []byte {
+	now := r.Now.UnixMilli()
+	b := make([]byte, 0, 80+len(r.Token)+len(r.Fingerprint)+len(r.ResourceID)+len(r.Merchant)+len(r.Key))
+	b = holder(b, r.Token)
+	b = appendNSInt(b, r.Now.Add(r.TTL).UnixMilli())
+	b = appendNSInt(b, r.Now.Add(r.Lease).UnixMilli())
+	b = appendNS(b, r.Fingerprint)
+	b = appendNS(b, r.ResourceID)
+	b = appendNSInt(b, now)
+	b = appendNS(b, r.Merchant)
+	return appendNS(b, r.Key)
+}
+
+// errCorrupt: a value under the store's prefix that is not a record.
+var errCorrupt = errors.New("not an idempotency record (corrupt, or written by something else)")
+
+// fields reads a record's netstrings.
+type fields struct {
+	s   string
+	bad bool
+}
+
+func (f *fields) next() string {
+	i := strings.IndexByte(f.s, ':')
+	n, err := strconv.Atoi(f.s[:max(i, 0)])
+	if i <= 0 || err != nil || n < 0 || n > len(f.s)-i-1 {
+		f.bad = true
+		f.s = ""
+		return ""
+	}
+	v := f.s[i+1 : i+1+n]
+	f.s = f.s[i+1+n:]
+	return v
+}
+
+func (f *fields) ms() time.Time {
+	v := f.next()
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		f.bad = true
+	}
+	return time.UnixMilli(n)
+}
+
+// decode parses a record's value. Its strings share v's memory.
+func decode(v string) (*driver.Record, error) {
+	if v == "" || v[0] != stateInProgress && v[0] != stateCompleted {
+		return nil, errCorrupt
+	}
+	f := fields{s: v[1:]}
+	rec := &driver.Record{State: driver.StateInProgress, Token: f.next(), ExpiresAt: f.ms(), LeaseExpiresAt: f.ms(),
+		Fingerprint: f.next(), ResourceID: f.next(), CreatedAt: f.ms(), Merchant: f.next(), Key: f.next()}
+	if v[0] == stateCompleted {
+		rec.State = driver.StateCompleted
+		sc, err := strconv.Atoi(f.next())
+		if err != nil {
+			f.bad = true
+		}
+		rec.Response = &driver.Response{StatusCode: sc}
+		if hd := (fields{s: f.next()}); hd.s != "" {
+			rec.Response.Header = make(map[string]string)
+			for hd.s != "" && !hd.bad {
+				k := hd.next()
+				rec.Response.Header[k] = hd.next()
+			}
+			f.bad = f.bad || hd.bad
+		}
+		if body := f.next(); body != "" {
+			rec.Response.Body = []byte(body)
+		}
+	}
+	if f.bad || f.s != "" {
+		return nil, errCorrupt
+	}
+	return rec, nil
+}
+
+// skip returns the index in v just past the netstring that starts at i, or
+// -1.
+func skip(v string, i int) int {
+	f := fields{s: v[i:]}
+	f.next()
+	if f.bad {
+		return -1
+	}
+	return len(v) - len(f.s)
+}
+
+// Scripts. Each checks the record's prefix (its state and lease token, for
+// Delete its expiry too) and rewrites or deletes it; 0 means the check
+// failed (or no record), 1 done.
+
+// Swap (Begin's takeover of a lapsed lease or of an expired record):
+// ARGV old value, new value, ttl (ms; empty: keep the key's TTL).
+const swapSrc = `
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if ARGV[3] == '' then
+  redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
+else
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 end
-if not f[7] then
-  redis.call('HSET', k, 'm', ARGV[1], 'k', ARGV[2], 'fp', ARGV[3], 'st', 'in_progress', 'tok', ARGV[4],
-    'rid', ARGV[5], 'lease', ARGV[7], 'ct', ARGV[6], 'exp', ARGV[8])
-  redis.call('PEXPIRE', k, ARGV[9])
-  return {1}
-end
-if f[1] ~= ARGV[3] then return {5, f} end
-if f[2] == 'completed' then return {3, f, redis.call('HGET', k, 'body')} end
-if tonumber(f[5]) > now then return {4, f} end
-redis.call('HSET', k, 'tok', ARGV[4], 'lease', ARGV[7])
-f[3] = ARGV[4]
-f[5] = ARGV[7]
-return {2, f}
+return 1
 `
 
-var beginScript = goredis.NewScript(beginSrc)
+var swapScript = goredis.NewScript(swapSrc)
 
-// Complete: ARGV token, status, headers, body, record expiry (ms), ttl (ms).
+// Complete: ARGV holder prefix, the new record's state, token and expiry,
+// status and headers and the body's length prefix, body, ttl (ms). The
+// record's lease expiry and the rest are kept.
 const completeSrc = `
-local f = redis.call('HMGET', KEYS[1], 'st', 'tok')
-if f[1] ~= 'in_progress' or f[2] ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], 'st', 'completed', 'tok', '', 'sc', ARGV[2], 'hd', ARGV[3], 'body', ARGV[4], 'exp', ARGV[5])
-redis.call('PEXPIRE', KEYS[1], ARGV[6])
+local v = redis.call('GET', KEYS[1])
+local n = #ARGV[1]
+if not v or string.sub(v, 1, n) ~= ARGV[1] then return 0 end
+local c = string.find(v, ':', n + 1, true)
+local e = c + tonumber(string.sub(v, n + 1, c - 1))
+redis.call('SET', KEYS[1], ARGV[2] .. string.sub(v, e + 1) .. ARGV[3] .. ARGV[4], 'PX', ARGV[5])
 return 1
 `
 
 var completeScript = goredis.NewScript(completeSrc)
 
-// Extend: ARGV token, lease expiry (ms).
+// Extend: ARGV holder prefix, the new lease expiry's netstring.
 const extendSrc = `
-local f = redis.call('HMGET', KEYS[1], 'st', 'tok')
-if f[1] ~= 'in_progress' or f[2] ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], 'lease', ARGV[2])
+local v = redis.call('GET', KEYS[1])
+local n = #ARGV[1]
+if not v or string.sub(v, 1, n) ~= ARGV[1] then return 0 end
+local c = string.find(v, ':', n + 1, true)
+local e = c + tonumber(string.sub(v, n + 1, c - 1))
+c = string.find(v, ':', e + 1, true)
+local l = c + tonumber(string.sub(v, e + 1, c - 1))
+redis.call('SET', KEYS[1], string.sub(v, 1, e) .. ARGV[2] .. string.sub(v, l + 1), 'KEEPTTL')
 return 1
 `
 
 var extendScript = goredis.NewScript(extendSrc)
 
-// Release: ARGV token.
-const releaseSrc = `
-local f = redis.call('HMGET', KEYS[1], 'st', 'tok')
-if f[1] ~= 'in_progress' or f[2] ~= ARGV[1] then return 0 end
-redis.call('DEL', KEYS[1])
-return 1
-`
-
-var releaseScript = goredis.NewScript(releaseSrc)
-
-// Delete (admin compare-and-delete): ARGV state, token, record expiry (ms).
+// Release, and Delete (the admin compare-and-delete): ARGV the prefix the
+// record must start with.
 const deleteSrc = `
-local f = redis.call('HMGET', KEYS[1], 'st', 'tok', 'exp')
-if f[1] ~= ARGV[1] or f[2] ~= ARGV[2] or f[3] ~= ARGV[3] then return 0 end
+local v = redis.call('GET', KEYS[1])
+if not v or string.sub(v, 1, #ARGV[1]) ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[1])
 return 1
 `
 
 var deleteScript = goredis.NewScript(deleteSrc)
-
-func ms(t time.Time) string { return strconv.FormatInt(t.UnixMilli(), 10) }
 
 func ctxErr(ctx context.Context, err error) error {
 	if c := ctx.Err(); c != nil && !errors.Is(err, c) {
@@ -284,104 +397,97 @@ func (s *Store) fail(ctx context.Context, op string, err error) error {
 	return fmt.Errorf("redis: %s: %w", op, ctxErr(ctx, err))
 }
 
-// Begin implements driver.Store.
+// maxSwaps bounds Begin's attempts to take over a record that other
+// requests keep changing under it.
+const maxSwaps = 8
+
+// Begin implements driver.Store. It is one SET NX GET: the claim, written
+// only if the key is free, and the record already there, if any, read in
+// the same command; only taking over a lapsed lease or an expired record
+// costs a second round trip (a compare-and-swap script).
 func (s *Store) Begin(ctx context.Context, r *driver.BeginRequest) (*driver.BeginResult, error) {
 	if err := s.check(ctx); err != nil {
 		return nil, err
 	}
+	key := s.Key(r.Merchant, r.Key)
+	claim := encodeClaim(r)
 	ttl := max(r.TTL.Milliseconds(), 1)
-	v, err := beginScript.Run(ctx, s.c, []string{s.Key(r.Merchant, r.Key)},
-		r.Merchant, r.Key, r.Fingerprint, r.Token, r.ResourceID,
-		ms(r.Now), ms(r.Now.Add(r.Lease)), ms(r.Now.Add(r.TTL)), ttl).Slice()
-	if err != nil {
-		return nil, s.fail(ctx, "begin", err)
-	}
-	if len(v) == 0 {
-		return nil, fmt.Errorf("redis: begin: empty script reply")
-	}
-	code, _ := v[0].(int64)
-	if code == 1 {
-		return &driver.BeginResult{Outcome: driver.Acquired, Record: &driver.Record{
-			Merchant: r.Merchant, Key: r.Key, Fingerprint: r.Fingerprint, State: driver.StateInProgress,
-			Token: r.Token, ResourceID: r.ResourceID, LeaseExpiresAt: time.UnixMilli(r.Now.Add(r.Lease).UnixMilli()),
-			CreatedAt: time.UnixMilli(r.Now.UnixMilli()), ExpiresAt: time.UnixMilli(r.Now.Add(r.TTL).UnixMilli()),
-		}}, nil
-	}
-	if len(v) < 2 || code < 2 || code > 5 {
-		return nil, fmt.Errorf("redis: begin: unexpected script reply %v", v[0])
-	}
-	f, _ := v[1].([]any)
-	rec, err := decode(r.Merchant, r.Key, f)
-	if err != nil {
-		return nil, fmt.Errorf("redis: begin: %w", err)
-	}
-	out := &driver.BeginResult{Record: rec}
-	switch code {
-	case 2:
-		out.Outcome = driver.Reacquired
-	case 3:
-		out.Outcome = driver.Replay
-		if len(v) > 2 {
-			rec.Response.Body = bytesOf(v[2])
+	now := r.Now.UnixMilli()
+	for range maxSwaps {
+		cmd := goredis.NewStringCmd(ctx, "set", key, claim, "px", ttl, "nx", "get")
+		_ = s.c.Process(ctx, cmd)
+		old, err := cmd.Result()
+		if errors.Is(err, goredis.Nil) {
+			return s.acquired(r), nil
 		}
-	case 4:
-		out.Outcome = driver.InProgress
-	case 5:
-		out.Outcome = driver.Mismatch
-	}
-	return out, nil
-}
-
-// fieldList is the order of the fields decode reads.
-var fieldList = []string{"fp", "st", "tok", "rid", "lease", "ct", "exp", "sc", "hd"}
-
-func str(v any) string {
-	s, _ := v.(string)
-	return s
-}
-
-func bytesOf(v any) []byte {
-	if s, ok := v.(string); ok && s != "" {
-		return []byte(s)
-	}
-	return nil
-}
-
-func msTime(v any) (time.Time, error) {
-	n, err := strconv.ParseInt(str(v), 10, 64)
-	if err != nil {
-		return time.Time{}, fmt.Errorf("corrupt time field %q", str(v))
-	}
-	return time.UnixMilli(n), nil
-}
-
-// decode builds a record from fields in fieldList order.
-func decode(merchant, key string, f []any) (*driver.Record, error) {
-	if len(f) < len(fieldList) {
-		return nil, fmt.Errorf("short record (%d fields)", len(f))
-	}
-	rec := &driver.Record{Merchant: merchant, Key: key, Fingerprint: str(f[0]), State: driver.State(str(f[1])),
-		Token: str(f[2]), ResourceID: str(f[3])}
-	var err error
-	if rec.LeaseExpiresAt, err = msTime(f[4]); err != nil {
-		return nil, err
-	}
-	if rec.CreatedAt, err = msTime(f[5]); err != nil {
-		return nil, err
-	}
-	if rec.ExpiresAt, err = msTime(f[6]); err != nil {
-		return nil, err
-	}
-	if rec.State == driver.StateCompleted {
-		sc, _ := strconv.Atoi(str(f[7]))
-		rec.Response = &driver.Response{StatusCode: sc}
-		if h := str(f[8]); h != "" {
-			if err := json.Unmarshal([]byte(h), &rec.Response.Header); err != nil {
-				return nil, fmt.Errorf("corrupt headers: %w", err)
+		if err != nil {
+			return nil, s.fail(ctx, "begin", err)
+		}
+		rec, err := decode(old)
+		if err != nil {
+			return nil, fmt.Errorf("redis: begin: record %s/%s: %w", r.Merchant, r.Key, err)
+		}
+		switch {
+		case rec.ExpiresAt.UnixMilli() <= now:
+			// Past its logical expiry (the caller's clock is ahead of
+			// Redis's TTL): a new claim replaces it.
+			ok, err := s.swap(ctx, key, old, claim, strconv.FormatInt(ttl, 10))
+			if err != nil {
+				return nil, err
+			}
+			if ok {
+				return s.acquired(r), nil
+			}
+		case rec.Fingerprint != r.Fingerprint:
+			return &driver.BeginResult{Outcome: driver.Mismatch, Record: rec}, nil
+		case rec.State == driver.StateCompleted:
+			return &driver.BeginResult{Outcome: driver.Replay, Record: rec}, nil
+		case rec.LeaseExpiresAt.UnixMilli() > now:
+			return &driver.BeginResult{Outcome: driver.InProgress, Record: rec}, nil
+		default:
+			// The lease lapsed: take it over, keeping the record (its
+			// resource id, creation and expiry) and its TTL.
+			lease := r.Now.Add(r.Lease).UnixMilli()
+			i := skip(old, 1)         // past the token
+			j := skip(old, max(i, 1)) // past the expiry
+			k := skip(old, max(j, 1)) // past the lease
+			if i < 0 || j < 0 || k < 0 {
+				return nil, fmt.Errorf("redis: begin: record %s/%s: %w", r.Merchant, r.Key, errCorrupt)
+			}
+			nv := holder(make([]byte, 0, len(old)+len(r.Token)+8), r.Token)
+			nv = append(nv, old[i:j]...)
+			nv = appendNSInt(nv, lease)
+			nv = append(nv, old[k:]...)
+			ok, err := s.swap(ctx, key, old, nv, "")
+			if err != nil {
+				return nil, err
+			}
+			if ok {
+				rec.Token, rec.LeaseExpiresAt = r.Token, time.UnixMilli(lease)
+				return &driver.BeginResult{Outcome: driver.Reacquired, Record: rec}, nil
 			}
 		}
+		// The record changed between the read and the swap: look again.
 	}
-	return rec, nil
+	return nil, fmt.Errorf("redis: begin: record %s/%s changed %d times during the claim", r.Merchant, r.Key, maxSwaps)
+}
+
+// acquired is Begin's result for a new claim.
+func (s *Store) acquired(r *driver.BeginRequest) *driver.BeginResult {
+	return &driver.BeginResult{Outcome: driver.Acquired, Record: &driver.Record{
+		Merchant: r.Merchant, Key: r.Key, Fingerprint: r.Fingerprint, State: driver.StateInProgress,
+		Token: r.Token, ResourceID: r.ResourceID, LeaseExpiresAt: time.UnixMilli(r.Now.Add(r.Lease).UnixMilli()),
+		CreatedAt: time.UnixMilli(r.Now.UnixMilli()), ExpiresAt: time.UnixMilli(r.Now.Add(r.TTL).UnixMilli()),
+	}}
+}
+
+// swap replaces the value old of key by nv, if it is still old.
+func (s *Store) swap(ctx context.Context, key, old string, nv []byte, ttl string) (bool, error) {
+	n, err := swapScript.Run(ctx, s.c, []string{key}, old, nv, ttl).Int64()
+	if err != nil {
+		return false, s.fail(ctx, "begin", err)
+	}
+	return n == 1, nil
 }
 
 func (s *Store) cond(ctx context.Context, op string, sc *goredis.Script, key string, args ...any) error {
@@ -404,68 +510,79 @@ func (s *Store) Complete(ctx context.Context, r driver.CompleteRequest) error {
 	if resp == nil {
 		resp = &driver.Response{}
 	}
-	var hd []byte
-	if len(resp.Header) > 0 {
-		// Headers are kept as JSON, which would replace invalid UTF-8 by
-		// U+FFFD: refuse what cannot come back exactly.
-		for k, v := range resp.Header {
-			if !utf8.ValidString(k) || !utf8.ValidString(v) {
-				return fmt.Errorf("redis: complete: %w: a header name or value is not valid UTF-8", driver.ErrInvalidInput)
-			}
-		}
-		var err error
-		if hd, err = json.Marshal(resp.Header); err != nil {
-			return fmt.Errorf("redis: complete: headers: %w", err)
-		}
+	b := make([]byte, 0, 64+len(r.Token)+32*len(resp.Header))
+	b = holder(b, r.Token)
+	h := len(b)
+	b = appendNS(append(b, stateCompleted), "")
+	b = appendNSInt(b, r.Now.Add(r.TTL).UnixMilli())
+	c := len(b)
+	b = appendNSInt(b, int64(resp.StatusCode))
+	hd := len(b)
+	for k, v := range resp.Header {
+		b = appendNS(appendNS(b, k), v)
 	}
+	// The headers' netstring: its length prefix goes before the pairs.
+	var lp [24]byte
+	pre := append(strconv.AppendInt(lp[:0], int64(len(b)-hd), 10), ':')
+	b = slices.Insert(b, hd, pre...)
+	b = append(strconv.AppendInt(b, int64(len(resp.Body)), 10), ':')
 	body := resp.Body
 	if body == nil {
 		body = []byte{}
 	}
+	v := string(b)
 	return s.cond(ctx, "complete", completeScript, s.Key(r.Merchant, r.Key),
-		r.Token, resp.StatusCode, hd, body, ms(r.Now.Add(r.TTL)), max(r.TTL.Milliseconds(), 1))
+		v[:h], v[h:c], v[c:], body, max(r.TTL.Milliseconds(), 1))
 }
 
 // Extend implements driver.Store.
 func (s *Store) Extend(ctx context.Context, r driver.ExtendRequest) error {
-	return s.cond(ctx, "extend", extendScript, s.Key(r.Merchant, r.Key), r.Token, ms(r.Now.Add(r.Lease)))
+	b := holder(make([]byte, 0, 48+len(r.Token)), r.Token)
+	h := len(b)
+	b = appendNSInt(b, r.Now.Add(r.Lease).UnixMilli())
+	v := string(b)
+	return s.cond(ctx, "extend", extendScript, s.Key(r.Merchant, r.Key), v[:h], v[h:])
 }
 
 // Release implements driver.Store.
 func (s *Store) Release(ctx context.Context, merchant, key, token string) error {
-	return s.cond(ctx, "release", releaseScript, s.Key(merchant, key), token)
+	return s.cond(ctx, "release", deleteScript, s.Key(merchant, key), holder(nil, token))
 }
 
 // Delete implements driver.Admin: it deletes the record only if its state,
 // token and expiry are still those of r.
 func (s *Store) Delete(ctx context.Context, r *driver.Record) error {
-	return s.cond(ctx, "delete", deleteScript, s.Key(r.Merchant, r.Key), string(r.State), r.Token, ms(r.ExpiresAt))
+	if err := s.check(ctx); err != nil {
+		return err
+	}
+	var b []byte
+	switch r.State {
+	case driver.StateInProgress:
+		b = append(b, stateInProgress)
+	case driver.StateCompleted:
+		b = append(b, stateCompleted)
+	default:
+		return driver.ErrLeaseLost // no record has that state
+	}
+	b = appendNSInt(appendNS(b, r.Token), r.ExpiresAt.UnixMilli())
+	return s.cond(ctx, "delete", deleteScript, s.Key(r.Merchant, r.Key), b)
 }
-
-var allFields = append(slices.Clone(fieldList), "body", "m", "k")
 
 // Get implements driver.Admin.
 func (s *Store) Get(ctx context.Context, merchant, key string) (*driver.Record, error) {
 	if err := s.check(ctx); err != nil {
 		return nil, err
 	}
-	f, err := s.c.HMGet(ctx, s.Key(merchant, key), allFields...).Result()
+	v, err := s.c.Get(ctx, s.Key(merchant, key)).Result()
+	if errors.Is(err, goredis.Nil) {
+		return nil, driver.ErrNotFound
+	}
 	if err != nil {
 		return nil, s.fail(ctx, "get", err)
 	}
-	return s.fromFields(merchant, key, f)
-}
-
-func (s *Store) fromFields(merchant, key string, f []any) (*driver.Record, error) {
-	if f[6] == nil { // no expiry field: no record
-		return nil, driver.ErrNotFound
-	}
-	rec, err := decode(merchant, key, f)
+	rec, err := decode(v)
 	if err != nil {
 		return nil, fmt.Errorf("redis: record %s/%s: %w", merchant, key, err)
-	}
-	if rec.Response != nil {
-		rec.Response.Body = bytesOf(f[len(fieldList)])
 	}
 	return rec, nil
 }
@@ -478,9 +595,8 @@ const scanCount = 1000
 
 // List implements driver.Admin. Redis keeps no order, so List scans the
 // keys under the prefix (SCAN, which does not block the server), reads the
-// merchant, key and state of each, sorts, and then reads the page's
-// records in full: its cost grows with the number of records, which suits
-// operations tooling, not request paths.
+// records (pipelined GETs), filters and sorts them: its cost grows with the
+// number of records, which suits operations tooling, not request paths.
 func (s *Store) List(ctx context.Context, f driver.Filter) ([]*driver.Record, error) {
 	if err := s.check(ctx); err != nil {
 		return nil, err
@@ -497,68 +613,45 @@ func (s *Store) List(ctx context.Context, f driver.Filter) ([]*driver.Record, er
 	if err != nil {
 		return nil, s.fail(ctx, "list", err)
 	}
-	type entry struct{ redisKey, merchant, key string }
-	var found []entry
+	var found []*driver.Record
 	const batch = 500
 	for i := 0; i < len(keys); i += batch {
 		p := s.c.Pipeline()
-		cmds := make([]*goredis.SliceCmd, 0, batch)
+		cmds := make([]*goredis.StringCmd, 0, batch)
 		for _, k := range keys[i:min(i+batch, len(keys))] {
-			cmds = append(cmds, p.HMGet(ctx, k, "m", "k", "st"))
+			cmds = append(cmds, p.Get(ctx, k))
 		}
 		if _, err := p.Exec(ctx); err != nil && !errors.Is(err, goredis.Nil) {
 			return nil, s.fail(ctx, "list", err)
 		}
 		for j, c := range cmds {
-			v := c.Val()
-			if len(v) < 3 || v[0] == nil || v[1] == nil {
-				continue // expired meanwhile, or not a record
+			v, err := c.Result()
+			if err != nil {
+				continue // expired meanwhile
 			}
-			e := entry{keys[i+j], str(v[0]), str(v[1])}
-			if f.Merchant != "" && e.merchant != f.Merchant {
+			rec, err := decode(v)
+			if err != nil {
+				return nil, fmt.Errorf("redis: list: key %q: %w", keys[i+j], err)
+			}
+			if f.Merchant != "" && rec.Merchant != f.Merchant ||
+				f.State != "" && rec.State != f.State ||
+				(f.AfterMerchant != "" || f.AfterKey != "") &&
+					(rec.Merchant < f.AfterMerchant || rec.Merchant == f.AfterMerchant && rec.Key <= f.AfterKey) {
 				continue
 			}
-			if f.State != "" && str(v[2]) != string(f.State) {
-				continue
-			}
-			if (f.AfterMerchant != "" || f.AfterKey != "") &&
-				(e.merchant < f.AfterMerchant || e.merchant == f.AfterMerchant && e.key <= f.AfterKey) {
-				continue
-			}
-			found = append(found, e)
+			found = append(found, rec)
 		}
 	}
-	slices.SortFunc(found, func(a, b entry) int {
-		if c := strings.Compare(a.merchant, b.merchant); c != 0 {
+	slices.SortFunc(found, func(a, b *driver.Record) int {
+		if c := strings.Compare(a.Merchant, b.Merchant); c != 0 {
 			return c
 		}
-		return strings.Compare(a.key, b.key)
+		return strings.Compare(a.Key, b.Key)
 	})
 	if len(found) > limit {
 		found = found[:limit]
 	}
-	p := s.c.Pipeline()
-	cmds := make([]*goredis.SliceCmd, len(found))
-	for i, e := range found {
-		cmds[i] = p.HMGet(ctx, e.redisKey, allFields...)
-	}
-	if len(found) > 0 {
-		if _, err := p.Exec(ctx); err != nil && !errors.Is(err, goredis.Nil) {
-			return nil, s.fail(ctx, "list", err)
-		}
-	}
-	out := make([]*driver.Record, 0, len(found))
-	for i, e := range found {
-		rec, err := s.fromFields(e.merchant, e.key, cmds[i].Val())
-		if errors.Is(err, driver.ErrNotFound) {
-			continue // deleted or expired between the two reads
-		}
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, rec)
-	}
-	return out, nil
+	return found, nil
 }
 
 // scan returns the keys matching match, on every master of a cluster.

@@ -154,10 +154,22 @@ func TestForeignKeyTypeIsAnError(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	s.Client().Set(ctx, prefix+"m:k", "not a hash", time.Minute)
-	_, err = s.Begin(ctx, &driver.BeginRequest{Merchant: "m", Key: "k", Fingerprint: "f", Token: "t",
-		Lease: time.Second, TTL: time.Hour, Now: time.Now()})
-	if err == nil || errors.Is(err, driver.ErrLeaseLost) {
-		t.Fatalf("Begin over a string key: %v, want a WRONGTYPE error", err)
+	// A value that is not a record, and a key of another type (a hash, as
+	// earlier versions of the store wrote): errors, never a new claim.
+	s.Client().Set(ctx, prefix+"m:k", "not a record", time.Minute)
+	s.Client().HSet(ctx, prefix+"m:h", "st", "completed", "fp", "f")
+	s.Client().Expire(ctx, prefix+"m:h", time.Minute)
+	for _, k := range []string{"k", "h"} {
+		res, err := s.Begin(ctx, &driver.BeginRequest{Merchant: "m", Key: k, Fingerprint: "f", Token: "t",
+			Lease: time.Second, TTL: time.Hour, Now: time.Now()})
+		if err == nil || errors.Is(err, driver.ErrLeaseLost) {
+			t.Fatalf("Begin over the foreign key %q: %v %v, want an error", k, res, err)
+		}
+		if err := s.Complete(ctx, driver.CompleteRequest{Merchant: "m", Key: k, Token: "t", Now: time.Now(), TTL: time.Hour}); err == nil {
+			t.Fatalf("Complete over the foreign key %q succeeded", k)
+		}
+	}
+	if v, _ := s.Client().Get(ctx, prefix+"m:k").Result(); v != "not a record" {
+		t.Fatalf("the foreign value became %q", v)
 	}
 }
