@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/payrail/payrail/gateway/mock"
+	"github.com/payrail/payrail/idempotency"
+	"github.com/payrail/payrail/idempotency/memory"
 	"github.com/payrail/payrail/internal/testkit"
 	"github.com/payrail/payrail/payments"
 )
@@ -17,12 +19,20 @@ import (
 // BenchmarkAuthorize measures in-process synchronous authorizations: memory
 // stores, mock gateway with zero latency, a new idempotency key each time.
 func BenchmarkAuthorize(b *testing.B) {
-	p, err := payments.New(payments.WithGateway(mockGateway(&testing.T{}, mock.New())))
+	p, err := payments.New(payments.WithGateway(mockGateway(&testing.T{}, mock.New())), benchIdempotency())
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer p.Close()
 	benchAuthorize(b, p)
+}
+
+// benchIdempotency is the default idempotency store (memory) with room
+// for every key a long benchmark run makes: the default bound (1M
+// unexpired keys) would refuse new ones with idempotency_store_full past
+// about a million iterations.
+func benchIdempotency() payments.Option {
+	return payments.WithIdempotencyStore(idempotency.New(memory.New(memory.WithMaxEntries(1 << 26))))
 }
 
 // benchAuthorize runs parallel sync authorizations on p, each with a new
@@ -47,7 +57,7 @@ func benchAuthorize(b *testing.B, p *payments.Processor) {
 // BenchmarkHTTPCreatePayment measures POST /payments through the real
 // handler, in-process (no network): the handler's own cost.
 func BenchmarkHTTPCreatePayment(b *testing.B) {
-	p, err := payments.New(payments.WithGateway(mockGateway(&testing.T{}, mock.New())))
+	p, err := payments.New(payments.WithGateway(mockGateway(&testing.T{}, mock.New())), benchIdempotency())
 	if err != nil {
 		b.Fatal(err)
 	}

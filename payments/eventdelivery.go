@@ -256,6 +256,7 @@ func (w *Worker) DeliverEvents(ctx context.Context, merchant, paymentID string) 
 		return 0, nil
 	}
 	for range 8 {
+		pay.Events = cloneEvents(pay.Events) // the store's may be shared: change a copy
 		for i := range pay.Events {
 			ev := &pay.Events[i]
 			if ds, ok := resolved[ev.ID]; ok && !ev.Resolved {

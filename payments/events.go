@@ -326,6 +326,7 @@ func RedeliverEvent(ctx context.Context, s Store, merchant, paymentID, eventID, 
 		if i < 0 {
 			return nil, fmt.Errorf("%w: %s on payment %s", ErrEventNotFound, eventID, paymentID)
 		}
+		pay.Events = cloneEvents(pay.Events) // the store's may be shared: change a copy
 		ev := &pay.Events[i]
 		n := 0
 		for j := range ev.Deliveries {

@@ -20,7 +20,7 @@ import (
 // processes), as an API server's in-process worker does.
 func benchProcessor(b *testing.B, events bool) *payments.Processor {
 	b.Helper()
-	opts := []payments.Option{payments.WithGateway(mockGateway(&testing.T{}, mock.New()))}
+	opts := []payments.Option{payments.WithGateway(mockGateway(&testing.T{}, mock.New())), benchIdempotency()}
 	if events {
 		opts = append(opts, payments.WithEvents())
 	}

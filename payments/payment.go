@@ -148,7 +148,10 @@ type Payment struct {
 	// Events are the payment's webhook events, one per state change stored
 	// by a Processor created WithEvents, with their delivery state: the
 	// outbox, written in the same store write as the change. Stores
-	// persist them; they are not part of the API representation.
+	// persist them; they are not part of the API representation. A
+	// payment read from a store may share its Events with the store (the
+	// memory store does): never change them in place — replace the slice
+	// with a changed copy (Payment.Clone deep-copies them).
 	Events []Event `json:"-"`
 	// EventsDue is when the earliest delivery work of Events is due, zero
 	// when there is none. Stores persist it and EventStore finds payments

@@ -109,9 +109,10 @@ func (memoryOpener) Open(_ context.Context, u *url.URL) (Store, error) {
 // MemoryStore is an in-process Store, the default. It keeps every payment
 // for the life of the process, sharded to keep lock contention low.
 //
-// Payments returned by Get and ListStale share their Metadata map with the
-// stored copy: treat it as read-only (the Processor never modifies metadata
-// after creation, and hands its own callers deep copies).
+// Payments returned by Get and ListStale share their Metadata map and
+// their Events with the stored copy: treat them as read-only (the
+// Processor never modifies metadata after creation, replaces Events rather
+// than changing them in place, and hands its own callers deep copies).
 type MemoryStore struct {
 	seed   maphash.Seed
 	shards [memShards]memShard
@@ -122,7 +123,7 @@ const memShards = 32
 // memShard holds the store's own copy of each payment. Update overwrites
 // that copy in place under the lock (one lookup, no allocation). Refunds
 // slices are cloned on the way in and out (refunds are appended to);
-// Metadata maps are shared read-only.
+// Metadata maps and Events slices are shared read-only (see Payment.Events).
 type memShard struct {
 	mu sync.RWMutex
 	// index holds the slot of each payment by the hash of its id: it
@@ -134,8 +135,9 @@ type memShard struct {
 	// never partly garbage); slot i is slabs[i/memSlab][i%memSlab].
 	slabs [][]Payment
 	n     int // slots used
-	// due: the ids of the payments whose EventsDue is set (ListEventsDue).
-	due map[string]struct{}
+	// due: the slots of the payments whose EventsDue is set
+	// (ListEventsDue); ints, so that the collector does not scan it.
+	due map[int]struct{}
 	_   [128 - 80]byte // one shard per cache line pair: no false sharing between cores
 }
 
@@ -146,7 +148,7 @@ const memSlab = 32
 func NewMemoryStore() *MemoryStore {
 	s := &MemoryStore{seed: maphash.MakeSeed()}
 	for i := range s.shards {
-		s.shards[i].due = map[string]struct{}{}
+		s.shards[i].due = map[int]struct{}{}
 	}
 	return s
 }
@@ -162,22 +164,28 @@ func (sh *memShard) slot(i int) *Payment { return &sh.slabs[i/memSlab][i%memSlab
 // find returns the stored copy of the payment id, whose hash is h, or nil.
 // The shard is locked.
 func (sh *memShard) find(id string, h uint64) *Payment {
-	if i, ok := sh.index.Find(id, h, func(i int) bool { return sh.slot(i).ID == id }); ok {
+	if i, ok := sh.findSlot(id, h); ok {
 		return sh.slot(i)
 	}
 	return nil
 }
 
+// findSlot returns the slot of the payment id, whose hash is h. The shard
+// is locked.
+func (sh *memShard) findSlot(id string, h uint64) (int, bool) {
+	return sh.index.Find(id, h, func(i int) bool { return sh.slot(i).ID == id })
+}
+
 // add returns a new slot for the payment id, whose hash is h and which has
 // none. The shard is locked.
-func (sh *memShard) add(id string, h uint64) *Payment {
+func (sh *memShard) add(id string, h uint64) (int, *Payment) {
 	i := sh.n
 	if i%memSlab == 0 {
 		sh.slabs = append(sh.slabs, make([]Payment, memSlab))
 	}
 	sh.n++
 	sh.index.Add(id, h, i)
-	return sh.slot(i)
+	return i, sh.slot(i)
 }
 
 // Create implements Store.
@@ -186,20 +194,18 @@ func (s *MemoryStore) Create(ctx context.Context, p *Payment) error {
 		return err
 	}
 	refunds := slices.Clone(p.Refunds)
-	events := cloneEvents(p.Events)
 	sh, h := s.shard(p.ID)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	if sh.find(p.ID, h) != nil {
 		return ErrStoreConflict
 	}
-	c := sh.add(p.ID, h)
+	i, c := sh.add(p.ID, h)
 	*c = *p
 	c.Refunds = refunds
-	c.Events = events
 	c.Version = 1
 	p.Version = 1
-	sh.indexDue(c)
+	sh.indexDue(i, false, c)
 	return nil
 }
 
@@ -221,31 +227,28 @@ func (s *MemoryStore) Get(ctx context.Context, merchant, id string) (*Payment, e
 		return nil, ErrNotFound
 	}
 	p.Refunds = slices.Clone(p.Refunds)
-	p.Events = cloneEvents(p.Events)
 	return &p, nil
 }
 
-// indexDue keeps the shard's due set in step with c.EventsDue; the shard
-// is locked.
-func (sh *memShard) indexDue(c *Payment) {
-	if c.EventsDue.IsZero() {
-		if len(sh.due) > 0 {
-			delete(sh.due, c.ID)
-		}
-		return
+// indexDue keeps the shard's due set in step with the EventsDue of c, in
+// slot i, which was due before if wasDue; the shard is locked. The set
+// changes only when the payment's due-ness does.
+func (sh *memShard) indexDue(i int, wasDue bool, c *Payment) {
+	switch isDue := !c.EventsDue.IsZero(); {
+	case isDue && !wasDue:
+		sh.due[i] = struct{}{}
+	case !isDue && wasDue:
+		delete(sh.due, i)
 	}
-	sh.due[c.ID] = struct{}{}
 }
 
 // Update implements Store.
 func (s *MemoryStore) Update(ctx context.Context, p *Payment) error {
 	refunds := slices.Clone(p.Refunds)
-	events := cloneEvents(p.Events)
 	return s.compareAndSet(ctx, p, func(cur *Payment) {
 		p.Version++
 		*cur = *p
 		cur.Refunds = refunds
-		cur.Events = events
 	})
 }
 
@@ -259,15 +262,20 @@ func (s *MemoryStore) compareAndSet(ctx context.Context, p *Payment, set func(cu
 	sh, h := s.shard(p.ID)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	cur := sh.find(p.ID, h)
+	i, ok := sh.findSlot(p.ID, h)
+	var cur *Payment
+	if ok {
+		cur = sh.slot(i)
+	}
 	if cur == nil || cur.Merchant != p.Merchant {
 		return ErrNotFound
 	}
 	if cur.Version != p.Version || cur.EventsRevision != p.EventsRevision {
 		return ErrStoreConflict
 	}
+	wasDue := !cur.EventsDue.IsZero()
 	set(cur)
-	sh.indexDue(cur)
+	sh.indexDue(i, wasDue, cur)
 	return nil
 }
 
@@ -292,8 +300,8 @@ func (s *MemoryStore) ListStale(ctx context.Context, statuses []Status, before t
 // ListEventsDue implements EventStore.
 func (s *MemoryStore) ListEventsDue(ctx context.Context, before time.Time, limit int) ([]*Payment, error) {
 	return s.scan(ctx, limit, func(sh *memShard, visit func(*Payment)) {
-		for id := range sh.due {
-			if cur := sh.find(id, maphash.String(s.seed, id)); cur != nil && !cur.EventsDue.IsZero() && !cur.EventsDue.After(before) {
+		for i := range sh.due {
+			if cur := sh.slot(i); !cur.EventsDue.After(before) {
 				visit(cur)
 			}
 		}
@@ -313,7 +321,6 @@ func (s *MemoryStore) scan(ctx context.Context, limit int, match func(*memShard,
 		match(sh, func(cur *Payment) {
 			p := *cur
 			p.Refunds = slices.Clone(cur.Refunds)
-			p.Events = cloneEvents(cur.Events)
 			out = append(out, &p)
 		})
 		sh.mu.RUnlock()
@@ -329,10 +336,9 @@ func (s *MemoryStore) scan(ctx context.Context, limit int, match func(*memShard,
 
 // UpdateEvents implements EventStore.
 func (s *MemoryStore) UpdateEvents(ctx context.Context, p *Payment) error {
-	events := cloneEvents(p.Events)
 	return s.compareAndSet(ctx, p, func(cur *Payment) {
 		p.EventsRevision++
-		cur.Events, cur.EventsDue, cur.EventsRevision = events, p.EventsDue, p.EventsRevision
+		cur.Events, cur.EventsDue, cur.EventsRevision = p.Events, p.EventsDue, p.EventsRevision
 	})
 }
 

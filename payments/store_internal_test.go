@@ -11,7 +11,7 @@ func TestMemoryStoreHashCollisions(t *testing.T) {
 	sh := &memShard{}
 	const h = 7
 	for i, id := range []string{"pay_a", "pay_b", "pay_c"} {
-		c := sh.add(id, h)
+		_, c := sh.add(id, h)
 		c.ID, c.Amount = id, int64(i+1)
 	}
 	if sh.n != 3 || sh.index.Len() != 3 || sh.index.Spilled() != 2 {
