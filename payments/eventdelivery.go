@@ -346,17 +346,13 @@ func (d *deliverer) disable(ctx context.Context, ep *webhook.Endpoint, at time.T
 	if _, dup := d.gone.LoadOrStore(ep.ID, at); dup {
 		return
 	}
-	err := error(nil)
-	if dis, ok := d.cfg.Endpoints.(EndpointDisabler); ok {
+	var err error
+	dis, ok := d.cfg.Endpoints.(EndpointDisabler)
+	if ok {
 		err = dis.DisableEndpoint(ctx, ep.Merchant, ep.ID)
 	}
 	d.log.WarnContext(ctx, "payments: a webhook endpoint answered 410 Gone: it is disabled, its deliveries are dead-lettered",
-		"endpoint", ep.ID, "merchant", ep.Merchant, "disabled_in_source", err == nil && d.canDisable(), "error", err)
-}
-
-func (d *deliverer) canDisable() bool {
-	_, ok := d.cfg.Endpoints.(EndpointDisabler)
-	return ok
+		"endpoint", ep.ID, "merchant", ep.Merchant, "disabled_in_source", ok && err == nil, "error", err)
 }
 
 func (d *deliverer) count(ctx context.Context, endpoint, outcome string) {

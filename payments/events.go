@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/payrail/payrail/bus"
 	"github.com/payrail/payrail/webhook"
 )
 
@@ -363,19 +362,9 @@ const opEvents = "events"
 // notifyEvents publishes the events command for a payment whose due
 // events a worker's sweep claimed.
 func (p *Processor) notifyEvents(ctx context.Context, pay *Payment) error {
-	body := make([]byte, 0, 96+len(pay.ID)+len(pay.Merchant))
-	body = append(body, `{"v":1,"op":"events","payment_id":`...)
-	body = strconv.AppendQuote(body, pay.ID)
-	body = append(body, `,"merchant":`...)
-	body = strconv.AppendQuote(body, pay.Merchant)
-	body = append(body, '}')
-	err := p.topic.Publish(ctx, &bus.Message{
-		ID:         pay.ID + ":" + opEvents + ":" + strconv.FormatInt(pay.Version, 10) + "." + strconv.FormatInt(pay.EventsRevision, 10),
-		Key:        pay.ID,
-		Body:       body,
-		Attributes: map[string]string{AttrCommand: opEvents, AttrMerchant: pay.Merchant, AttrPaymentID: pay.ID},
-	})
-	if err != nil {
+	// One message per claim: a broker that drops duplicate ids keeps it.
+	id := pay.ID + ":" + opEvents + ":" + strconv.FormatInt(pay.Version, 10) + "." + strconv.FormatInt(pay.EventsRevision, 10)
+	if err := p.publishCommand(ctx, pay, opEvents, id); err != nil {
 		return fmt.Errorf("payments: publishing the events notification of payment %s: %w", pay.ID, err)
 	}
 	return nil

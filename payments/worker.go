@@ -29,17 +29,21 @@ const opAuthorize = "authorize"
 // ID is deterministic so brokers with deduplication drop republished copies;
 // the Key orders commands per payment.
 func (p *Processor) publish(ctx context.Context, pay *Payment) error {
-	body, err := json.Marshal(command{Version: 1, Op: opAuthorize, PaymentID: pay.ID, Merchant: pay.Merchant})
+	return p.publishCommand(ctx, pay, opAuthorize, pay.ID+":"+opAuthorize)
+}
+
+// publishCommand publishes command op for pay as message id, keyed by the
+// payment so that its commands stay in order.
+func (p *Processor) publishCommand(ctx context.Context, pay *Payment, op, id string) error {
+	body, err := json.Marshal(command{Version: commandVersion, Op: op, PaymentID: pay.ID, Merchant: pay.Merchant})
 	if err != nil {
 		return err
 	}
 	return p.topic.Publish(ctx, &bus.Message{
-		ID:   pay.ID + ":" + opAuthorize,
-		Key:  pay.ID,
-		Body: body,
-		Attributes: map[string]string{
-			AttrCommand: opAuthorize, AttrMerchant: pay.Merchant, AttrPaymentID: pay.ID,
-		},
+		ID:         id,
+		Key:        pay.ID,
+		Body:       body,
+		Attributes: map[string]string{AttrCommand: op, AttrMerchant: pay.Merchant, AttrPaymentID: pay.ID},
 	})
 }
 

@@ -155,16 +155,7 @@ per line.`,
 					}
 				}
 			}
-			if out == formatJSON {
-				return writeJSONLines(c.Stdout, rows)
-			}
-			w := table(c.Stdout)
-			fmt.Fprintln(w, "PAYMENT\tMERCHANT\tEVENT\tTYPE\tENDPOINT\tATTEMPTS\tNEXT_ATTEMPT\tLAST_RESULT")
-			for _, r := range rows {
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", r.PaymentID, r.Merchant, r.EventID, r.Type, r.Endpoint,
-					r.Attempts, tsOrDash(r.NextAttempt), orDash(r.LastResult))
-			}
-			if err := w.Flush(); err != nil {
+			if err := c.printDeliveryRows(out, rows, "NEXT_ATTEMPT", func(d deliveryView) *time.Time { return d.NextAttempt }); err != nil || out == formatJSON {
 				return err
 			}
 			fmt.Fprintf(c.Stdout, "-- %d pending deliver(ies) of %d payment(s)", len(rows), len(pays))
@@ -497,18 +488,23 @@ func (c *cli) deadRows(s payments.Store, endpoint string, limit int, all bool) (
 	}
 }
 
-func (c *cli) printDeliveryRows(out format, rows []pendingView) error {
+// printDeliveryRows prints delivery rows as JSON Lines or as a table
+// whose time column, named column, is when(row).
+func (c *cli) printDeliveryRows(out format, rows []pendingView, column string, when func(deliveryView) *time.Time) error {
 	if out == formatJSON {
 		return writeJSONLines(c.Stdout, rows)
 	}
 	w := table(c.Stdout)
-	fmt.Fprintln(w, "PAYMENT\tMERCHANT\tEVENT\tTYPE\tENDPOINT\tATTEMPTS\tLAST_ATTEMPT\tLAST_RESULT")
+	fmt.Fprintln(w, "PAYMENT\tMERCHANT\tEVENT\tTYPE\tENDPOINT\tATTEMPTS\t"+column+"\tLAST_RESULT")
 	for _, r := range rows {
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", r.PaymentID, r.Merchant, r.EventID, r.Type, r.Endpoint,
-			r.Attempts, tsOrDash(r.LastAttempt), orDash(r.LastResult))
+			r.Attempts, tsOrDash(when(r.deliveryView)), orDash(r.LastResult))
 	}
 	return w.Flush()
 }
+
+// lastAttempt is the time column of dead-lettered deliveries.
+func lastAttempt(d deliveryView) *time.Time { return d.LastAttempt }
 
 func (c *cli) eventsDeadCommand() *cobra.Command {
 	var (
@@ -536,7 +532,7 @@ with events redeliver-dead once the endpoint is fixed. -o json prints one delive
 			if err != nil {
 				return err
 			}
-			if err := c.printDeliveryRows(out, rows); err != nil || out == formatJSON {
+			if err := c.printDeliveryRows(out, rows, "LAST_ATTEMPT", lastAttempt); err != nil || out == formatJSON {
 				return err
 			}
 			fmt.Fprintf(c.Stdout, "-- %d dead-lettered deliver(ies) in %d payment(s)", len(rows), n)
@@ -595,7 +591,7 @@ A dry run unless --apply.`,
 				done++
 			}
 		}
-		if err := c.printDeliveryRows(out, rows); err != nil || out == formatJSON {
+		if err := c.printDeliveryRows(out, rows, "LAST_ATTEMPT", lastAttempt); err != nil || out == formatJSON {
 			return err
 		}
 		if doApply {
