@@ -460,18 +460,7 @@ func TestRebalanceRedeliversUnsettled(t *testing.T) {
 	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	for _, s := range []driver.Subscription{a, b} {
-		go func() {
-			for rctx.Err() == nil {
-				ms, err := s.ReceiveBatch(rctx, 10)
-				if err != nil {
-					return
-				}
-				for _, m := range ms {
-					got <- string(m.Body)
-					_ = s.Ack(ctx, m)
-				}
-			}
-		}()
+		go receiveAcking(rctx, s, got)
 	}
 	seen := map[string]bool{}
 	for !seen["1"] || !seen["2"] {
@@ -488,4 +477,96 @@ func TestRebalanceRedeliversUnsettled(t *testing.T) {
 	if err := a.Ack(ctx, held[1]); !errors.Is(err, kafka.ErrRevoked) {
 		t.Fatalf("late Ack of a drained delivery = %v, want ErrRevoked", err)
 	}
+}
+
+// receiveAcking receives from s until ctx ends or s closes, sending each
+// body to got and acking it.
+func receiveAcking(ctx context.Context, s driver.Subscription, got chan<- string) {
+	for ctx.Err() == nil {
+		ms, err := s.ReceiveBatch(ctx, 10)
+		if err != nil {
+			return
+		}
+		for _, m := range ms {
+			got <- string(m.Body)
+			_ = s.Ack(context.Background(), m)
+		}
+	}
+}
+
+// TestRebalanceLeavesNoKeyBlocked ends a claim while each key has a record
+// waiting behind an earlier one (per-key ordering), then gives the
+// partition back to the same member: every record with those keys,
+// earlier and new, is delivered. A record promoted behind a released one
+// used to be released as if it were still waiting, which left its key
+// blocked in that member for as long as it lived (in the soak test: a
+// payment whose republished commands were never handled).
+func TestRebalanceLeavesNoKeyBlocked(t *testing.T) {
+	ctx := context.Background()
+	name, topic := newTopic(t, 1)
+	const keys = 16 // releases run in map order: 2^-16 that none hits the bug
+	var ms []*bus.Message
+	for round := range 2 {
+		for k := range keys {
+			ms = append(ms, &bus.Message{Key: fmt.Sprintf("k%02d", k), Body: fmt.Appendf(nil, "k%02d/%d", k, round)})
+		}
+	}
+	if err := topic.PublishBatch(ctx, ms); err != nil {
+		t.Fatal(err)
+	}
+	u := topicURL(name) + "?group=g&session_timeout=3s&heartbeat_interval=100ms&rebalance_timeout=10s&commit_interval=100ms&drain_timeout=1s"
+	a := openDriverSub(t, u)
+	defer a.Close()
+	// The first record of each key is handed out and nacked for later; the
+	// second waits behind it. Nothing is in flight when the claim ends.
+	for _, m := range receiveN(t, a, keys) {
+		if err := a.Nack(ctx, m, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	got := make(chan string, 4*keys)
+	rctx, cancel := context.WithTimeout(ctx, 45*time.Second)
+	defer cancel()
+	wait := func(want []string, what string) {
+		t.Helper()
+		seen := map[string]bool{}
+		for _, w := range want {
+			for !seen[w] {
+				select {
+				case body := <-got:
+					seen[body] = true
+				case <-rctx.Done():
+					t.Fatalf("%s: %q never delivered (got %d of %d)", what, w, len(seen), len(want))
+				}
+			}
+		}
+	}
+	var all []string
+	for _, m := range ms {
+		all = append(all, string(m.Body))
+	}
+
+	// A second member joins: a's claim ends with every record released,
+	// and the partition goes to one of the two.
+	b := openDriverSub(t, u)
+	go receiveAcking(rctx, a, got)
+	go receiveAcking(rctx, b, got)
+	wait(all, "after a member joined")
+	// b leaves: the partition is a's (again). Records with the same keys
+	// must still go through a.
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var later []*bus.Message
+	var want []string
+	for k := range keys {
+		body := fmt.Sprintf("k%02d/later", k)
+		later = append(later, &bus.Message{Key: fmt.Sprintf("k%02d", k), Body: []byte(body)})
+		want = append(want, body)
+	}
+	if err := topic.PublishBatch(ctx, later); err != nil {
+		t.Fatal(err)
+	}
+	wait(want, "after the partition came back")
 }

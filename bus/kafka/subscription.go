@@ -325,11 +325,16 @@ func (s *subscription) wakeLocked() {
 }
 
 func (s *subscription) pushReadyLocked(r *record) {
+	// The state first: a record promoted from its key's held list (see
+	// releaseLocked) is its key's active record from here on, so that
+	// releasing it below, when its claim is ending, lets the next record
+	// with the key go instead of looking for it among the held ones (which
+	// left the key blocked for as long as the handle lived).
+	r.state = stReady
 	if r.claim.revoked {
 		s.releaseLocked(r)
 		return
 	}
-	r.state = stReady
 	s.ready = append(s.ready, r)
 	s.wakeLocked()
 }
