@@ -109,7 +109,8 @@ func TestSoakPeers(t *testing.T) {
 	pu.RawQuery = q.Encode()
 	pgURL := pu.String()
 	t.Cleanup(func() {
-		_, _ = admin.Exec(context.Background(), "DROP TABLE IF EXISTS "+pgx.Identifier{table}.Sanitize())
+		_, _ = admin.Exec(context.Background(), "DROP TABLE IF EXISTS "+pgx.Identifier{table}.Sanitize()+", "+
+			pgx.Identifier{table + "_routing_policy"}.Sanitize())
 		_ = admin.Close(context.Background())
 	})
 	if err := postgres.Migrate(ctx, pgURL); err != nil {
