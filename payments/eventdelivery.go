@@ -174,9 +174,10 @@ func (w *Worker) handleEvents(ctx context.Context, m *bus.Message, cmd command) 
 
 // deliveryResult is one attempt to apply to the stored payment.
 type deliveryResult struct {
-	event, endpoint string
-	attempts        int // the delivery's Attempts when it was read
-	d               Delivery
+	event    int64 // the event's PaymentVersion
+	endpoint string
+	attempts int // the delivery's Attempts when it was read
+	d        Delivery
 }
 
 // DeliverEvents makes the due delivery attempts of a payment's events and
@@ -202,7 +203,7 @@ func (w *Worker) DeliverEvents(ctx context.Context, merchant, paymentID string) 
 	}
 	var eps []webhook.Endpoint
 	epsRead := false
-	var resolved map[string][]Delivery // event → its deliveries, for events resolved now
+	var resolved map[int64][]Delivery // event (its PaymentVersion) → its deliveries, for events resolved now
 	var results []deliveryResult
 	for i := range pay.Events {
 		ev := &pay.Events[i]
@@ -224,9 +225,9 @@ func (w *Worker) DeliverEvents(ctx context.Context, merchant, paymentID string) 
 				}
 			}
 			if resolved == nil {
-				resolved = map[string][]Delivery{}
+				resolved = map[int64][]Delivery{}
 			}
-			resolved[ev.ID] = deliveries
+			resolved[ev.PaymentVersion] = deliveries
 		}
 		var wev *webhook.Event
 		for j := range deliveries {
@@ -259,12 +260,12 @@ func (w *Worker) DeliverEvents(ctx context.Context, merchant, paymentID string) 
 		pay.Events = cloneEvents(pay.Events) // the store's may be shared: change a copy
 		for i := range pay.Events {
 			ev := &pay.Events[i]
-			if ds, ok := resolved[ev.ID]; ok && !ev.Resolved {
+			if ds, ok := resolved[ev.PaymentVersion]; ok && !ev.Resolved {
 				ev.Resolved = true
 				ev.Deliveries = slices.Clone(ds)
 			}
 			for _, r := range results {
-				if r.event != ev.ID {
+				if r.event != ev.PaymentVersion {
 					continue
 				}
 				for j := range ev.Deliveries {
@@ -293,7 +294,7 @@ func (w *Worker) DeliverEvents(ctx context.Context, merchant, paymentID string) 
 // attempt delivers one event to one endpoint and returns the delivery's
 // new state.
 func (d *deliverer) attempt(ctx context.Context, now func() time.Time, eps []webhook.Endpoint, ev *webhook.Event, dl Delivery) deliveryResult {
-	r := deliveryResult{event: ev.ID, endpoint: dl.Endpoint, attempts: dl.Attempts, d: dl}
+	r := deliveryResult{event: ev.PaymentVersion, endpoint: dl.Endpoint, attempts: dl.Attempts, d: dl}
 	i := slices.IndexFunc(eps, func(e webhook.Endpoint) bool { return e.ID == dl.Endpoint })
 	if i < 0 {
 		r.d.Status, r.d.LastResult = DeliveryDead, "the endpoint was removed"

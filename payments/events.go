@@ -21,15 +21,13 @@ import (
 // configured WithWebhooks deliver it to the merchant's endpoints: at
 // least once, each delivery with the event's ID as its webhook-id.
 type Event struct {
-	// ID identifies the event; it is the webhook-id of every delivery and
-	// the same across retries and redeliveries.
-	ID string `json:"id"`
 	// Type is what happened.
 	Type webhook.EventType `json:"type"`
 	// PaymentVersion is the payment's version after the change: receivers
 	// discard an event older than one they have seen.
 	PaymentVersion int64 `json:"payment_version"`
-	// CreatedAt is when the change was stored.
+	// CreatedAt is when the change was stored: the payment's UpdatedAt
+	// right after it.
 	CreatedAt time.Time `json:"created_at"`
 	// State is what of the payment the change could change, as it was
 	// after it; the rest of the payment never changes.
@@ -53,8 +51,20 @@ type EventState struct {
 	AmountRefunded   int64  `json:"amount_refunded"`
 	// Refunds is how many refunds the payment had (refunds are only
 	// appended).
-	Refunds   int       `json:"refunds"`
-	UpdatedAt time.Time `json:"updated_at"`
+	Refunds int `json:"refunds"`
+}
+
+// ID returns the ID of the event of payment p: the webhook-id of every
+// delivery, the same across retries and redeliveries. It is derived from
+// the payment's ID and the event's PaymentVersion (a payment makes at
+// most one event per version), so that it costs the outbox nothing to
+// keep.
+func (e *Event) ID(p *Payment) string { return EventID(p.ID, e.PaymentVersion) }
+
+// EventID returns the ID of the event that version paymentVersion of
+// payment paymentID made (see Event.ID).
+func EventID(paymentID string, paymentVersion int64) string {
+	return "evt_" + paymentID + "_" + strconv.FormatInt(paymentVersion, 10)
 }
 
 // DeliveryStatus is where one delivery of an event to one endpoint stands.
@@ -178,16 +188,18 @@ func recordEvent(old, p *Payment, version int64, now time.Time) bool {
 	if !ok {
 		return false
 	}
+	if !p.UpdatedAt.After(old.UpdatedAt) {
+		p.UpdatedAt = now // the change did not say when: now (the event's time is the payment's)
+	}
 	ev := Event{
-		ID:             "evt_" + p.ID + "_" + strconv.FormatInt(version, 10),
 		Type:           t,
 		PaymentVersion: version,
-		CreatedAt:      now,
+		CreatedAt:      p.UpdatedAt,
 		State: EventState{
 			Status: p.Status, Gateway: p.Gateway, GatewayReference: p.GatewayReference,
 			DeclineCode: p.DeclineCode, FailureCode: p.FailureCode,
 			AmountCaptured: p.AmountCaptured, AmountRefunded: p.AmountRefunded,
-			Refunds: len(p.Refunds), UpdatedAt: p.UpdatedAt,
+			Refunds: len(p.Refunds),
 		},
 	}
 	// A fresh backing array: the store may still hold the old one, and the
@@ -208,7 +220,7 @@ func (e *Event) Snapshot(p *Payment) *Payment {
 	st := e.State
 	s.Status, s.Gateway, s.GatewayReference = st.Status, st.Gateway, st.GatewayReference
 	s.DeclineCode, s.FailureCode = st.DeclineCode, st.FailureCode
-	s.AmountCaptured, s.AmountRefunded, s.UpdatedAt = st.AmountCaptured, st.AmountRefunded, st.UpdatedAt
+	s.AmountCaptured, s.AmountRefunded, s.UpdatedAt = st.AmountCaptured, st.AmountRefunded, e.CreatedAt
 	s.Refunds = slices.Clone(p.Refunds[:min(st.Refunds, len(p.Refunds))])
 	s.Events, s.EventsDue = nil, time.Time{}
 	s.Version = e.PaymentVersion
@@ -220,9 +232,9 @@ func (e *Event) Snapshot(p *Payment) *Payment {
 func (e *Event) Webhook(p *Payment) (*webhook.Event, error) {
 	data, err := json.Marshal(e.Snapshot(p))
 	if err != nil {
-		return nil, fmt.Errorf("payments: encoding event %s: %w", e.ID, err)
+		return nil, fmt.Errorf("payments: encoding event %s: %w", e.ID(p), err)
 	}
-	return &webhook.Event{ID: e.ID, Type: e.Type, CreatedAt: e.CreatedAt, PaymentID: p.ID,
+	return &webhook.Event{ID: e.ID(p), Type: e.Type, CreatedAt: e.CreatedAt, PaymentID: p.ID,
 		Merchant: p.Merchant, PaymentVersion: e.PaymentVersion, Data: data}, nil
 }
 
@@ -321,7 +333,7 @@ func RedeliverEvent(ctx context.Context, s Store, merchant, paymentID, eventID, 
 		if err != nil {
 			return nil, err
 		}
-		i := slices.IndexFunc(pay.Events, func(e Event) bool { return e.ID == eventID })
+		i := slices.IndexFunc(pay.Events, func(e Event) bool { return e.ID(pay) == eventID })
 		if i < 0 {
 			return nil, fmt.Errorf("%w: %s on payment %s", ErrEventNotFound, eventID, paymentID)
 		}

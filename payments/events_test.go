@@ -213,9 +213,9 @@ func TestEventsDeliveredSignedAndFiltered(t *testing.T) {
 		if se.Type != want[i] {
 			t.Errorf("event %d type = %s, want %s", i, se.Type, want[i])
 		}
-		got := byID[se.ID]
+		got := byID[se.ID(stored)]
 		if got == nil {
-			t.Fatalf("event %s was not delivered", se.ID)
+			t.Fatalf("event %s was not delivered", se.ID(stored))
 		}
 		if got.PaymentVersion != se.PaymentVersion || got.PaymentID != pay.ID || got.Merchant != "acme" {
 			t.Errorf("delivered %+v, stored %+v", got, se)
@@ -226,13 +226,13 @@ func TestEventsDeliveredSignedAndFiltered(t *testing.T) {
 			t.Fatal(err)
 		}
 		if data.Status != snap.Status || data.AmountCaptured != snap.AmountCaptured || data.AmountRefunded != snap.AmountRefunded ||
-			len(data.Refunds) != len(snap.Refunds) {
-			t.Errorf("event %s data = %s/%d/%d, want %s/%d/%d", se.ID, data.Status, data.AmountCaptured, data.AmountRefunded,
+			len(data.Refunds) != len(snap.Refunds) || !data.UpdatedAt.Equal(se.CreatedAt) || !got.CreatedAt.Equal(se.CreatedAt) {
+			t.Errorf("event %s data = %s/%d/%d, want %s/%d/%d", se.ID(stored), data.Status, data.AmountCaptured, data.AmountRefunded,
 				snap.Status, snap.AmountCaptured, snap.AmountRefunded)
 		}
 		for _, d := range se.Deliveries {
 			if d.Status != payments.DeliveryDelivered || d.Attempts != 1 {
-				t.Errorf("event %s delivery to %s = %+v, want delivered in 1 attempt", se.ID, d.Endpoint, d)
+				t.Errorf("event %s delivery to %s = %+v, want delivered in 1 attempt", se.ID(stored), d.Endpoint, d)
 			}
 		}
 	}
@@ -308,13 +308,17 @@ func TestEventsRetriedDeadLetteredRedelivered(t *testing.T) {
 	if _, err := payments.RedeliverEvent(ctx, store, "acme", pay.ID, "evt_nope", "", false, time.Now()); !errors.Is(err, payments.ErrEventNotFound) {
 		t.Errorf("redelivering an unknown event = %v, want ErrEventNotFound", err)
 	}
-	re, err := payments.RedeliverEvent(ctx, store, "acme", pay.ID, ev.ID, "", false, time.Now())
+	evID := ev.ID(pay)
+	if want := "evt_" + pay.ID + "_" + strconv.FormatInt(ev.PaymentVersion, 10); evID != want {
+		t.Errorf("event id = %s, want %s", evID, want)
+	}
+	re, err := payments.RedeliverEvent(ctx, store, "acme", pay.ID, evID, "", false, time.Now())
 	if err != nil || re.Deliveries[0].Status != payments.DeliveryPending || re.Deliveries[0].Attempts != 0 {
 		t.Fatalf("RedeliverEvent = %+v, %v", re, err)
 	}
 	waitFor(t, "the redelivery", func() bool { return len(r.events()) == 1 })
-	if got := r.events()[0]; got.ID != ev.ID || got.Type != webhook.PaymentCaptured {
-		t.Errorf("redelivered %s %s, want %s payment.captured", got.ID, got.Type, ev.ID)
+	if got := r.events()[0]; got.ID != evID || got.Type != webhook.PaymentCaptured {
+		t.Errorf("redelivered %s %s, want %s payment.captured", got.ID, got.Type, evID)
 	}
 
 	// Every attempt is counted by endpoint and outcome.
@@ -376,8 +380,8 @@ func TestEventSurvivesLostNotification(t *testing.T) {
 		SweepInterval: 10 * time.Millisecond,
 	}, payments.WithEvents())
 	waitFor(t, "the sweep to deliver the event", func() bool { return len(r.events()) == 1 })
-	if got := r.events()[0]; got.ID != stored.Events[0].ID {
-		t.Errorf("delivered %s, want %s", got.ID, stored.Events[0].ID)
+	if got := r.events()[0]; got.ID != stored.Events[0].ID(stored) {
+		t.Errorf("delivered %s, want %s", got.ID, stored.Events[0].ID(stored))
 	}
 }
 

@@ -53,3 +53,62 @@ func TestMemoryStoreSlabs(t *testing.T) {
 		t.Fatalf("%d stored, %d listed (%v); want %d", total, len(stale), err, n)
 	}
 }
+
+// ListEventsDue finds exactly the payments whose EventsDue is set and
+// due, across the words of each shard's due bitset, as payments become due
+// and stop being due.
+func TestMemoryStoreDueSet(t *testing.T) {
+	s := NewMemoryStore()
+	ctx := t.Context()
+	t0 := time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)
+	const n = 40 * 64 // several words in every shard
+	pays := make([]*Payment, n)
+	for i := range n {
+		p := &Payment{ID: newID("pay"), Merchant: "m", Amount: 1, Currency: "EUR"}
+		if i%3 == 0 {
+			p.EventsDue = t0.Add(time.Duration(i) * time.Second)
+		}
+		if err := s.Create(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+		pays[i] = p
+	}
+	// Every seventh due payment is delivered (no longer due); every fifth
+	// payment not due so far becomes due.
+	for i, p := range pays {
+		switch {
+		case i%3 == 0 && i%7 == 0:
+			p.EventsDue = time.Time{}
+		case i%3 != 0 && i%5 == 0:
+			p.EventsDue = t0.Add(time.Duration(i) * time.Second)
+		default:
+			continue
+		}
+		if err := s.UpdateEvents(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := t0.Add(n / 2 * time.Second)
+	want := map[string]bool{}
+	for _, p := range pays {
+		if !p.EventsDue.IsZero() && !p.EventsDue.After(before) {
+			want[p.ID] = true
+		}
+	}
+	got, err := s.ListEventsDue(ctx, before, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, p := range got {
+		if !want[p.ID] {
+			t.Fatalf("listed %s (due %v), which is not due by %v", p.ID, p.EventsDue, before)
+		}
+		if i > 0 && p.EventsDue.Before(got[i-1].EventsDue) {
+			t.Fatalf("not in due order at %d", i)
+		}
+		delete(want, p.ID)
+	}
+	if len(want) != 0 {
+		t.Fatalf("%d due payments not listed", len(want))
+	}
+}

@@ -777,8 +777,8 @@ func storeEvents(t *testing.T, h PaymentStoreHarness, s payments.Store) {
 	withEvents := func(id string, at time.Time) *payments.Payment {
 		p := storePayment(id, "m1", payments.StatusCaptured, storeT0)
 		p.Events = []payments.Event{{
-			ID: "evt_" + id + "_1", Type: "payment.captured", PaymentVersion: 1, CreatedAt: at,
-			State: payments.EventState{Status: payments.StatusCaptured, AmountCaptured: 1999, Refunds: 1, UpdatedAt: storeT0},
+			Type: "payment.captured", PaymentVersion: 1, CreatedAt: at,
+			State: payments.EventState{Status: payments.StatusCaptured, AmountCaptured: 1999, Refunds: 1},
 		}}
 		p.EventsDue = at
 		return p
@@ -794,7 +794,7 @@ func storeEvents(t *testing.T, h PaymentStoreHarness, s payments.Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(got.Events) != 1 || got.Events[0].ID != a.Events[0].ID || got.Events[0].Type != a.Events[0].Type ||
+	if len(got.Events) != 1 || got.Events[0].PaymentVersion != 1 || got.Events[0].Type != a.Events[0].Type ||
 		!got.Events[0].CreatedAt.Equal(due) || got.Events[0].State.AmountCaptured != 1999 || !got.EventsDue.Equal(due) {
 		t.Fatalf("events read back = %+v due %v, want %+v due %v", got.Events, got.EventsDue, a.Events, due)
 	}

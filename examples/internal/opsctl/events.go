@@ -83,7 +83,7 @@ type eventView struct {
 }
 
 func viewEvent(p *payments.Payment, ev *payments.Event) eventView {
-	v := eventView{ID: ev.ID, Type: string(ev.Type), PaymentID: p.ID, Merchant: p.Merchant, PaymentVersion: ev.PaymentVersion,
+	v := eventView{ID: ev.ID(p), Type: string(ev.Type), PaymentID: p.ID, Merchant: p.Merchant, PaymentVersion: ev.PaymentVersion,
 		PaymentStatus: string(ev.State.Status), CreatedAt: ev.CreatedAt.UTC(), Resolved: ev.Resolved, Deliveries: []deliveryView{}}
 	for _, d := range ev.Deliveries {
 		v.Deliveries = append(v.Deliveries, viewDelivery(d))
@@ -141,7 +141,7 @@ per line.`,
 			for _, p := range pays {
 				for i := range p.Events {
 					ev := &p.Events[i]
-					row := pendingView{PaymentID: p.ID, Merchant: p.Merchant, EventID: ev.ID, Type: string(ev.Type), CreatedAt: ev.CreatedAt.UTC()}
+					row := pendingView{PaymentID: p.ID, Merchant: p.Merchant, EventID: ev.ID(p), Type: string(ev.Type), CreatedAt: ev.CreatedAt.UTC()}
 					if !ev.Resolved {
 						row.deliveryView = deliveryView{Endpoint: "-", Status: "unresolved", NextAttempt: utc(ev.CreatedAt)}
 						rows = append(rows, row)
@@ -185,11 +185,11 @@ func (c *cli) payment(s payments.Store, merchant, id string) (*payments.Payment,
 
 // event returns the payment's event id.
 func event(p *payments.Payment, id string) (*payments.Event, error) {
-	i := slices.IndexFunc(p.Events, func(e payments.Event) bool { return e.ID == id })
+	i := slices.IndexFunc(p.Events, func(e payments.Event) bool { return e.ID(p) == id })
 	if i < 0 {
 		var ids []string
 		for _, e := range p.Events {
-			ids = append(ids, e.ID)
+			ids = append(ids, e.ID(p))
 		}
 		return nil, fmt.Errorf("payment %s has no event %s (its events: %s)", p.ID, id, orDash(strings.Join(ids, ", ")))
 	}
@@ -389,7 +389,7 @@ in docs/runbooks.md.`,
 			return err
 		}
 		defer s.Close()
-		rep := redeliverReport{DryRun: !doApply, Merchant: p.Merchant, PaymentID: p.ID, EventID: ev.ID, Items: []redeliverItem{}}
+		rep := redeliverReport{DryRun: !doApply, Merchant: p.Merchant, PaymentID: p.ID, EventID: ev.ID(p), Items: []redeliverItem{}}
 		for _, d := range ev.Deliveries {
 			it := redeliverItem{Endpoint: d.Endpoint, Status: string(d.Status), Attempts: d.Attempts, Action: "unchanged"}
 			if (endpoint != "" && d.Endpoint == endpoint) || (endpoint == "" && (all || d.Status == payments.DeliveryDead)) {
@@ -399,11 +399,11 @@ in docs/runbooks.md.`,
 			rep.Items = append(rep.Items, it)
 		}
 		if endpoint != "" && rep.Redelivered == 0 {
-			return fmt.Errorf("event %s was never sent to endpoint %s (its endpoints: %s)", ev.ID, endpoint, orDash(endpointsOf(ev)))
+			return fmt.Errorf("event %s was never sent to endpoint %s (its endpoints: %s)", ev.ID(p), endpoint, orDash(endpointsOf(ev)))
 		}
 		if doApply && rep.Redelivered > 0 {
-			if _, err := payments.RedeliverEvent(c.ctx, s, p.Merchant, p.ID, ev.ID, endpoint, all, c.Now()); err != nil {
-				return fmt.Errorf("redelivering event %s: %w", ev.ID, err)
+			if _, err := payments.RedeliverEvent(c.ctx, s, p.Merchant, p.ID, ev.ID(p), endpoint, all, c.Now()); err != nil {
+				return fmt.Errorf("redelivering event %s: %w", ev.ID(p), err)
 			}
 			for i := range rep.Items {
 				if rep.Items[i].Action == "would redeliver" {
@@ -475,7 +475,7 @@ func (c *cli) deadRows(s payments.Store, endpoint string, limit int, all bool) (
 				ev := &p.Events[i]
 				for _, d := range ev.Deliveries {
 					if d.Status == payments.DeliveryDead && (endpoint == "" || d.Endpoint == endpoint) {
-						rows = append(rows, pendingView{PaymentID: p.ID, Merchant: p.Merchant, EventID: ev.ID, Type: string(ev.Type),
+						rows = append(rows, pendingView{PaymentID: p.ID, Merchant: p.Merchant, EventID: ev.ID(p), Type: string(ev.Type),
 							CreatedAt: ev.CreatedAt.UTC(), deliveryView: viewDelivery(d)})
 					}
 				}

@@ -84,7 +84,7 @@ func newEventsFixture(t *testing.T) eventsFixture {
 		t.Fatalf("stored payment: %+v, %v", stored, err)
 	}
 	return eventsFixture{env: map[string]string{"PAYMENTS_STORE_URL": u}, store: store, merchant: m, pay: pay.ID,
-		evID: stored.Events[0].ID, secret: sec}
+		evID: stored.Events[0].ID(stored), secret: sec}
 }
 
 // delivery returns the stored delivery of the fixture's event to ep.
