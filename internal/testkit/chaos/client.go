@@ -80,9 +80,10 @@ func makeOrder(seed uint64, i int, r *rand.Rand) order {
 }
 
 // run sends orders[from:to) from n goroutines.
-func (c *clients) run(ctx context.Context, from, to, n int) {
+func (c *clients) run(ctx context.Context, from, to, n int, pace time.Duration) {
 	var next atomic.Int64
 	next.Store(int64(from))
+	start := time.Now()
 	var wg sync.WaitGroup
 	for w := range n {
 		wg.Go(func() {
@@ -91,6 +92,13 @@ func (c *clients) run(ctx context.Context, from, to, n int) {
 				i := int(next.Add(1) - 1)
 				if i >= to || ctx.Err() != nil {
 					return
+				}
+				if pace > 0 { // order i is not sent before its time
+					select {
+					case <-ctx.Done():
+						return
+					case <-time.After(time.Until(start.Add(time.Duration(i-from) * pace))):
+					}
 				}
 				o := makeOrder(c.seed, i, rand.New(rand.NewPCG(c.seed, uint64(i))))
 				if !c.submit(ctx, r, o, false) {

@@ -25,6 +25,10 @@ type Config struct {
 	KillEvery time.Duration
 	// DisconnectEvery runs the env's Disconnects this often (0: never).
 	DisconnectEvery time.Duration
+	// LoadDuration, if set, spreads the load phase's orders evenly over at
+	// least this long, so that the kills and disconnects above happen
+	// while payments are in flight however few the orders are.
+	LoadDuration time.Duration
 	// SettleTimeout bounds the end phase (faults off, recovery running).
 	// When instances are killed, the processor's AttemptWindow is added:
 	// a payment whose gateway call a kill interrupted stays fenced that
@@ -131,7 +135,11 @@ func Run(ctx context.Context, env *Env, cfg Config) (*Report, error) {
 	if !env.Durable {
 		loadEnd = cfg.Payments * 4 / 5
 	}
-	cl.run(ctx, 0, loadEnd, cfg.Clients)
+	var pace time.Duration
+	if cfg.LoadDuration > 0 && loadEnd > 0 {
+		pace = cfg.LoadDuration / time.Duration(loadEnd)
+	}
+	cl.run(ctx, 0, loadEnd, cfg.Clients, pace)
 	cfg.logf("chaos: load phase done after %s: %d answers, %d charges", time.Since(start).Round(time.Millisecond), len(cl.snapshot()), ledger.Len())
 
 	// End phase: stop faults, let recovery settle everything.
@@ -160,7 +168,7 @@ func Run(ctx context.Context, env *Env, cfg Config) (*Report, error) {
 		// SIGTERM under load: the remaining orders are being sent while
 		// the only instance shuts down gracefully.
 		var wg sync.WaitGroup
-		wg.Go(func() { cl.run(ctx, loadEnd, cfg.Payments, cfg.Clients) })
+		wg.Go(func() { cl.run(ctx, loadEnd, cfg.Payments, cfg.Clients, 0) })
 		waitAnswers(ctx, cl, loadEnd+(cfg.Payments-loadEnd)/3)
 		dice.Count(FaultSIGTERM)
 		p.shutdownAll(cfg, "SIGTERM")

@@ -178,10 +178,16 @@ func TestSoakPeers(t *testing.T) {
 	}
 	cfg := soakConfig(t, n, seed)
 	cfg.Instances = 2
-	cfg.KillEvery = 3 * time.Second
+	cfg.KillEvery = 2500 * time.Millisecond // kill -9 at 2.5 s and 5 s, SIGTERM at 7.5 s
 	cfg.DisconnectEvery = 2 * time.Second
+	cfg.LoadDuration = 8 * time.Second // however few the orders, every fault fires under load
 	r, err := Run(ctx, env, cfg)
 	report(t, r, err)
+	for _, kind := range []string{FaultKill, FaultSIGTERM, FaultPostgresDrop, FaultRedisDrop} {
+		if r.Faults[kind] == 0 {
+			t.Errorf("no %s fault was injected: the soak did not test what it claims", kind)
+		}
+	}
 }
 
 // killRedisClients is CLIENT KILL TYPE normal restricted to the clients
