@@ -75,7 +75,8 @@ const (
 	MetricWebhookDeliveries = "payrail.webhook.deliveries"
 	// MetricWebhookPendingAge is the age of the oldest event still pending
 	// delivery to an endpoint, by payrail.webhook.endpoint, as the worker
-	// last saw it (0 when none is pending).
+	// last saw it (0 when none is pending): from the event's creation, or
+	// from the delivery's last redelivery (Delivery.Redelivered).
 	MetricWebhookPendingAge = "payrail.webhook.pending.age"
 )
 
@@ -248,7 +249,7 @@ func (w *Worker) DeliverEvents(ctx context.Context, merchant, paymentID string) 
 			}
 			r := d.attempt(ctx, w.p.now, eps, wev, dl)
 			if r.d.Status == DeliveryPending {
-				d.notePending(r.endpoint, ev.CreatedAt)
+				d.notePending(r.endpoint, r.d.pendingSince(ev))
 			}
 			results = append(results, r)
 		}
@@ -440,13 +441,13 @@ const agesEvery = 15 * time.Second
 // claim whose worker died lapses after it, and the events are swept again.
 const claimLease = 2 * time.Minute
 
-// notePending records, until the next refresh, that an event created at
-// created is still pending delivery to endpoint.
-func (d *deliverer) notePending(endpoint string, created time.Time) {
+// notePending records, until the next refresh, that a delivery to
+// endpoint pending since since (Delivery.pendingSince) is still pending.
+func (d *deliverer) notePending(endpoint string, since time.Time) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if t, ok := d.oldest[endpoint]; !ok || t.IsZero() || created.Before(t) {
-		d.oldest[endpoint] = created
+	if t, ok := d.oldest[endpoint]; !ok || t.IsZero() || since.Before(t) {
+		d.oldest[endpoint] = since
 	}
 }
 
@@ -469,8 +470,9 @@ func (d *deliverer) refreshAges(ctx context.Context) {
 				if dl.Status != DeliveryPending {
 					continue
 				}
-				if t, ok := oldest[dl.Endpoint]; !ok || t.IsZero() || ev.CreatedAt.Before(t) {
-					oldest[dl.Endpoint] = ev.CreatedAt
+				since := dl.pendingSince(ev)
+				if t, ok := oldest[dl.Endpoint]; !ok || t.IsZero() || since.Before(t) {
+					oldest[dl.Endpoint] = since
 				}
 			}
 		}

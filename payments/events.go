@@ -95,9 +95,22 @@ type Delivery struct {
 	// FirstAttempt and LastAttempt are when attempts were made.
 	FirstAttempt time.Time `json:"first_attempt,omitzero"`
 	LastAttempt  time.Time `json:"last_attempt,omitzero"`
+	// Redelivered is when an operator last started the delivery over
+	// (RedeliverEvent); zero if never. A pending delivery's age, what
+	// MetricWebhookPendingAge reports, runs from it, not from the event.
+	Redelivered time.Time `json:"redelivered,omitzero"`
 	// LastResult describes the last attempt ("HTTP 500", "timeout", …);
 	// it never holds the response body or a secret.
 	LastResult string `json:"last_result,omitempty"`
+}
+
+// pendingSince returns when the delivery's pending work started: when the
+// event was created, or when the delivery was last redelivered.
+func (d *Delivery) pendingSince(ev *Event) time.Time {
+	if d.Redelivered.After(ev.CreatedAt) {
+		return d.Redelivered
+	}
+	return ev.CreatedAt
 }
 
 // pending reports whether the event still has delivery work.
@@ -345,7 +358,7 @@ func RedeliverEvent(ctx context.Context, s Store, merchant, paymentID, eventID, 
 			if (endpoint != "" && d.Endpoint != endpoint) || (endpoint == "" && !all && d.Status != DeliveryDead) {
 				continue
 			}
-			*d = Delivery{Endpoint: d.Endpoint, Status: DeliveryPending, NextAttempt: now}
+			*d = Delivery{Endpoint: d.Endpoint, Status: DeliveryPending, NextAttempt: now, Redelivered: now}
 			n++
 		}
 		if endpoint != "" && n == 0 {

@@ -312,8 +312,10 @@ func TestEventsRetriedDeadLetteredRedelivered(t *testing.T) {
 	if want := "evt_" + pay.ID + "_" + strconv.FormatInt(ev.PaymentVersion, 10); evID != want {
 		t.Errorf("event id = %s, want %s", evID, want)
 	}
-	re, err := payments.RedeliverEvent(ctx, store, "acme", pay.ID, evID, "", false, time.Now())
-	if err != nil || re.Deliveries[0].Status != payments.DeliveryPending || re.Deliveries[0].Attempts != 0 {
+	redelivered := time.Now()
+	re, err := payments.RedeliverEvent(ctx, store, "acme", pay.ID, evID, "", false, redelivered)
+	if err != nil || re.Deliveries[0].Status != payments.DeliveryPending || re.Deliveries[0].Attempts != 0 ||
+		!re.Deliveries[0].Redelivered.Equal(redelivered) {
 		t.Fatalf("RedeliverEvent = %+v, %v", re, err)
 	}
 	waitFor(t, "the redelivery", func() bool { return len(r.events()) == 1 })

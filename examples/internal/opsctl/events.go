@@ -49,6 +49,7 @@ type deliveryView struct {
 	FirstAttempt *time.Time `json:"first_attempt,omitempty"`
 	LastAttempt  *time.Time `json:"last_attempt,omitempty"`
 	LastResult   string     `json:"last_result,omitempty"`
+	Redelivered  *time.Time `json:"redelivered,omitempty"`
 }
 
 func utc(t time.Time) *time.Time {
@@ -61,7 +62,8 @@ func utc(t time.Time) *time.Time {
 
 func viewDelivery(d payments.Delivery) deliveryView {
 	return deliveryView{Endpoint: d.Endpoint, Status: string(d.Status), Attempts: d.Attempts,
-		NextAttempt: utc(d.NextAttempt), FirstAttempt: utc(d.FirstAttempt), LastAttempt: utc(d.LastAttempt), LastResult: d.LastResult}
+		NextAttempt: utc(d.NextAttempt), FirstAttempt: utc(d.FirstAttempt), LastAttempt: utc(d.LastAttempt), LastResult: d.LastResult,
+		Redelivered: utc(d.Redelivered)}
 }
 
 // eventView is an event as events list and inspect show it.
