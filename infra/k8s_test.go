@@ -1,8 +1,12 @@
 package infra_test
 
 import (
+	"bytes"
+	"encoding/base64"
 	"fmt"
 	"maps"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -161,6 +165,15 @@ func build(t *testing.T, name string) *builtOverlay {
 	if name == "base" {
 		dir = path(t, "infra/k8s/base")
 	}
+	b := buildDir(t, name, dir)
+	buildCache[name] = b
+	return b
+}
+
+// buildDir runs kustomize on the kustomization in dir, naming the result
+// name in failures.
+func buildDir(t *testing.T, name, dir string) *builtOverlay {
+	t.Helper()
 	k := krusty.MakeKustomizer(krusty.MakeDefaultOptions())
 	m, err := k.Run(filesys.MakeFsOnDisk(), dir)
 	if err != nil {
@@ -205,7 +218,6 @@ func build(t *testing.T, name string) *builtOverlay {
 			t.Fatalf("%s: unexpected object kind %s (%s)", name, kind, r.GetName())
 		}
 	}
-	buildCache[name] = b
 	return b
 }
 
@@ -512,6 +524,23 @@ func secretTemplate(t *testing.T) map[string]string {
 // configuration loader (opsctl config check), Secret values replaced by
 // valid placeholders.
 func TestConfigAccepted(t *testing.T) {
+	for _, o := range overlays {
+		b := build(t, o)
+		for _, d := range b.deployments {
+			for _, c := range d.Spec.Template.Spec.Containers {
+				env := podEnvWithPlaceholders(t, b, d, c)
+				if out, err := configCheck(t, env); err != nil {
+					t.Errorf("%s/%s: the configuration loader refuses the manifest's environment: %v\n%s", o, d.Name, err, out)
+				}
+			}
+		}
+	}
+}
+
+// podEnvWithPlaceholders is a container's environment with each Secret
+// value replaced by a valid placeholder.
+func podEnvWithPlaceholders(t *testing.T, b *builtOverlay, d *appsv1.Deployment, c corev1.Container) map[string]string {
+	t.Helper()
 	fake := map[string]string{
 		"PAYRAIL_API_KEYS":   "sk_test_a:merchant-a",
 		"PAYRAIL_ADMIN_KEYS": "admin_test_a",
@@ -519,21 +548,61 @@ func TestConfigAccepted(t *testing.T) {
 		"PAYMENTS_STORE_URL": "postgres://payrail@db:5432/payrail",
 		"IDEMPOTENCY_URL":    "redis://redis:6379/0",
 	}
+	env, secrets := podEnv(t, b, c)
+	for k := range secrets {
+		v, ok := fake[k]
+		if !ok {
+			t.Fatalf("%s/%s: no placeholder for secret %s", b.name, d.Name, k)
+		}
+		env[k] = v
+	}
+	return env
+}
+
+// TestWebhooksComponent builds every overlay with components/webhooks: the
+// API server and the worker mount the endpoints Secret read-only where
+// PAYRAIL_WEBHOOK_ENDPOINTS_FILE says, and the configuration loader
+// accepts that environment with an endpoints file there.
+func TestWebhooksComponent(t *testing.T) {
+	sample := filepath.Join(t.TempDir(), "endpoints.json")
+	secret := "whsec_" + base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{7}, 32))
+	if err := os.WriteFile(sample, []byte(`[{"id":"ep_a","merchant":"merchant-a","url":"https://hooks.example.com/payrail","secrets":["`+secret+`"]}]`), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for _, o := range overlays {
-		b := build(t, o)
-		for _, d := range b.deployments {
-			for _, c := range d.Spec.Template.Spec.Containers {
-				env, secrets := podEnv(t, b, c)
-				for k := range secrets {
-					v, ok := fake[k]
-					if !ok {
-						t.Fatalf("%s/%s: no placeholder for secret %s", o, d.Name, k)
-					}
-					env[k] = v
-				}
-				if out, err := configCheck(t, env); err != nil {
-					t.Errorf("%s/%s: the configuration loader refuses the manifest's environment: %v\n%s", o, d.Name, err, out)
-				}
+		dir := t.TempDir()
+		rel := func(p string) string { // kustomize refuses absolute paths
+			r, err := filepath.Rel(dir, path(t, p))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return r
+		}
+		k := fmt.Sprintf("apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - %s\ncomponents:\n  - %s\n",
+			rel("infra/k8s/overlays/"+o), rel("infra/k8s/components/webhooks"))
+		if err := os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(k), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		b := buildDir(t, o+"+webhooks", dir)
+		for _, name := range []string{"payrail-server", "payrail-worker"} {
+			d := deployment(t, b, name)
+			c := d.Spec.Template.Spec.Containers[0]
+			env := podEnvWithPlaceholders(t, b, d, c)
+			file := env["PAYRAIL_WEBHOOK_ENDPOINTS_FILE"]
+			mounted := false
+			for _, m := range c.VolumeMounts {
+				mounted = mounted || (m.Name == "webhook-endpoints" && m.ReadOnly && m.MountPath == filepath.Dir(file))
+			}
+			fromSecret := false
+			for _, v := range d.Spec.Template.Spec.Volumes {
+				fromSecret = fromSecret || (v.Name == "webhook-endpoints" && v.Secret != nil && v.Secret.SecretName == "payrail-webhook-endpoints")
+			}
+			if file == "" || !mounted || !fromSecret {
+				t.Errorf("%s/%s: PAYRAIL_WEBHOOK_ENDPOINTS_FILE=%q, mounted read-only there %v, from the Secret %v", o, name, file, mounted, fromSecret)
+			}
+			env["PAYRAIL_WEBHOOK_ENDPOINTS_FILE"] = sample // the Secret's file, as the pod would see it
+			if out, err := configCheck(t, env); err != nil {
+				t.Errorf("%s/%s: the configuration loader refuses the component's environment: %v\n%s", o, name, err, out)
 			}
 		}
 	}
