@@ -7,8 +7,10 @@ import "context"
 // queued settlements, buffered publishes. Shutdown stops new work, lets
 // what is under way finish until ctx is done, hands back anything the
 // driver fetched but never returned from ReceiveBatch, and then releases
-// the resources like Close. When ctx is done it gives up waiting and
-// releases at once, as Close does.
+// the resources like Close. When ctx is done — already, or at any point
+// while Shutdown runs (the portable layer's Close cancels it at once) — it
+// gives up waiting and releases at once, as Close does: a grace cut short
+// is not an error.
 //
 // The portable layer calls Shutdown instead of Close when a driver
 // implements it, exactly once, after every ReceiveBatch, SendBatch and

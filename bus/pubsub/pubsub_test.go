@@ -644,3 +644,41 @@ func TestAs(t *testing.T) {
 		t.Error("As accepted an unrelated type")
 	}
 }
+
+// TestShutdownCancelledMidwayCloses cancels Shutdown's context while it
+// runs, as the portable layer's Close does when it races the shutdown it
+// started: the grace ends, but the driver still closes cleanly (its
+// Receive calls, cancelled, return within the driver's own bound) instead
+// of failing with "did not stop in time: context canceled" (seen once in
+// CI, under -race, in the conformance suite's AckRemoves).
+func TestShutdownCancelledMidwayCloses(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	name := uniqueName(t)
+	provision(t, ctx, name, name+"-a", "ack_deadline=60s")
+	topic := openTopic(t, ctx, name)
+	for round := range 5 {
+		u, err := url.Parse(subURL(name, name+"-a"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := pubsub.Driver{}.OpenSubscription(ctx, u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := topic.Publish(ctx, &bus.Message{Body: fmt.Appendf(nil, "m%d", round)}); err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range receiveN(t, ctx, s, 1) { // a Receive call is running
+			if err := s.Ack(ctx, m); err != nil {
+				t.Fatal(err)
+			}
+		}
+		sctx, cancel := context.WithCancel(context.Background())
+		time.AfterFunc(time.Duration(round)*time.Millisecond, cancel)
+		if err := s.(driver.Shutdowner).Shutdown(sctx); err != nil {
+			t.Fatalf("round %d: Shutdown with its context cancelled meanwhile: %v", round, err)
+		}
+		cancel()
+	}
+}
