@@ -30,8 +30,11 @@ type Event struct {
 	// right after it.
 	CreatedAt time.Time `json:"created_at"`
 	// State is what of the payment the change could change, as it was
-	// after it; the rest of the payment never changes.
-	State EventState `json:"state"`
+	// after it (the rest of the payment never changes); nil while the
+	// payment is still in that state, as it is after its latest event
+	// until its next change: the payment holds it then, and the outbox
+	// costs a payment less. Read it with StateOf.
+	State *EventState `json:"state,omitempty"`
 	// Resolved is true once the merchant's endpoints subscribed to the
 	// event were looked up and Deliveries filled in (at the first
 	// delivery attempt).
@@ -194,32 +197,57 @@ func eventType(old, p *Payment) (webhook.EventType, bool) {
 	return "", false
 }
 
-// recordEvent appends to p the event of its change from old, if the change
-// makes one; version is the version the store write gives p.
-func recordEvent(old, p *Payment, version int64, now time.Time) bool {
+// StateOf returns the state the event's change left payment p in: State,
+// or, while that is nil, p's own.
+func (e *Event) StateOf(p *Payment) EventState {
+	if e.State != nil {
+		return *e.State
+	}
+	return stateOf(p)
+}
+
+// stateOf returns what of p a change can change.
+func stateOf(p *Payment) EventState {
+	return EventState{
+		Status: p.Status, Gateway: p.Gateway, GatewayReference: p.GatewayReference,
+		DeclineCode: p.DeclineCode, FailureCode: p.FailureCode,
+		AmountCaptured: p.AmountCaptured, AmountRefunded: p.AmountRefunded,
+		Refunds: len(p.Refunds),
+	}
+}
+
+// recordEvent keeps p's events right across its change from old (every
+// stored change goes through it: Processor.save): it appends the event the
+// change makes, if any, and, if the change alters the state its latest
+// event left implicit (State nil), gives that event the state as it was.
+// version is the version the store write gives p. With record false (a
+// processor without WithEvents) it makes no event but still keeps the
+// earlier ones right. It reports whether it recorded an event.
+func recordEvent(old, p *Payment, version int64, now time.Time, record bool) bool {
 	t, ok := eventType(old, p)
+	ok = ok && record
+	n := len(p.Events)
+	materialize := n > 0 && p.Events[n-1].State == nil && stateOf(old) != stateOf(p)
+	if !ok && !materialize {
+		return false
+	}
+	// A fresh backing array: the store may still hold the old one, and the
+	// caller's rollback copy shares it.
+	evs := make([]Event, n, n+1)
+	copy(evs, p.Events)
+	if materialize {
+		st := stateOf(old)
+		evs[n-1].State = &st
+	}
+	p.Events = evs
 	if !ok {
 		return false
 	}
 	if !p.UpdatedAt.After(old.UpdatedAt) {
 		p.UpdatedAt = now // the change did not say when: now (the event's time is the payment's)
 	}
-	ev := Event{
-		Type:           t,
-		PaymentVersion: version,
-		CreatedAt:      p.UpdatedAt,
-		State: EventState{
-			Status: p.Status, Gateway: p.Gateway, GatewayReference: p.GatewayReference,
-			DeclineCode: p.DeclineCode, FailureCode: p.FailureCode,
-			AmountCaptured: p.AmountCaptured, AmountRefunded: p.AmountRefunded,
-			Refunds: len(p.Refunds),
-		},
-	}
-	// A fresh backing array: the store may still hold the old one, and the
-	// caller's rollback copy shares it.
-	evs := make([]Event, len(p.Events), len(p.Events)+1)
-	copy(evs, p.Events)
-	p.Events = append(evs, ev)
+	// The new event's state is p's until its next change (State nil).
+	p.Events = append(p.Events, Event{Type: t, PaymentVersion: version, CreatedAt: p.UpdatedAt})
 	if p.EventsDue.IsZero() || now.Before(p.EventsDue) {
 		p.EventsDue = now
 	}
@@ -230,7 +258,7 @@ func recordEvent(old, p *Payment, version int64, now time.Time) bool {
 // p's unchanging fields with the event's state.
 func (e *Event) Snapshot(p *Payment) *Payment {
 	s := *p
-	st := e.State
+	st := e.StateOf(p)
 	s.Status, s.Gateway, s.GatewayReference = st.Status, st.Gateway, st.GatewayReference
 	s.DeclineCode, s.FailureCode = st.DeclineCode, st.FailureCode
 	s.AmountCaptured, s.AmountRefunded, s.UpdatedAt = st.AmountCaptured, st.AmountRefunded, e.CreatedAt

@@ -209,9 +209,28 @@ func TestEventsDeliveredSignedAndFiltered(t *testing.T) {
 	if len(stored.Events) != 3 {
 		t.Fatalf("stored events = %d, want 3", len(stored.Events))
 	}
+	// What each event's data must say, independently of Snapshot.
+	wantData := []struct {
+		status                      payments.Status
+		captured, refunded, nRefund int64
+	}{{payments.StatusAuthorized, 0, 0, 0}, {payments.StatusCaptured, 1000, 0, 0}, {payments.StatusCaptured, 1000, 300, 1}}
 	for i, se := range stored.Events {
 		if se.Type != want[i] {
 			t.Errorf("event %d type = %s, want %s", i, se.Type, want[i])
+		}
+		if latest := i == len(stored.Events)-1; (se.State == nil) != latest {
+			t.Errorf("event %d state %+v: want it kept only for events before the latest", i, se.State)
+		}
+		if got := byID[se.ID(stored)]; got != nil {
+			var data payments.Payment
+			if err := json.Unmarshal(got.Data, &data); err != nil {
+				t.Fatal(err)
+			}
+			w := wantData[i]
+			if data.Status != w.status || data.AmountCaptured != w.captured || data.AmountRefunded != w.refunded || int64(len(data.Refunds)) != w.nRefund {
+				t.Errorf("event %d (%s) data: %s captured %d refunded %d refunds %d; want %s %d %d %d", i, se.Type,
+					data.Status, data.AmountCaptured, data.AmountRefunded, len(data.Refunds), w.status, w.captured, w.refunded, w.nRefund)
+			}
 		}
 		got := byID[se.ID(stored)]
 		if got == nil {

@@ -102,10 +102,12 @@ func (p *Processor) save(ctx context.Context, pay *Payment, mutate func(*Payment
 			*pay = orig
 			return nil, asError(err)
 		}
-		if p.events {
+		if p.events || len(pay.Events) > 0 {
 			// The outbox: the event goes in the same write as the change. A
 			// worker's event sweep finds it (EventStore.ListEventsDue).
-			recordEvent(&orig, pay, orig.Version+1, p.now())
+			// Without WithEvents, the events a payment has are still kept
+			// right (the state of its latest one is the payment's).
+			recordEvent(&orig, pay, orig.Version+1, p.now(), p.events)
 		}
 		err := p.store.Update(ctx, pay)
 		if err == nil {

@@ -778,7 +778,10 @@ func storeEvents(t *testing.T, h PaymentStoreHarness, s payments.Store) {
 		p := storePayment(id, "m1", payments.StatusCaptured, storeT0)
 		p.Events = []payments.Event{{
 			Type: "payment.captured", PaymentVersion: 1, CreatedAt: at,
-			State: payments.EventState{Status: payments.StatusCaptured, AmountCaptured: 1999, Refunds: 1},
+			State: &payments.EventState{Status: payments.StatusCaptured, AmountCaptured: 1999, Refunds: 1},
+		}, {
+			// The latest event: its state is the payment's (State nil).
+			Type: "payment.refunded", PaymentVersion: 2, CreatedAt: at,
 		}}
 		p.EventsDue = at
 		return p
@@ -794,8 +797,9 @@ func storeEvents(t *testing.T, h PaymentStoreHarness, s payments.Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(got.Events) != 1 || got.Events[0].PaymentVersion != 1 || got.Events[0].Type != a.Events[0].Type ||
-		!got.Events[0].CreatedAt.Equal(due) || got.Events[0].State.AmountCaptured != 1999 || !got.EventsDue.Equal(due) {
+	if len(got.Events) != 2 || got.Events[0].PaymentVersion != 1 || got.Events[0].Type != a.Events[0].Type ||
+		!got.Events[0].CreatedAt.Equal(due) || got.Events[0].State == nil || got.Events[0].State.AmountCaptured != 1999 ||
+		got.Events[1].State != nil || got.Events[1].PaymentVersion != 2 || !got.EventsDue.Equal(due) {
 		t.Fatalf("events read back = %+v due %v, want %+v due %v", got.Events, got.EventsDue, a.Events, due)
 	}
 	list := func(before time.Time) []string {
@@ -863,7 +867,7 @@ func storeEvents(t *testing.T, h PaymentStoreHarness, s payments.Store) {
 	if err := es.UpdateEvents(ctx, again); err != nil {
 		t.Fatal(err)
 	}
-	if len(again.Events) != 1 || len(again.Events[0].Deliveries) != 1 || again.Events[0].Deliveries[0].Status != payments.DeliveryDelivered ||
+	if len(again.Events) != 2 || again.Events[1].State != nil || len(again.Events[0].Deliveries) != 1 || again.Events[0].Deliveries[0].Status != payments.DeliveryDelivered ||
 		!again.Events[0].Resolved || !again.EventsDue.IsZero() {
 		t.Errorf("after UpdateEvents: %+v due %v", again.Events, again.EventsDue)
 	}
@@ -926,7 +930,7 @@ func storeEvents(t *testing.T, h PaymentStoreHarness, s payments.Store) {
 		defer s2.Close()
 		if other, ok := s2.(payments.EventStore); ok {
 			ps, err := other.ListEventsDue(ctx, due.Add(time.Hour), 10)
-			if err != nil || len(ps) != 1 || ps[0].ID != b.ID || len(ps[0].Events) != 1 {
+			if err != nil || len(ps) != 1 || ps[0].ID != b.ID || len(ps[0].Events) != 2 {
 				t.Errorf("another client's ListEventsDue = %v, %v", ps, err)
 			}
 		}

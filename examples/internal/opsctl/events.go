@@ -86,7 +86,7 @@ type eventView struct {
 
 func viewEvent(p *payments.Payment, ev *payments.Event) eventView {
 	v := eventView{ID: ev.ID(p), Type: string(ev.Type), PaymentID: p.ID, Merchant: p.Merchant, PaymentVersion: ev.PaymentVersion,
-		PaymentStatus: string(ev.State.Status), CreatedAt: ev.CreatedAt.UTC(), Resolved: ev.Resolved, Deliveries: []deliveryView{}}
+		PaymentStatus: string(ev.StateOf(p).Status), CreatedAt: ev.CreatedAt.UTC(), Resolved: ev.Resolved, Deliveries: []deliveryView{}}
 	for _, d := range ev.Deliveries {
 		v.Deliveries = append(v.Deliveries, viewDelivery(d))
 	}
