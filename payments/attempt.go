@@ -101,13 +101,15 @@ func claimLive(q *Payment, now time.Time) bool {
 // claimAttempt records, before a resumed gateway attempt, that this writer
 // is about to call the gateway. It returns the payment as stored, whether
 // another writer's claim was live (the attempt is then shared: this writer
-// may settle the payment with the gateway's answer but never fail it), or
-// the outcome to return when the payment is no longer processing, or, for
-// an exclusive claim, when another writer's claim is live (busy).
-func (p *Processor) claimAttempt(ctx context.Context, pay *Payment, exclusive bool) (*Payment, bool, *outcome) {
+// may settle the payment with the gateway's answer but never fail it) and,
+// if so, until when (what releaseAttempt gives back), or the outcome to
+// return when the payment is no longer processing, or, for an exclusive
+// claim, when another writer's claim is live (busy).
+func (p *Processor) claimAttempt(ctx context.Context, pay *Payment, exclusive bool) (*Payment, bool, time.Time, *outcome) {
 	shared, busy := false, false
+	var theirs time.Time
 	saved, e := p.save(ctx, pay, func(q *Payment) error {
-		busy = false
+		busy, theirs = false, time.Time{}
 		if q.Status != StatusProcessing {
 			return errUnchanged
 		}
@@ -117,6 +119,9 @@ func (p *Processor) claimAttempt(ctx context.Context, pay *Payment, exclusive bo
 			busy = true
 			return errUnchanged
 		}
+		if shared {
+			theirs = q.AttemptUntil
+		}
 		if until := now.Add(p.attemptWindow()); until.After(q.AttemptUntil) {
 			q.AttemptUntil = until
 		}
@@ -124,30 +129,35 @@ func (p *Processor) claimAttempt(ctx context.Context, pay *Payment, exclusive bo
 		return nil
 	})
 	if e != nil {
-		return nil, false, failed(&Error{Code: CodeOutcomeUnknown, PaymentID: pay.ID, RetryAfter: 5 * time.Second,
+		return nil, false, time.Time{}, failed(&Error{Code: CodeOutcomeUnknown, PaymentID: pay.ID, RetryAfter: 5 * time.Second,
 			Detail: "the payment could not be claimed for a new attempt; retry with the same Idempotency-Key", Err: e}, pay)
 	}
 	if saved.Status != StatusProcessing {
-		return nil, false, fromPayment(saved)
+		return nil, false, time.Time{}, fromPayment(saved)
 	}
 	if busy {
-		return nil, false, &outcome{payment: saved, busy: true}
+		return nil, false, time.Time{}, &outcome{payment: saved, busy: true}
 	}
-	return saved, shared, nil
+	return saved, shared, theirs, nil
 }
 
-// releaseAttempt clears this writer's claim on a payment it leaves
-// processing (a later delivery or the reconciler goes on), so that the next
-// writer is not fenced off by an attempt that is over. It changes nothing if
-// anyone wrote the payment since (their claim stands).
-// It returns the payment as stored afterwards, or pay if that is unknown.
-func (p *Processor) releaseAttempt(ctx context.Context, pay *Payment) *Payment {
+// releaseAttempt ends this writer's claim on a payment it leaves processing
+// (a later delivery or the reconciler goes on): an exclusive claim is
+// cleared (theirs zero), so that the next writer is not fenced off by an
+// attempt that is over; a shared one gives the other writer's claim back as
+// it was (theirs), so that a writer that died in a gateway call is not kept
+// alive by every retry sharing its claim (each one extended it, and none
+// could fail a payment the provider refuses for as long as retries came).
+// It changes nothing if anyone wrote the payment since (their claim
+// stands). It returns the payment as stored afterwards, or pay if that is
+// unknown.
+func (p *Processor) releaseAttempt(ctx context.Context, pay *Payment, theirs time.Time) *Payment {
 	version := pay.Version
 	saved, e := p.save(ctx, pay.Clone(), func(q *Payment) error {
-		if q.Version != version || q.Status != StatusProcessing || q.AttemptUntil.IsZero() {
+		if q.Version != version || q.Status != StatusProcessing || q.AttemptUntil.IsZero() || !theirs.Before(q.AttemptUntil) {
 			return errUnchanged
 		}
-		q.AttemptUntil = time.Time{}
+		q.AttemptUntil = theirs
 		return nil
 	})
 	if e != nil {
@@ -163,16 +173,24 @@ func (p *Processor) releaseAttempt(ctx context.Context, pay *Payment) *Payment {
 // definitely did not process; ambiguous failures are reconciled by Lookup.
 func (p *Processor) execAuthorize(ctx context.Context, pay *Payment, chain []*gateway.Gateway, eo execOpts) *outcome {
 	fenced := true // pay.Version is this writer's own claim (see Fencing)
+	var theirs time.Time
 	if eo.claim {
-		claimed, shared, o := p.claimAttempt(ctx, pay, eo.exclusive)
+		claimed, shared, until, o := p.claimAttempt(ctx, pay, eo.exclusive)
 		if o != nil {
 			return o
 		}
-		pay, fenced = claimed, !shared
+		pay, fenced, theirs = claimed, !shared, until
 	}
 	o := p.attemptChain(ctx, pay, chain, eo, fenced)
-	if fenced && !o.fencedOff && o.payment != nil && o.payment.Status == StatusProcessing {
-		o.payment = p.releaseAttempt(ctx, o.payment)
+	switch {
+	case o.payment == nil || o.payment.Status != StatusProcessing:
+	case fenced && !o.fencedOff:
+		o.payment = p.releaseAttempt(ctx, o.payment, time.Time{})
+	case !fenced && o.fencedOff:
+		// A shared attempt the provider definitely did not process: the
+		// payment would have failed but for the other writer's claim.
+		// Give that claim back as it was; its writer may be dead.
+		o.payment = p.releaseAttempt(ctx, o.payment, theirs)
 	}
 	return o
 }
