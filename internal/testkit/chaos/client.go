@@ -44,6 +44,9 @@ type clients struct {
 
 	mu      sync.Mutex
 	answers []Answer
+	// gaveUpOn says, for each submission that got no definite answer,
+	// the order and the last answer it got.
+	gaveUpOn []string
 }
 
 func newClients(p *pool, seed uint64, dice *Dice, dup float64) *clients {
@@ -120,7 +123,8 @@ func (c *clients) run(ctx context.Context, from, to, n int, pace time.Duration) 
 func (c *clients) submit(ctx context.Context, r *rand.Rand, o order, dup bool) bool {
 	deadline := time.Now().Add(60 * time.Second)
 	backoff := 20 * time.Millisecond
-	for attempt := 0; time.Now().Before(deadline) && ctx.Err() == nil; attempt++ {
+	last, attempts := "none", 0
+	for ; time.Now().Before(deadline) && ctx.Err() == nil; attempts++ {
 		base, ok := c.pool.pick(r)
 		if !ok {
 			break
@@ -128,6 +132,10 @@ func (c *clients) submit(ctx context.Context, r *rand.Rand, o order, dup bool) b
 		wait := backoff
 		if base != "" {
 			a, retryAfter, definite := c.send(ctx, base, o)
+			last = "connection error"
+			if a.HTTPStatus != 0 {
+				last = fmt.Sprintf("%d %s (payment %q)", a.HTTPStatus, a.Code, a.PaymentID)
+			}
 			if definite {
 				a.Duplicate = dup
 				c.mu.Lock()
@@ -146,6 +154,9 @@ func (c *clients) submit(ctx context.Context, r *rand.Rand, o order, dup bool) b
 		backoff = min(2*backoff, 500*time.Millisecond)
 	}
 	c.gaveUp.Add(1)
+	c.mu.Lock()
+	c.gaveUpOn = append(c.gaveUpOn, fmt.Sprintf("order %s: %d attempts, the last answer %s", o.key, attempts, last))
+	c.mu.Unlock()
 	return false
 }
 

@@ -13,9 +13,10 @@
 // TestSoakMemory uses memory stores and the in-memory bus; TestSoakPeers
 // uses the PostgreSQL payment store (payments/postgres), the Redis
 // idempotency store (idempotency/redis) and Kafka (bus/kafka against
-// franz-go's kfake). Without PostgreSQL or Redis TestSoakPeers skips
-// locally and fails when CI=true (testkit.StoreRequirePeer); the peers'
-// URLs are PAYRAIL_TEST_POSTGRES_URL and PAYRAIL_TEST_REDIS_URL.
+// franz-go's kfake); TestSoakPeersPubSub the same stores with Pub/Sub
+// (bus/pubsub against pstest). Without PostgreSQL or Redis the peers'
+// soaks skip locally and fail when CI=true (testkit.StoreRequirePeer);
+// the peers' URLs are PAYRAIL_TEST_POSTGRES_URL and PAYRAIL_TEST_REDIS_URL.
 //
 // The full soak is the same tests at scale:
 //
@@ -68,10 +69,12 @@
 // last fifth is sent while the only instance is SIGTERMed (a memory
 // store's process has nothing to come back to, so kill -9 is not
 // exercised: it loses everything by definition). Peers: two instances at
-// a time, all orders under faults with an instance stopped every 3s (kill
-// -9, every third a SIGTERM) and replaced, connections dropped every 2s;
-// then faults off, recovery settles, every instance is shut down
-// gracefully.
+// a time, all orders under faults, spread over at least 8s so that every
+// fault fires however few they are, with an instance stopped every 2.5s
+// (kill -9, every third a SIGTERM) and replaced, connections dropped every
+// 2s; then faults off, recovery settles, every instance is shut down
+// gracefully. A soak of the peers fails if a kill, a SIGTERM or a drop of
+// either store's connections never happened.
 //
 // # The invariants (Check)
 //

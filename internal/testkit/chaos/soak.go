@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"time"
 
@@ -182,7 +183,9 @@ func Run(ctx context.Context, env *Env, cfg Config) (*Report, error) {
 	rep, err := Check(ctx, env.Store, ledger.Charges(), cl.snapshot(), rep)
 	rep.Duration = time.Since(start)
 	if gave := cl.gaveUp.Load(); gave > 0 {
-		cfg.logf("chaos: %d submissions got no definite answer (instance gone or deadline)", gave)
+		cl.mu.Lock()
+		cfg.logf("chaos: %d submissions got no definite answer (instance gone or deadline): %s", gave, strings.Join(cl.gaveUpOn, "; "))
+		cl.mu.Unlock()
 	}
 	return rep, err
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"cloud.google.com/go/pubsub/v2/pstest"
 	"github.com/jackc/pgx/v5"
 	goredis "github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kfake"
@@ -16,6 +17,7 @@ import (
 	busdriver "github.com/payrail/payrail/bus/driver"
 	"github.com/payrail/payrail/bus/inmemory"
 	"github.com/payrail/payrail/bus/kafka"
+	"github.com/payrail/payrail/bus/pubsub"
 	idemdriver "github.com/payrail/payrail/idempotency/driver"
 	"github.com/payrail/payrail/idempotency/memory"
 	idemredis "github.com/payrail/payrail/idempotency/redis"
@@ -94,6 +96,80 @@ func TestSoakMemory(t *testing.T) {
 // a time killed -9 (or SIGTERMed) and restarted, store connections dropped.
 func TestSoakPeers(t *testing.T) {
 	n, seed := soakSize(t, 600)
+	env := durablePeers(t, "postgres-redis-kafka")
+
+	// Kafka: an in-process cluster (kfake) with the topic and its DLQ.
+	ctx := context.Background()
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.DefaultNumPartitions(8),
+		kfake.GroupMinSessionTimeout(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cluster.Close)
+	brokers := strings.Join(cluster.ListenAddrs(), ",")
+	if err := kafka.EnsureTopic(ctx, "kafka://"+brokers+"/payments-soak"); err != nil {
+		t.Fatal(err)
+	}
+	topicURL, _ := url.Parse("kafka://" + brokers + "/payments-soak")
+	subURL, _ := url.Parse("kafka://" + brokers + "/payments-soak?group=soak&session_timeout=1s&heartbeat_interval=200ms" +
+		"&rebalance_timeout=6s&drain_timeout=3s&commit_interval=200ms")
+	env.OpenTopic = func(ctx context.Context) (busdriver.Topic, error) { return kafka.Driver{}.OpenTopic(ctx, topicURL) }
+	env.OpenSub = func(ctx context.Context) (busdriver.Subscription, error) {
+		return kafka.Driver{}.OpenSubscription(ctx, subURL)
+	}
+	soakDurable(t, env, n, seed)
+}
+
+// TestSoakPeersPubSub is TestSoakPeers with the commands over Pub/Sub
+// (pstest, in-process): a killed instance's deliveries come back when
+// their ack deadline lapses, and a SIGTERMed one hands back what it
+// fetched.
+func TestSoakPeersPubSub(t *testing.T) {
+	n, seed := soakSize(t, 600)
+	env := durablePeers(t, "postgres-redis-pubsub")
+	ctx := context.Background()
+	pstest.SetMinAckDeadline(time.Second)
+	srv := pstest.NewServer()
+	t.Cleanup(func() { _ = srv.Close() })
+	t.Setenv("PUBSUB_EMULATOR_HOST", srv.Addr)
+	const project = "payrail-soak"
+	sub := "pubsub://" + project + "/payments-soak?subscription=payments-worker&ack_deadline=2s&streams=2"
+	if _, err := pubsub.Provision(ctx, sub); err != nil {
+		t.Fatal(err)
+	}
+	topicURL, _ := url.Parse("pubsub://" + project + "/payments-soak")
+	subURL, _ := url.Parse(sub)
+	env.OpenTopic = func(ctx context.Context) (busdriver.Topic, error) { return pubsub.Driver{}.OpenTopic(ctx, topicURL) }
+	env.OpenSub = func(ctx context.Context) (busdriver.Subscription, error) {
+		return pubsub.Driver{}.OpenSubscription(ctx, subURL)
+	}
+	soakDurable(t, env, n, seed)
+}
+
+// soakDurable runs the soak of durable peers: two instances, kill -9 at
+// 2.5 s and 5 s and SIGTERM at 7.5 s under load, store connections
+// dropped every 2 s; every one of those faults must have fired.
+func soakDurable(t *testing.T, env *Env, n int, seed uint64) {
+	t.Helper()
+	cfg := soakConfig(t, n, seed)
+	cfg.Instances = 2
+	cfg.KillEvery = 2500 * time.Millisecond // kill -9 at 2.5 s and 5 s, SIGTERM at 7.5 s
+	cfg.DisconnectEvery = 2 * time.Second
+	cfg.LoadDuration = 8 * time.Second // however few the orders, every fault fires under load
+	r, err := Run(context.Background(), env, cfg)
+	report(t, r, err)
+	for _, kind := range []string{FaultKill, FaultSIGTERM, FaultPostgresDrop, FaultRedisDrop} {
+		if r.Faults[kind] == 0 {
+			t.Errorf("no %s fault was injected: the soak did not test what it claims", kind)
+		}
+	}
+}
+
+// durablePeers returns an Env (without its bus) on PostgreSQL and Redis
+// on 127.0.0.1: a payments table and a key prefix of the test's own, and
+// connections named so that the drop faults end only this test's.
+func durablePeers(t *testing.T, name string) *Env {
+	t.Helper()
 	ctx := context.Background()
 	app := testkit.StoreUniqueName("payrail-soak-")
 
@@ -144,29 +220,10 @@ func TestSoakPeers(t *testing.T) {
 	ru.RawQuery = q.Encode()
 	redisURL := ru.String()
 
-	// Kafka: an in-process cluster (kfake) with the topic and its DLQ.
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.DefaultNumPartitions(8),
-		kfake.GroupMinSessionTimeout(100*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cluster.Close)
-	brokers := strings.Join(cluster.ListenAddrs(), ",")
-	if err := kafka.EnsureTopic(ctx, "kafka://"+brokers+"/payments-soak"); err != nil {
-		t.Fatal(err)
-	}
-	topicURL, _ := url.Parse("kafka://" + brokers + "/payments-soak")
-	subURL, _ := url.Parse("kafka://" + brokers + "/payments-soak?group=soak&session_timeout=1s&heartbeat_interval=200ms" +
-		"&rebalance_timeout=6s&drain_timeout=3s&commit_interval=200ms")
-
-	env := &Env{
-		Name: "postgres-redis-kafka", Durable: true, Store: checkStore, CloseStores: true,
+	return &Env{
+		Name: name, Durable: true, Store: checkStore, CloseStores: true,
 		OpenStore: func(ctx context.Context) (payments.Store, error) { return postgres.Open(ctx, pgURL) },
 		OpenIdem:  func(ctx context.Context) (idemdriver.Store, error) { return idemredis.Open(ctx, redisURL) },
-		OpenTopic: func(ctx context.Context) (busdriver.Topic, error) { return kafka.Driver{}.OpenTopic(ctx, topicURL) },
-		OpenSub: func(ctx context.Context) (busdriver.Subscription, error) {
-			return kafka.Driver{}.OpenSubscription(ctx, subURL)
-		},
 		Disconnects: []Disconnect{
 			{Kind: FaultPostgresDrop, Drop: func(ctx context.Context) error {
 				_, err := admin.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
@@ -175,18 +232,6 @@ func TestSoakPeers(t *testing.T) {
 			}},
 			{Kind: FaultRedisDrop, Drop: func(ctx context.Context) error { return killRedisClients(ctx, rc, app) }},
 		},
-	}
-	cfg := soakConfig(t, n, seed)
-	cfg.Instances = 2
-	cfg.KillEvery = 2500 * time.Millisecond // kill -9 at 2.5 s and 5 s, SIGTERM at 7.5 s
-	cfg.DisconnectEvery = 2 * time.Second
-	cfg.LoadDuration = 8 * time.Second // however few the orders, every fault fires under load
-	r, err := Run(ctx, env, cfg)
-	report(t, r, err)
-	for _, kind := range []string{FaultKill, FaultSIGTERM, FaultPostgresDrop, FaultRedisDrop} {
-		if r.Faults[kind] == 0 {
-			t.Errorf("no %s fault was injected: the soak did not test what it claims", kind)
-		}
 	}
 }
 
