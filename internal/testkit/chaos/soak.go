@@ -56,9 +56,19 @@ func Run(ctx context.Context, env *Env, cfg Config) (*Report, error) {
 	gw := NewFaultGateway(mock.New(mock.WithSeed(cfg.Seed)), ledger, dice, cfg.Faults, cfg.Timings.SlowLatency)
 	p := &pool{}
 	startOne := func() error {
-		in, err := StartInstance(ctx, env, gw, dice, cfg.Faults, cfg.Timings)
-		if err != nil {
-			return err
+		// A process that fails to start (a store connection dropped while
+		// it opened) is started again, as its supervisor would.
+		var in *Instance
+		var err error
+		for attempt := 1; ; attempt++ {
+			if in, err = StartInstance(ctx, env, gw, dice, cfg.Faults, cfg.Timings); err == nil {
+				break
+			}
+			if attempt == 10 || ctx.Err() != nil {
+				return err
+			}
+			cfg.logf("chaos: starting an instance (attempt %d): %v", attempt, err)
+			time.Sleep(200 * time.Millisecond)
 		}
 		p.mu.Lock()
 		p.ins = append(p.ins, in)
