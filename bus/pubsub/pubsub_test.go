@@ -658,14 +658,7 @@ func TestShutdownCancelledMidwayCloses(t *testing.T) {
 	provision(t, ctx, name, name+"-a", "ack_deadline=60s")
 	topic := openTopic(t, ctx, name)
 	for round := range 5 {
-		u, err := url.Parse(subURL(name, name+"-a"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		s, err := pubsub.Driver{}.OpenSubscription(ctx, u)
-		if err != nil {
-			t.Fatal(err)
-		}
+		s := openDriverSub(t, ctx, subURL(name, name+"-a"))
 		if err := topic.Publish(ctx, &bus.Message{Body: fmt.Appendf(nil, "m%d", round)}); err != nil {
 			t.Fatal(err)
 		}
