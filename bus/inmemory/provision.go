@@ -136,21 +136,17 @@ func (s *subscription) apply(st settings) {
 // delayed, held behind its key or in flight (0 if there is none). Called
 // with s.mu held.
 func (s *subscription) oldestAge() time.Duration {
-	var oldest time.Time
-	see := func(e *entry) {
-		if p := e.msg.published; oldest.IsZero() || p.Before(oldest) {
-			oldest = p
-		}
-	}
-	s.ready.each(see)
-	for _, e := range s.timed {
-		see(e)
-	}
-	for _, kq := range s.keys {
-		kq.held.each(see)
-	}
-	if oldest.IsZero() {
+	if s.age.len() == 0 {
+		s.ageUnsorted = false
 		return 0
+	}
+	oldest := s.age.at(0).msg.published
+	if s.ageUnsorted {
+		s.age.each(func(e *entry) {
+			if p := e.msg.published; !gone(e) && p.Before(oldest) {
+				oldest = p
+			}
+		})
 	}
 	return time.Since(oldest)
 }
