@@ -40,6 +40,23 @@ func sendN(t testing.TB, dt driver.Topic, prefix string, n int) {
 	}
 }
 
+// receiveAck receives up to max messages from h, acks them and returns
+// how many there were.
+func receiveAck(t testing.TB, h *subHandle, max int) int {
+	t.Helper()
+	ctx := context.Background()
+	ms, err := h.ReceiveBatch(ctx, max)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range ms {
+		if err := h.Ack(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return len(ms)
+}
+
 // OldestAge is the age of the oldest message still in circulation, read
 // without a scan: a message kept in flight at the head while thousands
 // published after it are acked keeps the age, the acked ones do not stay
@@ -70,16 +87,7 @@ func TestOldestAgeFollowsCirculation(t *testing.T) {
 	for round := range 5 {
 		sendN(t, dt, "new"+strconv.Itoa(round)+"-", n/5)
 		for got := 0; got < n/5; {
-			ms, err := h.ReceiveBatch(ctx, 100)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, m := range ms {
-				if err := h.Ack(ctx, m); err != nil {
-					t.Fatal(err)
-				}
-			}
-			got += len(ms)
+			got += receiveAck(t, h, 100)
 		}
 	}
 	if a := age(); a < 50*time.Millisecond {
@@ -113,15 +121,7 @@ func TestOldestAgeFollowsCirculation(t *testing.T) {
 		if st.Backlog == 0 && st.InFlight == 0 {
 			break
 		}
-		ms, err := h.ReceiveBatch(ctx, 10)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, m := range ms {
-			if err := h.Ack(ctx, m); err != nil {
-				t.Fatal(err)
-			}
-		}
+		receiveAck(t, h, 10)
 	}
 	if a := age(); a != 0 {
 		t.Errorf("drained: OldestAge %v, want 0", a)
