@@ -69,7 +69,8 @@ func (p *Processor) sdkPayment(ctx context.Context, merchant string, o *outcome)
 // detach makes a payment held by one request's outcome safe to hand to an
 // SDK caller. The outcome's payment is already that request's own copy
 // (stores copy on write and return copies, see Store) except for its
-// metadata map, which the memory store shares read-only: that is cloned.
+// metadata map, which a store may share read-only (Store.Get): that is
+// cloned.
 func (p *Payment) detach() *Payment {
 	if p != nil && len(p.Metadata) > 0 {
 		p.Metadata = maps.Clone(p.Metadata)

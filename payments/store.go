@@ -3,12 +3,14 @@ package payments
 import (
 	"cmp"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/maphash"
 	mathbits "math/bits"
 	"net/url"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -110,10 +112,10 @@ func (memoryOpener) Open(_ context.Context, u *url.URL) (Store, error) {
 // MemoryStore is an in-process Store, the default. It keeps every payment
 // for the life of the process, sharded to keep lock contention low.
 //
-// Payments returned by Get and ListStale share their Metadata map and
-// their Events with the stored copy: treat them as read-only (the
-// Processor never modifies metadata after creation, replaces Events rather
-// than changing them in place, and hands its own callers deep copies).
+// Payments returned by Get and ListStale share their Events with the
+// stored copy: treat them as read-only (the Processor replaces Events
+// rather than changing them in place, and hands its own callers deep
+// copies). Their Metadata maps are their own.
 type MemoryStore struct {
 	seed   maphash.Seed
 	shards [memShards]memShard
@@ -124,7 +126,9 @@ const memShards = 32
 // memShard holds the store's own copy of each payment. Update overwrites
 // that copy in place under the lock (one lookup, no allocation). Refunds
 // slices are cloned on the way in and out (refunds are appended to);
-// Metadata maps and Events slices are shared read-only (see Payment.Events).
+// Events slices are shared read-only (see Payment.Events). Metadata is kept
+// encoded, beside the copy (see encodeMeta), and decoded into a new map on
+// the way out.
 type memShard struct {
 	mu sync.RWMutex
 	// index holds the slot of each payment by the hash of its id: it
@@ -135,12 +139,17 @@ type memShard struct {
 	// rather than one by one (payments are never removed, so a slab is
 	// never partly garbage); slot i is slabs[i/memSlab][i%memSlab].
 	slabs [][]Payment
+	// metas hold the metadata of the payment in the same slot of slabs,
+	// encoded (encodeMeta): a string of a few bytes rather than the map,
+	// whose smallest table costs 336 bytes for a single key and would be
+	// kept for the life of the process. The stored copies' Metadata is nil.
+	metas [][]string
 	n     int // slots used
 	// due: a bit per slot, set for the payments whose EventsDue is set
 	// (ListEventsDue): no pointers for the collector to scan, and no
 	// allocation per payment (a word per 64 slots).
 	due []uint64
-	_   [128 - 96]byte // one shard per cache line pair: no false sharing between cores
+	_   [128 - 120]byte // one shard per cache line pair: no false sharing between cores
 }
 
 // memSlab is the number of payments a shard allocates at once.
@@ -158,6 +167,18 @@ func (s *MemoryStore) shard(id string) (*memShard, uint64) {
 }
 
 func (sh *memShard) slot(i int) *Payment { return &sh.slabs[i/memSlab][i%memSlab] }
+
+// meta is the encoded metadata of slot i.
+func (sh *memShard) meta(i int) *string { return &sh.metas[i/memSlab][i%memSlab] }
+
+// out returns a copy of the payment in slot i that the caller owns but for
+// its Events (shared read-only). The shard is locked.
+func (sh *memShard) out(i int) *Payment {
+	p := *sh.slot(i)
+	p.Refunds = slices.Clone(p.Refunds)
+	p.Metadata = decodeMeta(*sh.meta(i))
+	return &p
+}
 
 // find returns the stored copy of the payment id, whose hash is h, or nil.
 // The shard is locked.
@@ -180,6 +201,7 @@ func (sh *memShard) add(id string, h uint64) (int, *Payment) {
 	i := sh.n
 	if i%memSlab == 0 {
 		sh.slabs = append(sh.slabs, make([]Payment, memSlab))
+		sh.metas = append(sh.metas, make([]string, memSlab))
 	}
 	sh.n++
 	sh.index.Add(id, h, i)
@@ -192,6 +214,7 @@ func (s *MemoryStore) Create(ctx context.Context, p *Payment) error {
 		return err
 	}
 	refunds := slices.Clone(p.Refunds)
+	meta := encodeMeta(p.Metadata)
 	sh, h := s.shard(p.ID)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
@@ -200,7 +223,8 @@ func (s *MemoryStore) Create(ctx context.Context, p *Payment) error {
 	}
 	i, c := sh.add(p.ID, h)
 	*c = *p
-	c.Refunds = refunds
+	c.Refunds, c.Metadata = refunds, nil
+	*sh.meta(i) = meta
 	c.Version = 1
 	p.Version = 1
 	sh.indexDue(i, false, c)
@@ -214,18 +238,15 @@ func (s *MemoryStore) Get(ctx context.Context, merchant, id string) (*Payment, e
 	}
 	sh, h := s.shard(id)
 	sh.mu.RLock()
-	cur := sh.find(id, h)
-	ok := cur != nil
-	var p Payment
-	if ok {
-		p = *cur
+	var p *Payment
+	if i, ok := sh.findSlot(id, h); ok && sh.slot(i).Merchant == merchant {
+		p = sh.out(i)
 	}
 	sh.mu.RUnlock()
-	if !ok || p.Merchant != merchant {
+	if p == nil {
 		return nil, ErrNotFound
 	}
-	p.Refunds = slices.Clone(p.Refunds)
-	return &p, nil
+	return p, nil
 }
 
 // indexDue keeps the shard's due set in step with the EventsDue of c, in
@@ -247,17 +268,20 @@ func (sh *memShard) indexDue(i int, wasDue bool, c *Payment) {
 // Update implements Store.
 func (s *MemoryStore) Update(ctx context.Context, p *Payment) error {
 	refunds := slices.Clone(p.Refunds)
-	return s.compareAndSet(ctx, p, func(cur *Payment) {
+	return s.compareAndSet(ctx, p, func(cur *Payment, meta *string) {
 		p.Version++
 		*cur = *p
-		cur.Refunds = refunds
+		cur.Refunds, cur.Metadata = refunds, nil
+		if !sameMeta(*meta, p.Metadata) { // metadata is seldom changed after creation
+			*meta = encodeMeta(p.Metadata)
+		}
 	})
 }
 
 // compareAndSet calls set with the stored copy of p, under its shard's
 // lock, if its stored Version and EventsRevision are p's; it returns ErrStoreConflict
 // otherwise, ErrNotFound if the merchant has no such payment.
-func (s *MemoryStore) compareAndSet(ctx context.Context, p *Payment, set func(cur *Payment)) error {
+func (s *MemoryStore) compareAndSet(ctx context.Context, p *Payment, set func(cur *Payment, meta *string)) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -276,7 +300,7 @@ func (s *MemoryStore) compareAndSet(ctx context.Context, p *Payment, set func(cu
 		return ErrStoreConflict
 	}
 	wasDue := !cur.EventsDue.IsZero()
-	set(cur)
+	set(cur, sh.meta(i))
 	sh.indexDue(i, wasDue, cur)
 	return nil
 }
@@ -290,10 +314,10 @@ func (s *MemoryStore) Close() error { return nil }
 
 // ListStale implements Store.
 func (s *MemoryStore) ListStale(ctx context.Context, statuses []Status, before time.Time, limit int) ([]*Payment, error) {
-	return s.scan(ctx, limit, func(sh *memShard, visit func(*Payment)) {
+	return s.scan(ctx, limit, func(sh *memShard, visit func(int)) {
 		for i := range sh.n {
 			if cur := sh.slot(i); slices.Contains(statuses, cur.Status) && cur.UpdatedAt.Before(before) {
-				visit(cur)
+				visit(i)
 			}
 		}
 	}, func(p *Payment) time.Time { return p.UpdatedAt })
@@ -301,22 +325,23 @@ func (s *MemoryStore) ListStale(ctx context.Context, statuses []Status, before t
 
 // ListEventsDue implements EventStore.
 func (s *MemoryStore) ListEventsDue(ctx context.Context, before time.Time, limit int) ([]*Payment, error) {
-	return s.scan(ctx, limit, func(sh *memShard, visit func(*Payment)) {
+	return s.scan(ctx, limit, func(sh *memShard, visit func(int)) {
 		for w, bits := range sh.due {
 			for bits != 0 {
 				i := w*64 + mathbits.TrailingZeros64(bits)
 				bits &= bits - 1
 				if cur := sh.slot(i); !cur.EventsDue.After(before) {
-					visit(cur)
+					visit(i)
 				}
 			}
 		}
 	}, func(p *Payment) time.Time { return p.EventsDue })
 }
 
-// scan returns copies of the payments each shard's match visits (under the
-// shard's read lock), ordered by key then id, at most limit (if positive).
-func (s *MemoryStore) scan(ctx context.Context, limit int, match func(*memShard, func(*Payment)), key func(*Payment) time.Time) ([]*Payment, error) {
+// scan returns copies of the payments in the slots each shard's match
+// visits (under the shard's read lock), ordered by key then id, at most
+// limit (if positive).
+func (s *MemoryStore) scan(ctx context.Context, limit int, match func(*memShard, func(slot int)), key func(*Payment) time.Time) ([]*Payment, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -324,11 +349,7 @@ func (s *MemoryStore) scan(ctx context.Context, limit int, match func(*memShard,
 	for i := range s.shards {
 		sh := &s.shards[i]
 		sh.mu.RLock()
-		match(sh, func(cur *Payment) {
-			p := *cur
-			p.Refunds = slices.Clone(cur.Refunds)
-			out = append(out, &p)
-		})
+		match(sh, func(i int) { out = append(out, sh.out(i)) })
 		sh.mu.RUnlock()
 	}
 	slices.SortFunc(out, func(a, b *Payment) int {
@@ -342,7 +363,7 @@ func (s *MemoryStore) scan(ctx context.Context, limit int, match func(*memShard,
 
 // UpdateEvents implements EventStore.
 func (s *MemoryStore) UpdateEvents(ctx context.Context, p *Payment) error {
-	return s.compareAndSet(ctx, p, func(cur *Payment) {
+	return s.compareAndSet(ctx, p, func(cur *Payment, _ *string) {
 		p.EventsRevision++
 		cur.Events, cur.EventsDue, cur.EventsRevision = p.Events, p.EventsDue, p.EventsRevision
 	})
@@ -351,11 +372,100 @@ func (s *MemoryStore) UpdateEvents(ctx context.Context, p *Payment) error {
 // ListDeadEvents implements EventStore.
 func (s *MemoryStore) ListDeadEvents(ctx context.Context, after string, limit int) ([]*Payment, error) {
 	var zero time.Time
-	return s.scan(ctx, limit, func(sh *memShard, visit func(*Payment)) {
+	return s.scan(ctx, limit, func(sh *memShard, visit func(int)) {
 		for i := range sh.n {
 			if cur := sh.slot(i); cur.ID > after && cur.HasDeadEvents() {
-				visit(cur)
+				visit(i)
 			}
 		}
 	}, func(*Payment) time.Time { return zero })
+}
+
+// encodeMeta encodes metadata for MemoryStore: the number of pairs, then
+// each key and value after its length, the numbers as uvarints; "" for
+// none. One allocation, of a few bytes more than the keys and values.
+func encodeMeta(md map[string]string) string {
+	if len(md) == 0 {
+		return ""
+	}
+	n := uvarintLen(len(md))
+	for k, v := range md {
+		n += uvarintLen(len(k)) + len(k) + uvarintLen(len(v)) + len(v)
+	}
+	var b strings.Builder
+	b.Grow(n)
+	var num [binary.MaxVarintLen64]byte
+	b.Write(binary.AppendUvarint(num[:0], uint64(len(md))))
+	for k, v := range md {
+		b.Write(binary.AppendUvarint(num[:0], uint64(len(k))))
+		b.WriteString(k)
+		b.Write(binary.AppendUvarint(num[:0], uint64(len(v))))
+		b.WriteString(v)
+	}
+	return b.String()
+}
+
+// uvarintLen is the length of the uvarint of n.
+func uvarintLen(n int) int { return (mathbits.Len64(uint64(n)|1) + 6) / 7 }
+
+// metaReader reads what encodeMeta wrote.
+type metaReader struct{ s string }
+
+// num reads a uvarint.
+func (r *metaReader) num() int {
+	var n uint64
+	for shift := 0; r.s != ""; shift += 7 {
+		c := r.s[0]
+		r.s = r.s[1:]
+		n |= uint64(c&0x7f) << shift
+		if c < 0x80 {
+			break
+		}
+	}
+	return int(n)
+}
+
+// str reads a length and that many bytes, sharing the encoded string.
+func (r *metaReader) str() string {
+	n := min(r.num(), len(r.s))
+	v := r.s[:n]
+	r.s = r.s[n:]
+	return v
+}
+
+// decodeMeta returns a new map of the pairs s encodes (nil for ""); its
+// strings share s.
+func decodeMeta(s string) map[string]string {
+	if s == "" {
+		return nil
+	}
+	r := metaReader{s}
+	n := r.num()
+	md := make(map[string]string, n)
+	for range n {
+		k := r.str()
+		md[k] = r.str()
+	}
+	return md
+}
+
+// sameMeta reports whether s encodes exactly the pairs of md, without
+// allocating.
+func sameMeta(s string, md map[string]string) bool {
+	if s == "" {
+		return len(md) == 0
+	}
+	r := metaReader{s}
+	n := r.num()
+	if n != len(md) {
+		return false
+	}
+	for range n {
+		k := r.str()
+		v := r.str()
+		if w, ok := md[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
 }

@@ -406,8 +406,8 @@ func storeCopies(t *testing.T, _ PaymentStoreHarness, s payments.Store) {
 		t.Fatal(err)
 	}
 	// Mutating the caller's payment or a returned copy leaves the store
-	// alone. (Metadata is read-only after creation by the Store contract:
-	// MemoryStore shares the map, so it is not mutated here.)
+	// alone. (Metadata is read-only after creation by the Store contract,
+	// which lets a store share the map, so it is not mutated here.)
 	p.Refunds[0].Amount = 1
 	p.Status = payments.StatusRefunded
 	p.AmountRefunded = 1999
