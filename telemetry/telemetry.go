@@ -19,6 +19,9 @@
 package telemetry
 
 import (
+	"reflect"
+	"sync/atomic"
+
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/propagation"
@@ -64,8 +67,51 @@ func (p Providers) Propagators() propagation.TextMapPropagator {
 	if p.Propagator != nil {
 		return p.Propagator
 	}
-	if g := otel.GetTextMapPropagator(); len(g.Fields()) > 0 {
-		return g
+	g := otel.GetTextMapPropagator()
+	id, ok := identify(g)
+	if c := lastGlobal.Load(); ok && c != nil && c.id == id {
+		return c.use
 	}
-	return w3c
+	use := w3c
+	if len(g.Fields()) > 0 {
+		use = g
+	}
+	if ok {
+		lastGlobal.Store(&globalChoice{id: id, g: g, use: use})
+	}
+	return use
+}
+
+// globalChoice is Propagators' choice for the global propagator whose
+// identity is id. Whether the global propagates anything is known by its
+// Fields, which a composite propagator builds anew on every call (an
+// allocation per HTTP request and per message), so the answer is kept for
+// as long as the global stays the same.
+type globalChoice struct {
+	id  propagatorID
+	g   propagation.TextMapPropagator // keeps the address in id from being reused
+	use propagation.TextMapPropagator
+}
+
+var lastGlobal atomic.Pointer[globalChoice]
+
+// propagatorID identifies a propagator held by pointer, or a slice of
+// propagators (a composite) by its elements and length.
+type propagatorID struct {
+	typ reflect.Type
+	ptr uintptr
+	n   int
+}
+
+// identify returns p's identity, or false for a propagator of another kind
+// (a struct value, say), whose choice is not kept: comparing such values
+// with == could panic.
+func identify(p propagation.TextMapPropagator) (propagatorID, bool) {
+	switch v := reflect.ValueOf(p); v.Kind() {
+	case reflect.Pointer:
+		return propagatorID{typ: v.Type(), ptr: v.Pointer()}, true
+	case reflect.Slice:
+		return propagatorID{typ: v.Type(), ptr: v.Pointer(), n: v.Len()}, true
+	}
+	return propagatorID{}, false
 }
