@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"time"
 
@@ -27,6 +28,11 @@ import (
 func (p *Processor) Authorize(ctx context.Context, req AuthorizeRequest) (*Payment, error) {
 	if err := p.usable(); err != nil {
 		return nil, err
+	}
+	if len(req.Metadata) > 0 {
+		// authorize keeps the map: the caller's later changes must not
+		// reach the payment.
+		req.Metadata = maps.Clone(req.Metadata)
 	}
 	o := p.authorize(ctx, &req)
 	return p.sdkPayment(ctx, req.Merchant, o)

@@ -427,36 +427,88 @@ func TestCloseRefusesNewWork(t *testing.T) {
 }
 
 // The processor owns the payments it stores: neither the caller's request
-// metadata nor the Payment handed back aliases the stored copy.
+// metadata nor the Payment handed back aliases the stored copy, also with a
+// store that keeps the metadata map it is given (which the Store contract
+// allows).
 func TestAuthorizeDoesNotAliasCallerData(t *testing.T) {
-	p, err := payments.New(payments.WithGateway(mockGateway(t, mock.New())))
-	if err != nil {
-		t.Fatal(err)
+	for _, c := range []struct {
+		name  string
+		store payments.Store
+	}{
+		{"memory", payments.NewMemoryStore()},
+		{"sharing", &sharingStore{MemoryStore: payments.NewMemoryStore(), meta: map[string]map[string]string{}}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			p, err := payments.New(payments.WithGateway(mockGateway(t, mock.New())), payments.WithStore(c.store))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer p.Close()
+			ctx := context.Background()
+			meta := map[string]string{"order": "7"}
+			pay, err := p.Authorize(ctx, payments.AuthorizeRequest{Merchant: "m", IdempotencyKey: "k1", Amount: 100,
+				Currency: "EUR", PaymentMethod: "pm_card_visa", Metadata: meta})
+			if err != nil {
+				t.Fatal(err)
+			}
+			meta["order"] = "changed by the caller"
+			pay.Metadata["order"] = "changed through the result"
+			pay.Status = payments.StatusFailed
+			got, err := p.Get(ctx, payments.GetRequest{Merchant: "m", PaymentID: pay.ID})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Metadata["order"] != "7" || got.Status != payments.StatusCaptured {
+				t.Fatalf("stored payment changed by its callers: status %s, metadata %v", got.Status, got.Metadata)
+			}
+			got.Metadata["order"] = "changed through Get"
+			again, err := p.Get(ctx, payments.GetRequest{Merchant: "m", PaymentID: pay.ID})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if again.Metadata["order"] != "7" {
+				t.Fatalf("Get result aliases the store: %v", again.Metadata)
+			}
+		})
 	}
-	defer p.Close()
-	ctx := context.Background()
-	meta := map[string]string{"order": "7"}
-	pay, err := p.Authorize(ctx, payments.AuthorizeRequest{Merchant: "m", IdempotencyKey: "k1", Amount: 100,
-		Currency: "EUR", PaymentMethod: "pm_card_visa", Metadata: meta})
-	if err != nil {
-		t.Fatal(err)
+}
+
+// sharingStore is a MemoryStore that, as the Store contract allows, keeps
+// the metadata map it is given and hands that map out again from Get.
+type sharingStore struct {
+	*payments.MemoryStore
+	mu   sync.Mutex
+	meta map[string]map[string]string
+}
+
+func (s *sharingStore) keep(p *payments.Payment) {
+	s.mu.Lock()
+	s.meta[p.ID] = p.Metadata
+	s.mu.Unlock()
+}
+
+func (s *sharingStore) Create(ctx context.Context, p *payments.Payment) error {
+	err := s.MemoryStore.Create(ctx, p)
+	if err == nil {
+		s.keep(p)
 	}
-	meta["order"] = "changed by the caller"
-	pay.Metadata["order"] = "changed through the result"
-	pay.Status = payments.StatusFailed
-	got, err := p.Get(ctx, payments.GetRequest{Merchant: "m", PaymentID: pay.ID})
-	if err != nil {
-		t.Fatal(err)
+	return err
+}
+
+func (s *sharingStore) Update(ctx context.Context, p *payments.Payment) error {
+	err := s.MemoryStore.Update(ctx, p)
+	if err == nil {
+		s.keep(p)
 	}
-	if got.Metadata["order"] != "7" || got.Status != payments.StatusCaptured {
-		t.Fatalf("stored payment changed by its callers: status %s, metadata %v", got.Status, got.Metadata)
+	return err
+}
+
+func (s *sharingStore) Get(ctx context.Context, merchant, id string) (*payments.Payment, error) {
+	p, err := s.MemoryStore.Get(ctx, merchant, id)
+	if err == nil {
+		s.mu.Lock()
+		p.Metadata = s.meta[id]
+		s.mu.Unlock()
 	}
-	got.Metadata["order"] = "changed through Get"
-	again, err := p.Get(ctx, payments.GetRequest{Merchant: "m", PaymentID: pay.ID})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if again.Metadata["order"] != "7" {
-		t.Fatalf("Get result aliases the store: %v", again.Metadata)
-	}
+	return p, err
 }

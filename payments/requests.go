@@ -2,7 +2,6 @@ package payments
 
 import (
 	"fmt"
-	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -105,8 +104,9 @@ func maxAmount(c Currency) int64 {
 
 // normalizeAuthorize validates r, applies defaults and returns the
 // canonical request, or a validation *Error listing every bad field. The
-// result owns its metadata: a caller's later changes to r.Metadata never
-// reach the stored payment.
+// result shares r's metadata map, which the caller hands over: Authorize
+// clones its caller's (so that later changes to it never reach the
+// payment), and the HTTP handler passes the map it decoded.
 func normalizeAuthorize(r *AuthorizeRequest) (AuthorizeRequest, *Error) {
 	n := *r
 	var fields []FieldError
@@ -155,8 +155,6 @@ func normalizeAuthorize(r *AuthorizeRequest) (AuthorizeRequest, *Error) {
 	}
 	if len(n.Metadata) == 0 {
 		n.Metadata = nil // encoded as {}; saves a map per payment copy
-	} else {
-		n.Metadata = maps.Clone(n.Metadata)
 	}
 	return n, nil
 }
