@@ -5,6 +5,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	jsonv2 "github.com/go-json-experiment/json"
 )
 
 func validCommand() string {
@@ -61,7 +63,17 @@ func FuzzDecodeCommand(f *testing.F) {
 		f.Add([]byte(s), "", "")
 	}
 	f.Add([]byte(validCommand()), "pay_ABC", "acme")
+	f.Add([]byte(`{"v":1,"op":"authorize","payment_id":"pay_ABC","merchant":"acme"} `), "", "")
+	f.Add([]byte(`{"v":1,"op":"authorize","payment_id":"pay_ABC","merchant":"ac\u006de"}`), "", "")
 	f.Fuzz(func(t *testing.T, body []byte, attrID, attrMerchant string) {
+		// What the reflection-free reading accepts, the strict JSON
+		// decoder reads into the same command.
+		if c, ok := decodeCanonical(body); ok {
+			var v command
+			if err := jsonv2.Unmarshal(body, &v, jsonv2.RejectUnknownMembers(true)); err != nil || v != c {
+				t.Fatalf("decodeCanonical read %+v from %q; the JSON decoder %+v, %v", c, body, v, err)
+			}
+		}
 		attrs := map[string]string{}
 		if attrID != "" {
 			attrs[AttrPaymentID] = attrID
@@ -88,4 +100,47 @@ func FuzzDecodeCommand(f *testing.F) {
 			t.Fatalf("re-encoded %s does not decode to the same command: %+v, %v", re, again, err)
 		}
 	})
+}
+
+// encodeCommand writes what encoding/json writes for the same command, in
+// the canonical form the worker reads without the JSON decoder; values
+// that need escaping are escaped (and left to the decoder).
+func TestEncodeCommandIsCanonical(t *testing.T) {
+	for _, c := range []command{
+		{Version: 1, Op: opAuthorize, PaymentID: "pay_ABC", Merchant: "acme"},
+		{Version: 1, Op: opEvents, PaymentID: "pay_01JE7Q9ZK3M5N8P2R4T6V8X0YB", Merchant: "merchant-a.eu_1"},
+	} {
+		got := encodeCommand(c.Op, c.PaymentID, c.Merchant)
+		if want, _ := json.Marshal(c); string(got) != string(want) {
+			t.Errorf("encodeCommand = %s, want %s", got, want)
+		}
+		if d, ok := decodeCanonical(got); !ok || d != c {
+			t.Errorf("decodeCanonical(%s) = %+v, %v", got, d, ok)
+		}
+		if d, err := decodeCommand(got, nil); err != nil || d != c {
+			t.Errorf("decodeCommand(%s) = %+v, %v", got, d, err)
+		}
+	}
+	odd := encodeCommand(opAuthorize, `pay"1`, `a\b`)
+	var v command
+	if err := json.Unmarshal(odd, &v); err != nil || v.PaymentID != `pay"1` || v.Merchant != `a\b` {
+		t.Errorf("encodeCommand with values to escape: %s: %+v, %v", odd, v, err)
+	}
+	if _, ok := decodeCanonical(odd); ok {
+		t.Errorf("decodeCanonical took %s for the canonical form", odd)
+	}
+}
+
+// BenchmarkCommandRoundTrip encodes a command as publishCommand does and
+// decodes it as the worker does: the per-command cost of every async
+// payment, whichever bus carries it.
+func BenchmarkCommandRoundTrip(b *testing.B) {
+	attrs := map[string]string{AttrCommand: opAuthorize, AttrPaymentID: "pay_01JE7Q9ZK3M5N8P2R4T6V8X0YB", AttrMerchant: "merchant-a"}
+	b.ReportAllocs()
+	for b.Loop() {
+		body := encodeCommand(opAuthorize, "pay_01JE7Q9ZK3M5N8P2R4T6V8X0YB", "merchant-a")
+		if _, err := decodeCommand(body, attrs); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

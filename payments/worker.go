@@ -2,7 +2,6 @@ package payments
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -35,14 +34,10 @@ func (p *Processor) publish(ctx context.Context, pay *Payment) error {
 // publishCommand publishes command op for pay as message id, keyed by the
 // payment so that its commands stay in order.
 func (p *Processor) publishCommand(ctx context.Context, pay *Payment, op, id string) error {
-	body, err := json.Marshal(command{Version: commandVersion, Op: op, PaymentID: pay.ID, Merchant: pay.Merchant})
-	if err != nil {
-		return err
-	}
 	return p.topic.Publish(ctx, &bus.Message{
 		ID:         id,
 		Key:        pay.ID,
-		Body:       body,
+		Body:       encodeCommand(op, pay.ID, pay.Merchant),
 		Attributes: map[string]string{AttrCommand: op, AttrMerchant: pay.Merchant, AttrPaymentID: pay.ID},
 	})
 }
