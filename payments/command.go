@@ -131,11 +131,7 @@ func decodeCanonical(body []byte) (cmd command, ok bool) {
 // what follows sep.
 func cutSlug(b []byte, sep string) (slug, rest []byte, ok bool) {
 	i := 0
-	for i < len(b) {
-		c := b[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.') {
-			break
-		}
+	for i < len(b) && isSlugByte(b[i]) {
 		i++
 	}
 	if i == 0 || !bytes.HasPrefix(b[i:], []byte(sep)) {

@@ -241,12 +241,17 @@ func validSlug(s string, maxLen int) bool {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.') {
+		if !isSlugByte(s[i]) {
 			return false
 		}
 	}
 	return true
+}
+
+// isSlugByte reports whether c may appear in an identifier: a letter, a
+// digit, '.', '_' or '-'.
+func isSlugByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.'
 }
 
 // looksLikePAN reports whether s contains a run of 13 to 19 digits
