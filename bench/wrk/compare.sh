@@ -35,7 +35,7 @@ fi
 # from /proc/PID/stat, CLK_TCK per second).
 per_request() {
   awk -v b="$1" -v a="$2" -v n="${3:-0}" -v hz="$(getconf CLK_TCK)" 'BEGIN {
-    split(b, x, " "); split(a, y, " ")
+    if (split(b, x, " ") != 3 || split(a, y, " ") != 3) { print "cpu ? (server gone)"; exit }
     if (n <= 0) { print "cpu ? (no requests)"; exit }
     printf "cpu %.1f µs/req (user %.1f, sys %.1f), %.2f faults/req", \
       ((y[2]-x[2])+(y[3]-x[3]))*1e6/hz/n, (y[2]-x[2])*1e6/hz/n, (y[3]-x[3])*1e6/hz/n, (y[1]-x[1])/n }'
@@ -53,13 +53,13 @@ run() { # label binary...
   local pid=$!
   for _ in $(seq 100); do curl -s -o /dev/null "127.0.0.1:$port/" && break; sleep 0.1; done
   local before after
-  before=$(awk '{print $10, $14, $15}' "/proc/$pid/stat")
+  before=$(awk '{print $10, $14, $15}' "/proc/$pid/stat" 2>/dev/null || true)
   taskset -c "${LOAD_CPU:-0}" wrk -t1 -c"$conns" -d"$dur" --latency -s "$here/payments.lua" "http://127.0.0.1:$port" >"$tmp/$label.wrk" 2>&1 || true
-  after=$(awk '{print $10, $14, $15}' "/proc/$pid/stat")
+  after=$(awk '{print $10, $14, $15}' "/proc/$pid/stat" 2>/dev/null || true)
   printf '%-14s %s | %s | %s %s| %s\n' "$label" "$(grep Requests/sec "$tmp/$label.wrk")" "$(grep '^p50' "$tmp/$label.wrk")" \
     "$(grep '^status' "$tmp/$label.wrk" | tr '\n' ' ')" "$(grep Non-2xx "$tmp/$label.wrk" || true)" \
     "$(per_request "$before" "$after" "$(grep -o '[0-9]* requests in' "$tmp/$label.wrk" | cut -d' ' -f1)")"
-  kill "$pid"; wait "$pid" 2>/dev/null || true
+  kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
 }
 
 for r in $(seq "$rounds"); do
